@@ -1,0 +1,32 @@
+#!/bin/sh
+# Record the demo trace kernel_mix.lackey.gz from src/kernel_mix.c.
+#
+#   experiments/traces/record.sh            # writes experiments/traces/kernel_mix.lackey.gz
+#   experiments/traces/record.sh OUT.gz     # writes OUT.gz instead
+#
+# Needs gcc (with static libc, e.g. Debian's libc6-dev), valgrind and gzip. The program is linked
+# statically so the dynamic loader's symbol resolution does not swamp the trace; the remaining
+# start-up/exit accesses of libc are a few percent of the total.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-"$here/kernel_mix.lackey.gz"}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT INT TERM
+
+gcc -O1 -static -fno-pie -no-pie -o "$work/kernel_mix" "$here/src/kernel_mix.c"
+
+# Lackey writes one line per instruction fetch (I), load (L), store (S) and modify (M) to the log
+# file, next to valgrind's own "==PID==" messages; the program's stdout is not part of the log.
+# Run from inside the scratch directory so the "Command:" line in the log names ./kernel_mix and
+# not a path on the recording machine.
+(cd "$work" && valgrind --tool=lackey --trace-mem=yes --log-file=kernel_mix.lackey ./kernel_mix)
+
+# -n: no file name or time stamp in the gzip header, so re-recording gives identical bytes
+# whenever valgrind's output is identical.
+gzip -9 -n -c "$work/kernel_mix.lackey" > "$out"
+
+lines=$(wc -l < "$work/kernel_mix.lackey")
+bytes=$(wc -c < "$out")
+echo "recorded $lines lines, $bytes bytes compressed -> $out"

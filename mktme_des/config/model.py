@@ -1,0 +1,254 @@
+"""Platform models: the schema of ``models/*.toml`` and its loader.
+
+A model describes one machine: packages and cores, the cache hierarchy, the interconnect, the
+memory controllers with their DRAM and MKTME engine, PCONFIG and IPI costs. Numbers a source
+gives are cited in the model files; every other number is named there as an assumption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mktme_des.config.schema import Context, Section, build, param, read_toml, resolved
+
+LINE_BYTES = 64
+ALGORITHMS = ("aes-xts-128", "aes-xts-256")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformSpec(Section):
+    name: str = param(doc="short human name of the machine")
+    description: str = param("", doc="what the machine is modelled on")
+    frequency_ghz: float = param(doc="core clock", unit="GHz", min=0.1, max=10.0)
+    physical_address_bits: int = param(
+        doc="MAX_PA_WIDTH: physical-address bits, KeyID bits included", min=32, max=52
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopologySpec(Section):
+    packages: int = param(doc="CPU packages (sockets)", min=1, max=16)
+    cores_per_package: int = param(doc="cores in each package", min=1, max=256)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheSpec(Section):
+    name: str = param(doc="level name, e.g. L1D")
+    size_kib: int = param(doc="capacity", unit="KiB", min=1)
+    ways: int = param(doc="associativity", min=1, max=64)
+    line_bytes: int = param(LINE_BYTES, doc="line size; MKTME encrypts 64-byte lines", min=64, max=64)
+    hit_latency_cycles: int = param(doc="load-to-use latency of a hit", unit="cycles", min=1)
+    scope: str = param(doc="private to a core or shared by a package", choices=("core", "package"))
+    replacement: str = param("lru", doc="replacement policy", choices=("lru", "fifo", "random"))
+
+    @property
+    def sets(self) -> int:
+        return self.size_kib * 1024 // (self.ways * self.line_bytes)
+
+    def check(self, ctx: Context) -> None:
+        size = self.size_kib * 1024
+        sets, rem = divmod(size, self.ways * self.line_bytes)
+        if rem or sets < 1 or sets & (sets - 1):
+            raise ctx.error(
+                "size_kib",
+                f"{self.size_kib} KiB is not sets x ways x {self.line_bytes} bytes with a "
+                f"power-of-two number of sets (ways = {self.ways})",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class InterconnectSpec(Section):
+    mesh_latency_ns: float = param(
+        doc="one way, core/LLC to the package's own memory controller or LLC slice",
+        unit="ns", min=0.0,
+    )
+    socket_hop_ns: float = param(
+        doc="one way, extra latency for crossing to another package (UPI hop)", unit="ns", min=0.0
+    )
+    snoop_latency_ns: float = param(
+        doc="extra latency of invalidating or fetching a copy held by another core", unit="ns",
+        min=0.0,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemorySpec(Section):
+    gib_per_package: int = param(doc="DRAM attached to each package's memory controller",
+                                 unit="GiB", min=1, max=65536)
+    interleave_bytes: int = param(
+        0,
+        doc="0: each package is home for one contiguous range; otherwise homes alternate "
+        "between packages every interleave_bytes (a power of two, at least 64)",
+        unit="bytes", min=0,
+    )
+
+    def check(self, ctx: Context) -> None:
+        g = self.interleave_bytes
+        if g and (g < LINE_BYTES or g & (g - 1)):
+            raise ctx.error("interleave_bytes", f"{g} must be 0 or a power of two >= 64")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DramSpec(Section):
+    access_latency_ns: float = param(doc="read latency of one line, idle bank", unit="ns", min=0.0)
+    write_latency_ns: float = param(doc="occupancy of a bank by a line write", unit="ns", min=0.0)
+    banks: int = param(doc="independent banks per memory controller (lines interleave)", min=1,
+                       max=4096)
+    bank_busy_ns: float = param(doc="time a bank stays busy per access", unit="ns", min=0.0)
+    bandwidth_gbps: float = param(doc="peak data bandwidth per memory controller", unit="GB/s",
+                                  min=0.0, min_exclusive=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MktmeSpec(Section):
+    enabled: bool = param(True, doc="TME-MK activated (false: TME only, KeyID 0 alone)")
+    keyid_bits: int = param(doc="MK_TME_KEYID_BITS configured by BIOS", min=0, max=15)
+    max_keys: int = param(doc="MK_TME_MAX_KEYS: usable KeyIDs, KeyID 0 excluded", min=0,
+                          max=32767)
+    algorithms: list[str] = param(["aes-xts-128"], doc="activated algorithms (TME_ACTIVATE[63:48])")
+    tme_bypass: bool = param(False, doc="TME_ACTIVATE bit 31: KeyID 0 bypasses encryption")
+    aes_latency_ns: float = param(doc="AES-XTS pipeline latency added to a read after the data "
+                                  "returns (tweak computed during the DRAM access)", unit="ns",
+                                  min=0.0)
+    aes_pipelined: bool = param(True, doc="a new line may enter the engine before the previous "
+                                "one leaves")
+    aes_lines_per_ns: float = param(doc="engine throughput when pipelined", unit="lines/ns",
+                                    min=0.0, min_exclusive=True)
+    boot_tweak: str = param("per-boot", doc="per-boot platform value mixed into the tweak, or "
+                            "'stable' (the same every boot)", choices=("per-boot", "stable"))
+
+    def check(self, ctx: Context) -> None:
+        for i, alg in enumerate(self.algorithms):
+            if alg not in ALGORITHMS:
+                raise ctx.error(
+                    f"algorithms[{i}]",
+                    f"{alg!r} is not an algorithm; choose from {', '.join(ALGORITHMS)}",
+                )
+        if not self.algorithms:
+            raise ctx.error("algorithms", "at least one algorithm must be activated")
+        if self.enabled and self.keyid_bits == 0:
+            raise ctx.error("keyid_bits", "must be at least 1 when MKTME is enabled")
+        if self.max_keys > (1 << self.keyid_bits) - 1:
+            raise ctx.error(
+                "max_keys",
+                f"{self.max_keys} keys need more than keyid_bits = {self.keyid_bits} "
+                f"(at most {(1 << self.keyid_bits) - 1})",
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PconfigSpec(Section):
+    latency_ns: float = param(doc="time one PCONFIG MKTME_KEY_PROGRAM holds the key table",
+                              unit="ns", min=0.0)
+    entropy_error_probability: float = param(
+        0.0, doc="chance a SET_KEY_RANDOM fails with ENTROPY_ERROR", min=0.0, max=1.0
+    )
+    error_model: str = param(
+        "rfc", doc="'rfc': codes 1, 3, 4 are returned (spec rev 1.3, RFC v2 code); "
+        "'sdm': they raise #GP as current silicon does", choices=("rfc", "sdm"),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpiSpec(Section):
+    local_ns: float = param(doc="IPI send-to-handler within a package", unit="ns", min=0.0)
+    remote_ns: float = param(doc="IPI send-to-handler to another package", unit="ns", min=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlushSpec(Section):
+    clflush_cycles: int = param(doc="core cost of issuing a CLFLUSH of a clean or absent line",
+                                unit="cycles", min=0)
+    clflushopt_cycles: int = param(doc="core cost of issuing a CLFLUSHOPT/CLWB", unit="cycles",
+                                   min=0)
+    wbinvd_line_ns: float = param(doc="time WBINVD spends per cache line it walks", unit="ns",
+                                  min=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Model(Section):
+    platform: PlatformSpec = param(doc="the machine")
+    topology: TopologySpec = param(doc="packages and cores")
+    cache: list[CacheSpec] = param(doc="cache levels, nearest the core first")
+    interconnect: InterconnectSpec = param(doc="on-package and cross-package latencies")
+    memory: MemorySpec = param(doc="DRAM capacity and home mapping")
+    dram: DramSpec = param(doc="DRAM timing, per memory controller")
+    mktme: MktmeSpec = param(doc="the memory-encryption engine")
+    pconfig: PconfigSpec = param(doc="PCONFIG key programming")
+    ipi: IpiSpec = param(doc="inter-processor interrupts")
+    flush: FlushSpec = param(doc="cache-flush instruction costs")
+
+    @property
+    def usable_address_bits(self) -> int:
+        """Physical-address bits left for memory once the KeyID bits are taken."""
+        return self.platform.physical_address_bits - self.mktme.keyid_bits
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.topology.packages * self.memory.gib_per_package << 30
+
+    def check(self, ctx: Context) -> None:
+        if not self.cache:
+            raise ctx.error("cache", "at least one cache level is required")
+        names = [c.name for c in self.cache]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ctx.error(f"cache[{i}].name", f"{name!r} is used by two levels")
+        scopes = [c.scope for c in self.cache]
+        if "package" in scopes and "core" in scopes[scopes.index("package"):]:
+            i = scopes.index("core", scopes.index("package"))
+            raise ctx.error(f"cache[{i}].scope",
+                            "a core-private level cannot sit behind a package-shared one")
+        need = (self.memory_bytes - 1).bit_length()
+        if need > self.usable_address_bits:
+            raise ctx.error(
+                "mktme.keyid_bits",
+                f"{self.mktme.keyid_bits} KeyID bits leave {self.usable_address_bits} of "
+                f"{self.platform.physical_address_bits} physical-address bits, but "
+                f"{self.memory_bytes >> 30} GiB of memory needs {need}; allow at most "
+                f"{self.platform.physical_address_bits - need}",
+            )
+
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def find_model(name_or_path: str | Path) -> Path:
+    """A model file by path, or by name in the shipped ``models/`` folder."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    return MODELS_DIR / f"{name_or_path}.toml"
+
+
+def load_model(name_or_path: str | Path, overrides: dict | None = None) -> Model:
+    """Load and validate a model file; ``overrides`` is a nested dict merged over the file."""
+    path = find_model(name_or_path)
+    data = read_toml(path)
+    if overrides:
+        data = merge(data, overrides)
+    return build(Model, data, Context(str(name_or_path if path.exists() else path)))
+
+
+def model_from_dict(data: dict, source: str = "<model>") -> Model:
+    return build(Model, data, Context(source))
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Recursive dict merge: tables merge, everything else in ``over`` replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def model_dict(model: Model) -> dict:
+    return resolved(model)
+
+
+__all__ = ["Model", "CacheSpec", "load_model", "find_model", "model_from_dict", "merge",
+           "model_dict"]

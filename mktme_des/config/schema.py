@@ -1,0 +1,239 @@
+"""A small declarative schema for TOML documents.
+
+Each section of a file is a frozen dataclass whose fields are declared with :func:`param`
+(documentation, unit, bounds, allowed choices). :func:`build` turns a parsed TOML table into
+such a dataclass and rejects, with file, dotted field path and reason:
+
+* keys the section does not declare (a misspelt parameter is an error, never ignored);
+* values of the wrong type (``"4"`` for an integer, ``1`` for a boolean);
+* numbers out of bounds and strings outside their choices;
+* whatever a section's ``check`` method finds wrong across fields.
+
+:func:`resolved` turns a built section back into plain data with every default made
+explicit, which is what runs write beside their results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mktme_des.errors import ConfigError
+
+T = TypeVar("T", bound="Section")
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    unit: str | None = None,
+    min: float | None = None,  # noqa: A002 - reads naturally at the call site
+    max: float | None = None,  # noqa: A002
+    min_exclusive: bool = False,
+    choices: tuple[Any, ...] | None = None,
+) -> Any:
+    """Declare a schema field: its default (omit for a required field), doc and bounds."""
+    meta = {
+        "doc": doc,
+        "unit": unit,
+        "min": min,
+        "max": max,
+        "min_exclusive": min_exclusive,
+        "choices": choices,
+    }
+    if isinstance(default, list | dict):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+class Context:
+    """Where a value came from: the file and the dotted path of the current section."""
+
+    def __init__(self, file: str, path: str = "") -> None:
+        self.file = file
+        self.path = path
+
+    def child(self, name: str | int) -> Context:
+        if isinstance(name, int):
+            return Context(self.file, f"{self.path}[{name}]")
+        return Context(self.file, f"{self.path}.{name}" if self.path else name)
+
+    def error(self, field: str | None, reason: str) -> ConfigError:
+        path = self.child(field).path if field else self.path
+        return ConfigError(self.file, path, reason)
+
+
+class Section:
+    """Base of every schema section. Override :meth:`check` for cross-field rules."""
+
+    def check(self, ctx: Context) -> None:  # pragma: no cover - default is no rule
+        """Raise ``ctx.error(field, reason)`` when fields disagree with each other."""
+
+
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if tp in names:
+        return names[tp]
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "an array"
+    if isinstance(tp, type) and issubclass(tp, Section):
+        return "a table"
+    return str(tp)
+
+
+def _convert(tp: Any, value: Any, ctx: Context, meta: Mapping[str, Any]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, ctx, meta)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ctx.error(None, f"expected an array, got {_describe(value)}")
+        out = [_convert(item_tp, v, ctx.child(i), meta) for i, v in enumerate(value)]
+        return out
+    if origin is dict:
+        key_tp, item_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ctx.error(None, f"expected a table, got {_describe(value)}")
+        return {k: _convert(item_tp, v, ctx.child(k), meta) for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, Section):
+        return build(tp, value, ctx)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ctx.error(None, f"expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ctx.error(None, f"expected an integer, got {_describe(value)}")
+        _check_bounds(value, ctx, meta)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ctx.error(None, f"expected a number, got {_describe(value)}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ctx.error(None, f"expected a finite number, got {value}")
+        _check_bounds(value, ctx, meta)
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ctx.error(None, f"expected a string, got {_describe(value)}")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ctx.error(None, f"{value!r} is not allowed; choose one of {allowed}")
+        return value
+    raise TypeError(f"unsupported schema type {tp!r}")  # a bug in a schema, not user input
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _check_bounds(value: float, ctx: Context, meta: Mapping[str, Any]) -> None:
+    lo, hi, unit = meta.get("min"), meta.get("max"), meta.get("unit")
+    suffix = f" {unit}" if unit else ""
+    if lo is not None:
+        if meta.get("min_exclusive") and value <= lo:
+            raise ctx.error(None, f"{value}{suffix} is out of range; must be greater than {lo}")
+        if value < lo:
+            raise ctx.error(None, f"{value}{suffix} is out of range; must be at least {lo}")
+    if hi is not None and value > hi:
+        raise ctx.error(None, f"{value}{suffix} is out of range; must be at most {hi}")
+
+
+def build(cls: type[T], data: Any, ctx: Context) -> T:
+    """Build section ``cls`` from the TOML table ``data``, validating as described above."""
+    if not isinstance(data, dict):
+        raise ctx.error(None, f"expected a table, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        allowed = ", ".join(sorted(fields))
+        raise ctx.error(unknown[0], f"unknown key; allowed keys here are: {allowed}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ctx.error(name, f"is required ({f.metadata.get('doc', '')})")
+            continue
+        kwargs[name] = _convert(hints[name], data[name], ctx.child(name), f.metadata)
+    obj = cls(**kwargs)
+    obj.check(ctx)
+    return obj
+
+
+def resolved(obj: Any) -> Any:
+    """Plain data (dicts, lists, scalars) for a built section, every default explicit."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: resolved(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [resolved(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: resolved(v) for k, v in obj.items()}
+    return obj
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file, turning a missing file or a syntax error into a ConfigError."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), "", "is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), "", f"not UTF-8 text: {exc}") from None
+
+
+def schema_doc(cls: type[Section], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted field, default, doc) rows describing a schema, for documentation."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        inner = typing.get_args(tp)[0] if typing.get_origin(tp) is list else tp
+        if isinstance(inner, type) and issubclass(inner, Section):
+            rows.extend(schema_doc(inner, name + "."))
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        unit = f.metadata.get("unit")
+        doc = f.metadata.get("doc", "") + (f" [{unit}]" if unit else "")
+        rows.append((name, default, doc))
+    return rows
+
+
+Builder = Callable[[Any, Context], Any]

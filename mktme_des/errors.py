@@ -1,0 +1,36 @@
+"""Errors raised for user mistakes.
+
+Every error a user can cause by writing a bad file or a bad command line is one of these. The
+CLI turns them into a one-line message and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in user input: the message says what is wrong and what is allowed."""
+
+
+class ConfigError(UserError):
+    """A bad value in a model, scenario or experiment file.
+
+    ``file`` is the path as the user gave it, ``field`` a dotted path into the document
+    (``cache[1].ways``), ``reason`` what is wrong and what is allowed.
+    """
+
+    def __init__(self, file: str, field: str, reason: str) -> None:
+        self.file = str(file)
+        self.field = field
+        self.reason = reason
+        where = f"{self.file}: {field}" if field else self.file
+        super().__init__(f"{where}: {reason}")
+
+
+class TraceError(UserError):
+    """A malformed memory-trace file: names the file, the line number and the reason."""
+
+    def __init__(self, file: str, line: int, reason: str) -> None:
+        self.file = str(file)
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{self.file}:{line}: {reason}")

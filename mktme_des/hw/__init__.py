@@ -1,0 +1,1 @@
+"""The hardware model: a platform built from a model file, on one SimPy clock."""

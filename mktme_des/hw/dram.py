@@ -1,0 +1,139 @@
+"""DRAM: sparse ciphertext storage and bank/channel timing, per memory controller.
+
+Storage
+-------
+DRAM holds *ciphertext*: for every line ever written, the bytes that crossed the memory bus.
+Untouched lines read as zero bytes, and cost nothing, so a 2^46-byte address space is free.
+
+Computing AES-XTS on every access would dominate the run time, so storage is **lazy but exact**:
+a line written through the memory controller is stored as ``(plaintext, key, boot_tweak)`` and
+its ciphertext is computed only when somebody looks with a different key or tweak, or at the
+raw bytes (an attacker, a cold-boot image). A read with the very key and tweak that wrote the
+line returns the plaintext without AES: XTS decryption of XTS encryption under the same key and
+tweak is the identity, so the bytes are the ones eager encryption would give. Built with
+``lazy=False`` the store encrypts on every write and decrypts on every read; a test proves both
+give identical bytes.
+
+Timing
+------
+Lines interleave over ``banks``; a bank stays busy ``bank_busy_ns`` per access and a read
+returns ``access_latency_ns`` after it starts; each line then occupies the data channel for
+``64 / bandwidth`` ns. Requests are served first come, first served, and the time spent
+waiting for a bank or the channel is accounted apart from service time.
+"""
+
+from __future__ import annotations
+
+from mktme_des.crypto import line_tweak, xts_decrypt, xts_encrypt
+from mktme_des.engine.stats import ServerStat
+from mktme_des.engine.time import ns
+
+LINE = 64
+ZERO_LINE = bytes(LINE)
+RAW = -1  # writer tag of bytes put in DRAM directly, not through a memory controller
+
+
+class Record:
+    """What one DRAM line holds, and who put it there (for the oracle's causes)."""
+
+    __slots__ = ("plain", "key", "boot", "cipher", "writer", "time", "cause")
+
+    def __init__(self, plain, key, boot, cipher, writer, time, cause):
+        self.plain = plain  # plaintext written through the controller, or None for raw bytes
+        self.key = key  # XTS key it was written under (None: plaintext on the bus)
+        self.boot = boot  # boot tweak in force at the write
+        self.cipher = cipher  # ciphertext, computed on demand
+        self.writer = writer  # tag of the line that was written back, or RAW
+        self.time = time
+        self.cause = cause  # short description of the event that wrote it
+
+
+def _cipher(pa: int, rec: Record) -> bytes:
+    if rec.cipher is None:
+        rec.cipher = (
+            rec.plain if rec.key is None else xts_encrypt(rec.key, line_tweak(pa, rec.boot), rec.plain)
+        )
+    return rec.cipher
+
+
+class DramStore:
+    """Sparse line storage of one memory controller (addresses without KeyID bits)."""
+
+    def __init__(self, lazy: bool = True) -> None:
+        self.lazy = lazy
+        self.lines: dict[int, Record] = {}
+        self.decrypts = 0  # AES work actually done, to show what laziness saves
+        self.encrypts = 0
+
+    def write(self, pa: int, plain: bytes, key: bytes | None, boot: int, writer: int,
+              time: int, cause: str) -> None:
+        """Store a line written through the controller under ``key`` (None: plaintext)."""
+        rec = Record(bytes(plain), key, boot, None, writer, time, cause)
+        if not self.lazy:
+            self.encrypts += key is not None
+            _cipher(pa, rec)
+            rec.plain = None if key is not None else rec.plain
+        self.lines[pa] = rec
+
+    def read(self, pa: int, key: bytes | None, boot: int) -> bytes:
+        """The plaintext a read through ``key`` gets: XTS-decrypt of the stored ciphertext."""
+        rec = self.lines.get(pa)
+        if rec is None:
+            cipher = ZERO_LINE
+        else:
+            if self.lazy and rec.plain is not None and rec.key == key and rec.boot == boot:
+                return rec.plain
+            cipher = _cipher(pa, rec)
+        if key is None:
+            return cipher
+        self.decrypts += 1
+        return xts_decrypt(key, line_tweak(pa, boot), cipher)
+
+    def read_raw(self, pa: int) -> bytes:
+        """The ciphertext bytes of a line, as a probe on the memory bus would see them."""
+        rec = self.lines.get(pa)
+        return ZERO_LINE if rec is None else _cipher(pa, rec)
+
+    def write_raw(self, pa: int, data: bytes, time: int, cause: str) -> None:
+        """Put bytes into DRAM directly, bypassing the controller (attacker, DMA replay)."""
+        self.lines[pa] = Record(None, None, 0, bytes(data), RAW, time, cause)
+
+    def record(self, pa: int) -> Record | None:
+        return self.lines.get(pa)
+
+    def wipe(self) -> None:
+        """Lose every line (power off of volatile DRAM)."""
+        self.lines.clear()
+
+
+class DramTiming:
+    """Bank and channel occupancy of one memory controller, first come first served."""
+
+    def __init__(self, spec) -> None:
+        self.banks = spec.banks
+        self.read_latency = ns(spec.access_latency_ns)
+        self.write_busy = ns(spec.write_latency_ns)
+        self.bank_busy = ns(spec.bank_busy_ns)
+        self.transfer = max(1, ns(LINE / spec.bandwidth_gbps))  # GB/s == bytes/ns
+        self.bank_free = [0] * spec.banks
+        self.channel_free = 0
+        self.stat = ServerStat()
+        self.reads = 0
+        self.writes = 0
+
+    def access(self, now: int, pa: int, write: bool) -> int:
+        """Schedule one line access arriving at ``now``; returns when its data is done."""
+        bank = (pa >> 6) % self.banks
+        start = max(now, self.bank_free[bank])
+        self.bank_free[bank] = start + (self.write_busy if write else self.bank_busy)
+        ready = start + (self.write_busy if write else self.read_latency) - self.transfer
+        xfer = max(ready, self.channel_free)
+        self.channel_free = xfer + self.transfer
+        done = xfer + self.transfer
+        wait = (start - now) + (xfer - ready)
+        self.stat.record(wait, done - now - wait)
+        if write:
+            self.writes += 1
+        else:
+            self.reads += 1
+        return done

@@ -1,0 +1,316 @@
+"""The platform: every component of a model, wired together on one SimPy clock.
+
+Data flows one way: a :class:`~mktme_des.config.model.Model` becomes packages (cores, caches,
+a memory controller with its key table, AES engine and DRAM), cores execute op streams, and
+what happens is counted in statistics and checked by the oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import simpy
+
+from mktme_des.config.model import Model
+from mktme_des.engine.rng import Streams
+from mktme_des.engine.time import ns, to_ns
+from mktme_des.hw import ops as O
+from mktme_des.hw.address import LINE_MASK, AddressMap
+from mktme_des.hw.aes import AesEngine
+from mktme_des.hw.cache import Cache
+from mktme_des.hw.core import Core, Line
+from mktme_des.hw.dram import DramStore, DramTiming
+from mktme_des.hw.keytable import KEY, NO_ENCRYPT, TME, KeyTable
+from mktme_des.hw.memctrl import MemoryController
+
+
+class Package:
+    """One CPU package: its cores, shared caches and memory controller."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.cores: list[Core] = []
+        self.shared: list[Cache] = []
+        self.caches: list[Cache] = []  # every cache in the package, private ones included
+        self.mc: MemoryController | None = None
+        self.online = True
+
+
+class Platform:
+    """A simulated machine built from ``model``, seeded with ``seed``.
+
+    ``oracle`` (optional) is told of every load, store and DRAM write; ``lazy_dram=False``
+    makes DRAM encrypt eagerly (slow, for tests that prove laziness changes nothing).
+    """
+
+    def __init__(self, model: Model, seed: int = 0, oracle=None, lazy_dram: bool = True) -> None:
+        self.model = model
+        self.seed = seed
+        self.env = simpy.Environment()
+        self.streams = Streams(seed)
+        self.amap = AddressMap(model)
+        self.oracle = oracle
+        self.cycle = max(1, ns(1.0 / model.platform.frequency_ghz))
+        ic = model.interconnect
+        self.mesh, self.hop, self.snoop = ns(ic.mesh_latency_ns), ns(ic.socket_hop_ns), ns(ic.snoop_latency_ns)
+        self.clflush_cost = model.flush.clflush_cycles * self.cycle
+        self.clflushopt_cost = model.flush.clflushopt_cycles * self.cycle
+        self.wbinvd_line = ns(model.flush.wbinvd_line_ns)
+        self.boots = 0
+        self._boot = [self._new_boot_tweak()]
+        self.directory: dict[int, Line] = {}
+        self.caches: list[Cache] = []
+        self.packages: list[Package] = []
+        self.cores: list[Core] = []
+        self.package_mask: list[int] = []
+        self.writebacks = 0
+        self._lazy = lazy_dram
+        self._build()
+        if oracle is not None:
+            oracle.attach(self)
+
+    # -- construction --------------------------------------------------------------------------
+    def _new_boot_tweak(self) -> int:
+        if self.model.mktme.boot_tweak == "stable":
+            return 0
+        return int.from_bytes(self.streams.randbytes(f"boot-tweak/{self.boots}", 16), "little")
+
+    def _cache(self, spec, name, package, core, level) -> Cache:
+        bit = len(self.caches)
+        hit = spec.hit_latency_cycles * self.cycle
+        c = Cache(spec, name, bit, hit, package, core, level, self.streams.get(f"cache/{name}"))
+        self.caches.append(c)
+        return c
+
+    def _build(self) -> None:
+        m = self.model
+        cpp = m.topology.cores_per_package
+        for p in range(m.topology.packages):
+            pkg = Package(p)
+            pkg.shared = [
+                self._cache(spec, f"{spec.name}/pkg{p}", p, None, i)
+                for i, spec in enumerate(m.cache) if spec.scope == "package"
+            ]
+            for i in range(cpp):
+                cpu = p * cpp + i
+                private = [
+                    self._cache(spec, f"{spec.name}/cpu{cpu}", p, cpu, lvl)
+                    for lvl, spec in enumerate(m.cache) if spec.scope == "core"
+                ]
+                core = Core(self, cpu, p, private, pkg.shared)
+                pkg.cores.append(core)
+                self.cores.append(core)
+            pkg.caches = [c for c in self.caches if c.package == p]
+            keys = KeyTable(p, self.amap.max_keyid, self.streams.randbytes(f"tme-key/pkg{p}/boot0", 32),
+                            m.mktme.tme_bypass)
+            pkg.mc = MemoryController(
+                p, self.amap, keys,
+                AesEngine(m.mktme.aes_latency_ns, m.mktme.aes_pipelined, m.mktme.aes_lines_per_ns),
+                DramTiming(m.dram), DramStore(lazy=self._lazy), self._boot,
+            )
+            self.packages.append(pkg)
+        for pkg in self.packages:
+            mask = 0
+            for c in pkg.caches:
+                mask |= 1 << c.bit
+            self.package_mask.append(mask)
+
+    # -- memory system services used by cores -----------------------------------------------
+    @property
+    def boot_tweak(self) -> int:
+        return self._boot[0]
+
+    def mc_for(self, pa: int) -> MemoryController:
+        return self.packages[self.amap.home(pa)].mc
+
+    def route(self, package: int, pa: int) -> tuple[MemoryController, int, int]:
+        """Home controller of ``pa`` and the one-way latencies there and back from ``package``."""
+        home = self.amap.home(pa)
+        lat = self.mesh + (self.hop if home != package else 0)
+        return self.packages[home].mc, lat, lat
+
+    def later(self, when: int, fn, *args) -> None:
+        """Call ``fn(*args)`` at absolute time ``when`` (an event with a callback)."""
+        ev = self.env.timeout(when - self.env.now)
+        ev.callbacks.append(lambda _ev: fn(*args))
+
+    def writeback(self, t: int, package: int, tag: int, data: bytes, cause: str) -> int:
+        """Send a dirty line from ``package`` at ``t`` to its home; returns its arrival time.
+
+        The line is encrypted with the key the home package holds when it *arrives*.
+        """
+        pa = tag & self.amap.pa_mask
+        mc, there, _ = self.route(package, pa)
+        arrival = t + there
+        self.writebacks += 1
+        self.later(arrival, self._arrive, mc, tag, data, f"writeback of {self.amap.describe(tag)} ({cause}) at t={to_ns(t):g} ns")
+        return arrival
+
+    def _arrive(self, mc: MemoryController, tag: int, data: bytes, cause: str) -> None:
+        mc.write(self.env.now, tag, data, cause)
+        if self.oracle is not None:
+            self.oracle.dram_write(self.env.now, tag & self.amap.pa_mask, tag)
+
+    def drop(self, t: int, cache: Cache, tag: int, package: int, why: str) -> None:
+        """``cache`` no longer holds ``tag``; the last copy of a dirty line is written back."""
+        line = self.directory[tag]
+        line.holders &= ~(1 << cache.bit)
+        cache.counts.add("evictions")
+        if line.holders == 0:
+            del self.directory[tag]
+            if line.dirty:
+                cache.counts.add("writebacks")
+                self.writeback(t, package, tag, bytes(line.data), f"{why} from {cache.name}")
+
+    def invalidate_everywhere(self, tag: int, line: Line) -> None:
+        holders, bit = line.holders, 0
+        while holders:
+            if holders & 1:
+                self.caches[bit].remove(tag)
+            holders >>= 1
+            bit += 1
+        line.holders = 0
+        del self.directory[tag]
+
+    def wbinvd(self, t: int, package: int, cpu: int) -> int:
+        """WBINVD on ``package``: write back every dirty line its caches hold, drop them all."""
+        pkg = self.packages[package]
+        tags: set[int] = set()
+        walked = 0
+        for c in pkg.caches:
+            for tag in c.clear():
+                walked += 1
+                tags.add(tag)
+                self.directory[tag].holders &= ~(1 << c.bit)
+        done = t + walked * self.wbinvd_line
+        for i, tag in enumerate(sorted(tags)):
+            line = self.directory[tag]
+            if line.dirty:
+                arrival = self.writeback(t + i * self.wbinvd_line, package, tag, bytes(line.data),
+                                         f"wbinvd by cpu{cpu}")
+                line.dirty = False
+                done = max(done, arrival)
+            if line.holders == 0:
+                del self.directory[tag]
+        return done
+
+    def prefetch(self, t: int, core: Core, tag: int, pa: int) -> None:
+        """A speculative fill of ``tag`` into ``core``'s caches; the line arrives clean."""
+        mc, there, back = self.route(core.package, pa)
+
+        def at_controller() -> None:
+            data, done = mc.read(self.env.now, tag)
+            self.later(done + back, fill, data)
+
+        def fill(data: bytes) -> None:
+            if tag not in self.directory:
+                core._fill(self.env.now, tag, data)
+
+        self.later(t + core.levels[-1].hit + there, at_controller)
+
+    def raw_op(self, t: int, cpu: int, code: int, pa: int, arg) -> int:
+        """Direct DRAM access (bus probe, DMA, cold boot), bypassing caches and keys."""
+        if code == O.RAW_READ:
+            data = self.dram_read(pa, arg)
+            if self.oracle is not None:
+                self.oracle.raw_read(t, cpu, pa, data)
+        elif code == O.RAW_WRITE:
+            self.dram_write(pa, arg, t, f"raw DRAM write by cpu{cpu} at t={to_ns(t):g} ns")
+        elif code == O.RAW_COPY:
+            data = self.dram_read(pa, arg[1])
+            self.dram_write(arg[0], data, t, f"raw DRAM copy from {pa:#x} at t={to_ns(t):g} ns")
+        return t
+
+    # -- the raw DRAM view -----------------------------------------------------------------------
+    def dram_read(self, pa: int, size: int) -> bytes:
+        """The bytes in DRAM at ``pa`` (ciphertext for encrypted lines), any alignment."""
+        out = bytearray()
+        end = pa + size
+        line = pa & LINE_MASK
+        while line < end:
+            raw = self.mc_for(line).store.read_raw(line)
+            out += raw[max(pa - line, 0) : min(end - line, 64)]
+            line += 64
+        return bytes(out)
+
+    def dram_write(self, pa: int, data: bytes, t: int | None = None, cause: str = "raw DRAM write") -> None:
+        """Overwrite DRAM bytes at ``pa`` directly (partial lines keep their other bytes)."""
+        t = self.env.now if t is None else t
+        end = pa + len(data)
+        line = pa & LINE_MASK
+        while line < end:
+            store = self.mc_for(line).store
+            raw = bytearray(store.read_raw(line))
+            lo, hi = max(pa - line, 0), min(end - line, 64)
+            raw[lo:hi] = data[line + lo - pa : line + hi - pa]
+            store.write_raw(line, bytes(raw), t, cause)
+            if self.oracle is not None:
+                self.oracle.raw_write(t, line)
+            line += 64
+
+    def dram_dump(self, start: int, size: int) -> bytes:
+        """A cold-boot image of ``[start, start+size)``: what a DRAM reader would capture."""
+        return self.dram_read(start, size)
+
+    # -- key tables (hardware state; the kernel programs them through PCONFIG) ----------------
+    def set_key(self, keyid: int, mode: str, key: bytes | None = None,
+                packages: Iterable[int] | None = None, command: str = "setup") -> None:
+        """Install a key directly in key tables (scenario setup, before any software runs)."""
+        if mode not in (TME, KEY, NO_ENCRYPT):
+            raise ValueError(f"unknown key mode {mode!r}")
+        for p in self.packages if packages is None else [self.packages[i] for i in packages]:
+            p.mc.keys.set(keyid, mode, key, command, self.env.now)
+
+    def random_key(self, name: str, size: int = 32) -> bytes:
+        return self.streams.randbytes(name, size)
+
+    def key_of(self, keyid: int, pa: int) -> bytes | None:
+        """The key the home controller of ``pa`` uses for ``keyid`` now (None: plaintext)."""
+        return self.mc_for(pa).keys.key(keyid)
+
+    # -- running -------------------------------------------------------------------------------
+    def start(self, cpu: int, ops: Iterable[tuple]):
+        """Start ``cpu`` executing ``ops``; returns its SimPy process."""
+        return self.env.process(self.cores[cpu].run(iter(ops)))
+
+    def run(self, until: int | None = None) -> None:
+        self.env.run(until=until)
+
+    @property
+    def now_ns(self) -> float:
+        return to_ns(self.env.now)
+
+    def stats(self) -> dict:
+        """Structured, JSON-serialisable statistics of every component."""
+        elapsed = self.env.now
+        cores = {f"cpu{c.cpu}": c.stats() for c in self.cores if c.op_counts or c.served}
+        levels = {}
+        names = [c.name for c in self.model.cache]
+        totals = {}
+        for c in self.cores:
+            for k, v in c.served.items():
+                totals[k] = totals.get(k, 0) + v
+        accesses = sum(totals.values())
+        remaining = accesses
+        for name in names:
+            hits = totals.get(name, 0)
+            levels[name] = {"accesses": remaining, "hits": hits, "misses": remaining - hits,
+                            "hit_rate": hits / remaining if remaining else 0.0}
+            remaining -= hits
+        caches = {}
+        for c in self.caches:
+            if c.counts:
+                caches[c.name] = c.counts.to_dict()
+        out = {
+            "time_ns": to_ns(elapsed),
+            "accesses": accesses,
+            "served_by": dict(sorted(totals.items())),
+            "levels": levels,
+            "caches": caches,
+            "writebacks": self.writebacks,
+            "cores": cores,
+            "memory_controllers": {f"pkg{p.index}": p.mc.stats(elapsed) for p in self.packages},
+        }
+        if self.oracle is not None:
+            out["oracle"] = self.oracle.summary()
+        return out

@@ -1,0 +1,182 @@
+"""The read-checking oracle: what every read *should* return, and why it did not.
+
+Like gem5's MemTest, the oracle keeps a reference of the data and checks every load. Its rule:
+
+    A read through tag ``(K, PA)`` is **checked** when the last store to any alias of the line
+    ``PA`` (any KeyID, or a raw DRAM write) was a store through ``(K, PA)``. It must then return,
+    for every byte written through ``(K, PA)`` since that tag became the line's owner, the last
+    value stored there.
+
+What this means in the cases the thread argues about:
+
+* **Alias write.** A store through ``(K2, PA)`` makes ``K2`` the owner of the line; reads through
+  ``(K1, PA)`` are then unchecked (hardware gives garbage or a stale copy, both legitimate for
+  software that broke the one-writer rule). If ``K1`` stores again it becomes the owner with
+  only the newly written bytes defined.
+* **Raw DRAM write** (attacker, DMA, replay): the line has no owner; reads are unchecked until
+  the next store through a tag.
+* **Key change.** Not an excuse: a key change does not touch DRAM, so a read through
+  ``(K, PA)`` after ``K`` was reprogrammed is still expected to return what was stored through
+  ``(K, PA)``. When it does not, the violation names the key change. Software that re-keys
+  correctly never reads before it writes (the kernel zeroes a page through its new KeyID).
+
+A violation names the time, CPU, tag, expected and actual bytes, and the event that caused it,
+found from the DRAM line's last writer and the key table's history, for instance "writeback of
+(K1, 0x1000) at t=... overwrote data written via (K2, 0x1000)".
+
+With ``classify=True`` every read is also given a class: ``expected`` (checked and correct),
+``zero`` (all zero bytes), ``stale`` (bytes this tag held earlier, or a cached copy that no longer
+matches what DRAM decrypts to), ``plaintext`` (bytes stored through another alias of the line:
+a leak across KeyIDs) or ``garbage`` (anything else, e.g. a decryption with the wrong key).
+"""
+
+from __future__ import annotations
+
+from mktme_des.engine.stats import Counter
+from mktme_des.engine.time import to_ns
+from mktme_des.hw.dram import RAW
+
+FULL = (1 << 64) - 1
+CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
+
+
+def _mask(off: int, n: int) -> int:
+    return ((1 << n) - 1) << off
+
+
+class Oracle:
+    """Reference model of stored data, checking every load (see the module docstring)."""
+
+    def __init__(self, classify: bool = False, max_violations: int = 1000) -> None:
+        self.classify = classify
+        self.max_violations = max_violations
+        self.expected: dict[int, bytearray] = {}
+        self.valid: dict[int, int] = {}
+        self.owner: dict[int, int] = {}  # line PA -> tag of last store, or RAW
+        self.history: dict[int, list[bytes]] = {}  # tag -> earlier line images (classify only)
+        self.line_history: dict[int, list[bytes]] = {}  # line PA -> images stored via any tag
+        self.counts = Counter()
+        self.violations: list[dict] = []
+        self.plat = None
+
+    def attach(self, plat) -> None:
+        self.plat = plat
+        self.amap = plat.amap
+
+    # -- events --------------------------------------------------------------------------------
+    def store(self, t: int, cpu: int, tag: int, off: int, data: bytes) -> None:
+        pa = tag & self.amap.pa_mask
+        exp = self.expected.get(tag)
+        if exp is None:
+            exp = self.expected[tag] = bytearray(64)
+            self.valid[tag] = 0
+        if self.owner.get(pa) != tag:
+            self.owner[pa] = tag
+            self.valid[tag] = 0
+        if self.classify:
+            self.history.setdefault(tag, []).append(bytes(exp))
+        exp[off : off + len(data)] = data
+        self.valid[tag] |= _mask(off, len(data))
+        if self.classify:
+            self.line_history.setdefault(pa, []).append(bytes(exp))
+        self.counts.add("stores")
+
+    def dram_write(self, t: int, pa: int, tag: int) -> None:
+        """A line reached DRAM through the memory controller (nothing to update: the
+        cause of a later mismatch is read from the DRAM record itself)."""
+
+    def raw_write(self, t: int, pa: int) -> None:
+        self.owner[pa] = RAW
+        self.counts.add("raw_writes")
+
+    def raw_read(self, t: int, cpu: int, pa: int, data: bytes) -> None:
+        self.counts.add("raw_reads")
+
+    def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str, core=None) -> str | None:
+        """Check one load; returns its class when classifying, else None."""
+        pa = tag & self.amap.pa_mask
+        n = len(data)
+        status = None
+        if self.owner.get(pa) == tag:
+            exp = self.expected[tag]
+            valid = self.valid[tag] >> off & ((1 << n) - 1)
+            if valid:
+                want = exp[off : off + n]
+                bad = [i for i in range(n) if (valid >> i) & 1 and data[i] != want[i]]
+                if bad:
+                    self.counts.add("violations")
+                    self._violation(t, cpu, tag, off, bytes(want), data, valid, served)
+                    status = "violation"
+                else:
+                    self.counts.add("checked")
+                    status = "expected" if valid == (1 << n) - 1 else None
+        if status is None:
+            self.counts.add("unchecked")
+        if not self.classify:
+            return None
+        cls = status if status == "expected" else self._classify(tag, pa, off, data, served)
+        if core is not None and core.reads is not None:
+            core.reads[-1:] = core.reads[-1:]  # no-op: the core logs its own reads
+        self.counts.add(f"class_{cls}")
+        return cls
+
+    # -- diagnosis -----------------------------------------------------------------------------
+    def _classify(self, tag: int, pa: int, off: int, data: bytes, served: str) -> str:
+        n = len(data)
+        if not any(data):
+            return "zero"
+        for img in self.history.get(tag, []) + ([bytes(self.expected[tag])] if tag in self.expected else []):
+            if img[off : off + n] == data:
+                return "stale"
+        if served not in ("DRAM", "DRAM-remote"):
+            keyid = tag >> self.amap.keyid_shift
+            mc = self.plat.mc_for(pa)
+            now = mc.store.read(pa, mc.keys.key(keyid), mc.boot_tweak)
+            if now[off : off + n] != data:
+                return "stale"
+        for img in self.line_history.get(pa, []):
+            if img[off : off + n] == data:
+                return "plaintext"
+        return "garbage"
+
+    def _cause(self, tag: int, pa: int, served: str) -> str:
+        plat = self.plat
+        describe = self.amap.describe
+        mc = plat.mc_for(pa)
+        keyid = tag >> self.amap.keyid_shift
+        rec = mc.store.record(pa)
+        if served not in ("DRAM", "DRAM-remote"):
+            return f"the cached copy of {describe(tag)} (served by {served}) does not hold the stored data"
+        if rec is None:
+            return f"{describe(tag)} never reached DRAM: the dirty line was lost"
+        if rec.writer == RAW:
+            return f"{rec.cause} overwrote data written via {describe(tag)}"
+        if rec.writer != tag:
+            return f"{rec.cause} overwrote data written via {describe(tag)}"
+        entry = mc.keys.entry(keyid)
+        if rec.key != mc.keys.key(keyid):
+            return (f"key of K{keyid} on package {mc.package} changed at t={to_ns(entry.time):g} ns "
+                    f"({entry.command}) after {describe(tag)} was written back under the old key "
+                    f"({rec.cause})")
+        if rec.boot != mc.boot_tweak:
+            return "the platform rebooted: the tweak changed since the line was written"
+        return f"DRAM holds an older image of {describe(tag)} ({rec.cause})"
+
+    def _violation(self, t, cpu, tag, off, want, data, valid, served) -> None:
+        if len(self.violations) >= self.max_violations:
+            return
+        keyid, pa = self.amap.split(tag)
+        self.violations.append({
+            "time_ns": to_ns(t),
+            "cpu": cpu,
+            "keyid": keyid,
+            "addr": hex(pa + off),
+            "tag": self.amap.describe(tag),
+            "expected": want.hex(),
+            "actual": data.hex(),
+            "served_by": served,
+            "cause": self._cause(tag, pa, served),
+        })
+
+    def summary(self) -> dict:
+        return {"counts": self.counts.to_dict(), "violations": list(self.violations)}

@@ -1,0 +1,1 @@
+"""Workloads: synthetic access streams and recorded memory traces."""

@@ -1,0 +1,149 @@
+"""Memory controller, key table and DRAM: real ciphertext, checked independently."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from mktme_des.config.model import load_model
+from mktme_des.hw.platform import Platform
+
+
+def ref_xts(key: bytes, pa: int, boot: int, data: bytes, encrypt: bool) -> bytes:
+    """AES-XTS from the `cryptography` package, tweak = (pa/64 ^ boot) little-endian."""
+    tweak = ((pa // 64) ^ boot).to_bytes(16, "little")
+    c = Cipher(algorithms.AES(key), modes.XTS(tweak))
+    op = c.encryptor() if encrypt else c.decryptor()
+    return op.update(data) + op.finalize()
+
+
+@pytest.fixture
+def plat():
+    p = Platform(load_model("server-2s"), seed=7)
+    p.set_key(1, "key", p.random_key("k1"))
+    p.set_key(2, "key", p.random_key("k2"))
+    p.set_key(3, "no-encrypt")
+    return p
+
+
+def tag(p, keyid, pa):
+    return p.amap.tag(keyid, pa)
+
+
+def test_ciphertext_in_dram_is_real_xts(plat):
+    pa, data = 0x4000, bytes(range(64))
+    mc = plat.mc_for(pa)
+    mc.write(0, tag(plat, 1, pa), data, "test")
+    k1 = mc.keys.key(1)
+    assert plat.dram_read(pa, 64) == ref_xts(k1, pa, plat.boot_tweak, data, True)
+    assert mc.read(0, tag(plat, 1, pa))[0] == data
+
+
+def test_wrong_key_gives_genuine_garbage(plat):
+    pa, data = 0x8040, b"secret!!" * 8
+    mc = plat.mc_for(pa)
+    mc.write(0, tag(plat, 1, pa), data, "test")
+    got = mc.read(0, tag(plat, 2, pa))[0]
+    cipher = ref_xts(mc.keys.key(1), pa, plat.boot_tweak, data, True)
+    assert got == ref_xts(mc.keys.key(2), pa, plat.boot_tweak, cipher, False)
+    assert got != data
+
+
+def test_relocated_ciphertext_is_garbage(plat):
+    src, dst, data = 0x10000, 0x20000, b"\x5a" * 64
+    mc = plat.mc_for(src)
+    mc.write(0, tag(plat, 1, src), data, "test")
+    plat.dram_write(dst, plat.dram_read(src, 64))
+    got = mc.read(0, tag(plat, 1, dst))[0]
+    assert got != data
+    k1 = mc.keys.key(1)
+    assert got == ref_xts(k1, dst, plat.boot_tweak, ref_xts(k1, src, plat.boot_tweak, data, True), False)
+
+
+def test_no_encrypt_and_bypass_are_plaintext_on_the_bus(plat):
+    pa = 0x3000
+    plat.mc_for(pa).write(0, tag(plat, 3, pa), b"P" * 64, "test")
+    assert plat.dram_read(pa, 64) == b"P" * 64
+    m = load_model("client-1s", {"mktme": {"tme_bypass": True}})
+    q = Platform(m, seed=1)
+    q.mc_for(pa).write(0, q.amap.tag(0, pa), b"Q" * 64, "test")
+    assert q.dram_read(pa, 64) == b"Q" * 64
+
+
+def test_tme_keyid0_is_encrypted_without_bypass(plat):
+    pa = 0x5000
+    plat.mc_for(pa).write(0, tag(plat, 0, pa), b"T" * 64, "test")
+    assert plat.dram_read(pa, 64) != b"T" * 64
+    assert plat.mc_for(pa).read(0, tag(plat, 0, pa))[0] == b"T" * 64
+
+
+def test_packages_have_different_tme_keys(plat):
+    assert plat.packages[0].mc.keys.key(0) != plat.packages[1].mc.keys.key(0)
+
+
+def test_home_controller_by_range(plat):
+    top = 64 << 30
+    assert plat.amap.home(0) == 0 and plat.amap.home(top - 64) == 0 and plat.amap.home(top) == 1
+
+
+def test_sparse_dram_costs_only_touched_lines(plat):
+    far = plat.amap.memory_bytes - 64
+    plat.mc_for(far).write(0, tag(plat, 1, far), b"x" * 64, "test")
+    assert sum(len(p.mc.store.lines) for p in plat.packages) == 1
+    assert plat.dram_read(0x123440, 64) == bytes(64)
+
+
+def test_keyid_is_not_in_the_tweak(plat):
+    """The same key under two KeyIDs produces the same ciphertext at the same PA."""
+    k = plat.random_key("shared")
+    plat.set_key(4, "key", k)
+    plat.set_key(5, "key", k)
+    pa = 0x7000
+    mc = plat.mc_for(pa)
+    mc.write(0, tag(plat, 4, pa), b"z" * 64, "t")
+    c4 = plat.dram_read(pa, 64)
+    mc.write(0, tag(plat, 5, pa), b"z" * 64, "t")
+    assert plat.dram_read(pa, 64) == c4
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lazy_and_eager_dram_give_identical_bytes(seed):
+    """Random writes, reads through other KeyIDs, raw writes, copies and key changes: the lazy
+    store and one that encrypts every line eagerly return the same bytes everywhere."""
+    m = load_model("server-2s")
+    lazy, eager = Platform(m, seed=seed), Platform(m, seed=seed, lazy_dram=False)
+    rng = random.Random(seed)
+    keys = {k: lazy.random_key(f"k{k}") for k in (1, 2, 3)}
+    for p in (lazy, eager):
+        for k, key in keys.items():
+            p.set_key(k, "key", key)
+        p.set_key(4, "no-encrypt")
+    lines = [rng.randrange(0, 2 * (64 << 30), 64) for _ in range(24)]
+    for step in range(600):
+        pa, keyid = rng.choice(lines), rng.randrange(0, 5)
+        action = rng.random()
+        outs = []
+        for p in (lazy, eager):
+            mc, t = p.mc_for(pa), p.amap.tag(keyid, pa)
+            if action < 0.35:
+                mc.write(step, t, rng.randbytes(64) if p is lazy else data, "w")
+                data = lazy.mc_for(pa).store.lines[pa].plain
+            elif action < 0.8:
+                outs.append(mc.read(step, t)[0])
+            elif action < 0.88:
+                src = rng.choice(lines) if p is lazy else src
+                p.dram_write(pa, p.dram_read(src, 64))
+            elif action < 0.94:
+                new = rng.randrange(1, 4) if p is lazy else new
+                p.set_key(new, "key", p.random_key(f"rekey{step}") if p is lazy else newkey)
+                newkey = p.mc_for(0).keys.key(new)
+            else:
+                outs.append(p.dram_read(pa, 64))
+        if outs:
+            assert outs[0] == outs[1], f"step {step}"
+    for pa in lines:
+        assert lazy.dram_read(pa, 64) == eager.dram_read(pa, 64)
+    assert eager.packages[0].mc.store.decrypts + eager.packages[1].mc.store.decrypts > \
+        lazy.packages[0].mc.store.decrypts + lazy.packages[1].mc.store.decrypts
