@@ -40,9 +40,6 @@ FULL = (1 << 64) - 1
 CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 
 
-def _mask(off: int, n: int) -> int:
-    return ((1 << n) - 1) << off
-
 
 class Oracle:
     """Reference model of stored data, checking every load (see the module docstring)."""
@@ -56,16 +53,19 @@ class Oracle:
         self.history: dict[int, list[bytes]] = {}  # tag -> earlier line images (classify only)
         self.line_history: dict[int, list[bytes]] = {}  # line PA -> images stored via any tag
         self.counts = Counter()
+        self.stores = self.checked = self.unchecked = self.violation_count = 0
         self.violations: list[dict] = []
         self.plat = None
 
     def attach(self, plat) -> None:
         self.plat = plat
         self.amap = plat.amap
+        self.pa_mask = plat.amap.pa_mask
 
     # -- events --------------------------------------------------------------------------------
     def store(self, t: int, cpu: int, tag: int, off: int, data: bytes) -> None:
-        pa = tag & self.amap.pa_mask
+        pa = tag & self.pa_mask
+        n = len(data)
         exp = self.expected.get(tag)
         if exp is None:
             exp = self.expected[tag] = bytearray(64)
@@ -75,11 +75,11 @@ class Oracle:
             self.valid[tag] = 0
         if self.classify:
             self.history.setdefault(tag, []).append(bytes(exp))
-        exp[off : off + len(data)] = data
-        self.valid[tag] |= _mask(off, len(data))
+        exp[off : off + n] = data
+        self.valid[tag] |= ((1 << n) - 1) << off
         if self.classify:
             self.line_history.setdefault(pa, []).append(bytes(exp))
-        self.counts.add("stores")
+        self.stores += 1
 
     def dram_write(self, t: int, pa: int, tag: int) -> None:
         """A line reached DRAM through the memory controller (nothing to update: the
@@ -92,31 +92,31 @@ class Oracle:
     def raw_read(self, t: int, cpu: int, pa: int, data: bytes) -> None:
         self.counts.add("raw_reads")
 
-    def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str, core=None) -> str | None:
+    def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str) -> str | None:
         """Check one load; returns its class when classifying, else None."""
-        pa = tag & self.amap.pa_mask
+        pa = tag & self.pa_mask
         n = len(data)
         status = None
         if self.owner.get(pa) == tag:
+            full = (1 << n) - 1
+            valid = self.valid[tag] >> off & full
             exp = self.expected[tag]
-            valid = self.valid[tag] >> off & ((1 << n) - 1)
-            if valid:
+            if valid == full and exp[off : off + n] == data:
+                self.checked += 1
+                status = "expected"
+            elif valid:
                 want = exp[off : off + n]
-                bad = [i for i in range(n) if (valid >> i) & 1 and data[i] != want[i]]
-                if bad:
-                    self.counts.add("violations")
+                if any((valid >> i) & 1 and data[i] != want[i] for i in range(n)):
+                    self.violation_count += 1
                     self._violation(t, cpu, tag, off, bytes(want), data, valid, served)
                     status = "violation"
                 else:
-                    self.counts.add("checked")
-                    status = "expected" if valid == (1 << n) - 1 else None
+                    self.checked += 1
         if status is None:
-            self.counts.add("unchecked")
+            self.unchecked += 1
         if not self.classify:
             return None
         cls = status if status == "expected" else self._classify(tag, pa, off, data, served)
-        if core is not None and core.reads is not None:
-            core.reads[-1:] = core.reads[-1:]  # no-op: the core logs its own reads
         self.counts.add(f"class_{cls}")
         return cls
 
@@ -145,22 +145,23 @@ class Oracle:
         mc = plat.mc_for(pa)
         keyid = tag >> self.amap.keyid_shift
         rec = mc.store.record(pa)
+        why = plat.cause_text(rec.cause) if rec is not None else ""
         if served not in ("DRAM", "DRAM-remote"):
             return f"the cached copy of {describe(tag)} (served by {served}) does not hold the stored data"
         if rec is None:
             return f"{describe(tag)} never reached DRAM: the dirty line was lost"
         if rec.writer == RAW:
-            return f"{rec.cause} overwrote data written via {describe(tag)}"
+            return f"{why} overwrote data written via {describe(tag)}"
         if rec.writer != tag:
-            return f"{rec.cause} overwrote data written via {describe(tag)}"
+            return f"{why} overwrote data written via {describe(tag)}"
         entry = mc.keys.entry(keyid)
         if rec.key != mc.keys.key(keyid):
             return (f"key of K{keyid} on package {mc.package} changed at t={to_ns(entry.time):g} ns "
                     f"({entry.command}) after {describe(tag)} was written back under the old key "
-                    f"({rec.cause})")
+                    f"({why})")
         if rec.boot != mc.boot_tweak:
             return "the platform rebooted: the tweak changed since the line was written"
-        return f"DRAM holds an older image of {describe(tag)} ({rec.cause})"
+        return f"DRAM holds an older image of {describe(tag)} ({why})"
 
     def _violation(self, t, cpu, tag, off, want, data, valid, served) -> None:
         if len(self.violations) >= self.max_violations:
@@ -179,4 +180,7 @@ class Oracle:
         })
 
     def summary(self) -> dict:
-        return {"counts": self.counts.to_dict(), "violations": list(self.violations)}
+        counts = dict(self.counts)
+        counts.update(stores=self.stores, checked=self.checked, unchecked=self.unchecked,
+                      violations=self.violation_count)
+        return {"counts": dict(sorted(counts.items())), "violations": list(self.violations)}

@@ -5,15 +5,16 @@
 #   experiments/traces/record.sh OUT.gz     # writes OUT.gz instead
 #
 # Needs gcc (with static libc, e.g. Debian's libc6-dev), valgrind and gzip. The program is linked
-# statically so the dynamic loader's symbol resolution does not swamp the trace; the remaining
-# start-up/exit accesses of libc are a few percent of the total.
+# statically to keep the dynamic loader's relocation and symbol lookup out of the trace; the
+# remaining start-up/exit accesses of libc are about 2% of the total.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-"$here/kernel_mix.lackey.gz"}
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 
 gcc -O1 -static -fno-pie -no-pie -o "$work/kernel_mix" "$here/src/kernel_mix.c"
 
@@ -23,8 +24,8 @@ gcc -O1 -static -fno-pie -no-pie -o "$work/kernel_mix" "$here/src/kernel_mix.c"
 # not a path on the recording machine.
 (cd "$work" && valgrind --tool=lackey --trace-mem=yes --log-file=kernel_mix.lackey ./kernel_mix)
 
-# -n: no file name or time stamp in the gzip header, so re-recording gives identical bytes
-# whenever valgrind's output is identical.
+# -n: no file name or time stamp in the gzip header, so the file depends only on the log (which
+# still differs from run to run in the process ids of valgrind's "==PID==" lines).
 gzip -9 -n -c "$work/kernel_mix.lackey" > "$out"
 
 lines=$(wc -l < "$work/kernel_mix.lackey")

@@ -11,18 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 from mktme_des.config.model import CacheSpec
-from mktme_des.engine.stats import Counter
 
 
 class Cache:
     """One cache instance (one core's private level, or one package's shared level)."""
 
-    __slots__ = ("name", "bit", "sets", "mask", "ways", "hit", "policy", "rng", "counts",
-                 "package", "core", "level")
+    __slots__ = ("name", "level_name", "bit", "sets", "mask", "ways", "hit", "policy", "rng",
+                 "evictions", "writebacks", "invalidations", "package", "core", "level")
 
     def __init__(self, spec: CacheSpec, name: str, bit: int, hit_ticks: int, package: int,
                  core: int | None, level: int, rng: np.random.Generator | None = None) -> None:
         self.name = name
+        self.level_name = spec.name
         self.bit = bit  # this cache's bit in a Directory line's holder mask
         self.sets: dict[int, dict[int, None]] = {}  # set index -> tags, LRU first
         self.mask = spec.sets - 1
@@ -30,7 +30,7 @@ class Cache:
         self.hit = hit_ticks
         self.policy = spec.replacement
         self.rng = rng
-        self.counts = Counter()
+        self.evictions = self.writebacks = self.invalidations = 0
         self.package = package
         self.core = core
         self.level = level
@@ -49,21 +49,20 @@ class Cache:
         s = self.sets.get((tag >> 6) & self.mask)
         return s is not None and tag in s
 
-    def insert(self, tag: int) -> int | None:
-        """Install ``tag`` (absent before); returns the victim's tag when a way was taken."""
-        idx = (tag >> 6) & self.mask
-        s = self.sets.get(idx)
-        if s is None:
-            s = self.sets[idx] = {}
-        victim = None
-        if len(s) >= self.ways:
-            if self.policy == "random":
-                victim = list(s)[int(self.rng.integers(len(s)))]
-            else:
-                victim = next(iter(s))
-            del s[victim]
-        s[tag] = None
-        return victim
+    def victim(self, s: dict[int, None]) -> int:
+        """The tag a full set gives up: least recently used (LRU), oldest (FIFO) or random.
+
+        Sets keep insertion order and LRU hits re-insert, so the first tag is the LRU/FIFO one.
+        """
+        if self.policy == "random":
+            return list(s)[int(self.rng.integers(len(s)))]
+        for tag in s:
+            return tag
+        raise ValueError("victim of an empty set")
+
+    def counts(self) -> dict[str, int]:
+        return {"evictions": self.evictions, "writebacks": self.writebacks,
+                "invalidations": self.invalidations}
 
     def remove(self, tag: int) -> bool:
         s = self.sets.get((tag >> 6) & self.mask)

@@ -59,6 +59,8 @@ class Core:
         self.own_mask = 0
         for c in self.levels:
             self.own_mask |= 1 << c.bit
+        # Time to find out that no cache level holds a line: the last level's lookup.
+        self.miss_cost = self.levels[-1].hit
         self.online = True
         self.busy_until = 0
         self.outstanding: list[int] = []  # completion times of unordered flushes
@@ -86,49 +88,59 @@ class Core:
         read_hist = self.read_lat.hist
         write_hist = self.write_lat.hist
         served = self.served
+        served_l1 = 0
+        cpu = self.cpu
         t = env.now
+        horizon = env.peek()  # nothing else happens before this time
         for op in ops:
             code, keyid, pa, arg, at = op
             if at is not None and at > t:
                 t = at
-            if t > env.now and t >= env.peek():
+            if t >= horizon:
                 yield env.timeout(t - env.now)
+                horizon = env.peek()
             if code <= O.WRITE:
                 off = pa & 63
                 tag = (keyid << shift) | (pa & LINE_MASK)
                 s = l1_sets.get((tag >> 6) & l1_mask)
-                if s is not None and tag in s and (
-                    code == O.READ or not (directory[tag].holders & foreign)
-                ):
-                    # L1 hit, and for a store the line is already exclusive: no event.
-                    if lru:
-                        del s[tag]
-                        s[tag] = None
+                if s is not None and tag in s:
                     line = directory[tag]
-                    served["L1"] = served.get("L1", 0) + 1
                     if code == O.READ:
-                        data = bytes(line.data[off : off + arg])
+                        if lru:
+                            del s[tag]
+                            s[tag] = None
+                        served_l1 += 1
                         read_hist[l1_hit] = read_hist.get(l1_hit, 0) + 1
                         t += l1_hit
                         if oracle is not None:
-                            oracle.load(t, self.cpu, tag, off, data, "L1", self)
-                    else:
+                            oracle.load(t, cpu, tag, off, bytes(line.data[off : off + arg]), "L1")
+                        continue
+                    if not line.holders & foreign:
+                        # A store to a line this core already owns: no event, no message.
+                        if lru:
+                            del s[tag]
+                            s[tag] = None
+                        served_l1 += 1
                         line.data[off : off + len(arg)] = arg
                         line.dirty = True
                         write_hist[l1_hit] = write_hist.get(l1_hit, 0) + 1
                         t += l1_hit
                         if oracle is not None:
-                            oracle.store(t, self.cpu, tag, off, arg)
-                    continue
+                            oracle.store(t, cpu, tag, off, arg)
+                        continue
                 t0 = t
                 line, t, where = self._lookup(t, tag)
                 if line is None:
-                    # Miss in every cache: a request to the home memory controller.
+                    # Miss in every cache: a request to the home memory controller. Each
+                    # step is done inline when it falls before the next pending event.
                     ctrl, there, back = plat.route(self.package, pa)
-                    yield env.timeout(t + there - env.now)
-                    data, done = ctrl.read(env.now, tag)
-                    yield env.timeout(done + back - env.now)
-                    t = env.now
+                    arrive = t + there
+                    if arrive >= horizon:
+                        yield env.timeout(arrive - env.now)
+                    data, done = ctrl.read(arrive, tag)
+                    t = done + back
+                    if t >= env.peek():
+                        yield env.timeout(t - env.now)
                     line = self._fill(t, tag, data)
                     where = "DRAM" if ctrl.package == self.package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1
@@ -140,13 +152,13 @@ class Core:
                     lat = t - t0
                     write_hist[lat] = write_hist.get(lat, 0) + 1
                     if oracle is not None:
-                        oracle.store(t, self.cpu, tag, off, arg)
+                        oracle.store(t, cpu, tag, off, arg)
                 else:
-                    data = bytes(line.data[off : off + arg])
                     lat = t - t0
                     read_hist[lat] = read_hist.get(lat, 0) + 1
                     if oracle is not None:
-                        oracle.load(t, self.cpu, tag, off, data, where, self)
+                        oracle.load(t, cpu, tag, off, bytes(line.data[off : off + arg]), where)
+                horizon = env.peek()
                 continue
             self.op_counts.add(O.NAMES[code])
             if code == O.COMPUTE:
@@ -166,7 +178,11 @@ class Core:
                 if tag not in directory:
                     plat.prefetch(t, self, tag, pa)
             else:
-                t = plat.raw_op(t, self.cpu, code, pa, arg)
+                # Raw DRAM access is not an instruction: see Platform.start_agent.
+                raise ValueError(f"{O.NAMES[code]} is not a core operation")
+            horizon = env.peek()
+        if served_l1:
+            served["L1"] = served.get("L1", 0) + served_l1
         if t > env.now:
             yield env.timeout(t - env.now)
         self.finished_at = env.now
@@ -178,46 +194,79 @@ class Core:
         Returns ``(line, t_done, where)``, or ``(None, t_after_miss, None)`` when no cache
         holds the tag and memory must be asked.
         """
-        plat = self.plat
+        directory = self.plat.directory
+        line = directory.get(tag)
+        if line is None:  # cached nowhere: skip the walk
+            return None, t + self.miss_cost, None
+        holders = line.holders
         levels = self.levels
         for i in range(1, len(levels)):
             c = levels[i]
-            if c.lookup(tag):
-                line = plat.directory[tag]
+            if holders >> c.bit & 1:
+                c.lookup(tag)
                 for upper in levels[:i]:
                     self._install(t, upper, tag, line)
-                return line, t + c.hit, c.name
-        last = levels[-1].hit
-        line = plat.directory.get(tag)
-        if line is None:
-            return None, t + last, None
-        if line.holders & plat.package_mask[self.package]:
-            where, t = "peer", t + last + plat.snoop
+                return line, t + c.hit, c.level_name
+        plat = self.plat
+        if holders & plat.package_mask[self.package]:
+            where, t = "peer", t + self.miss_cost + plat.snoop
         else:
-            where, t = "remote", t + last + plat.snoop + 2 * plat.hop
+            where, t = "remote", t + self.miss_cost + plat.snoop + 2 * plat.hop
         for c in levels:
             self._install(t, c, tag, line)
         return line, t, where
 
     def _fill(self, t: int, tag: int, data: bytes) -> Line:
-        """Install data fetched from memory; join the coherent copy if one appeared meanwhile."""
-        plat = self.plat
-        line = plat.directory.get(tag)
+        """Install data fetched from memory in every level of this core's path (joining the
+        coherent copy if one appeared meanwhile); victims of dirty lines are written back."""
+        directory = self.plat.directory
+        line = directory.get(tag)
         if line is None:
-            line = plat.directory[tag] = Line(data)
+            line = directory[tag] = Line(data)
+        key = tag >> 6
         for c in self.levels:
-            if not (line.holders >> c.bit) & 1:
-                self._install(t, c, tag, line)
+            bit = 1 << c.bit
+            if line.holders & bit:
+                continue
+            sets = c.sets
+            idx = key & c.mask
+            s = sets.get(idx)
+            if s is None:
+                s = sets[idx] = {}
+            elif len(s) >= c.ways:
+                self._evict(t, c, s)
+            s[tag] = None
+            line.holders |= bit
         return line
 
     def _install(self, t: int, cache, tag: int, line: Line) -> None:
-        if (line.holders >> cache.bit) & 1:
+        bit = 1 << cache.bit
+        if line.holders & bit:
             cache.lookup(tag)
             return
-        victim = cache.insert(tag)
-        line.holders |= 1 << cache.bit
-        if victim is not None:
-            self.plat.drop(t, cache, victim, self.package, "eviction")
+        idx = (tag >> 6) & cache.mask
+        s = cache.sets.get(idx)
+        if s is None:
+            s = cache.sets[idx] = {}
+        elif len(s) >= cache.ways:
+            self._evict(t, cache, s)
+        s[tag] = None
+        line.holders |= bit
+
+    def _evict(self, t: int, cache, s: dict) -> None:
+        """Make room in the full set ``s``; the last copy of a dirty victim is written back."""
+        victim = cache.victim(s)
+        del s[victim]
+        plat = self.plat
+        vline = plat.directory[victim]
+        vline.holders &= ~(1 << cache.bit)
+        cache.evictions += 1
+        if not vline.holders:
+            del plat.directory[victim]
+            if vline.dirty:
+                cache.writebacks += 1
+                plat.writeback(t, self.package, victim, bytes(vline.data), "eviction from",
+                               cache.name)
 
     def _invalidate_others(self, t: int, tag: int, line: Line) -> int:
         """Take ownership for a store: remove every copy outside this core's path."""
@@ -228,7 +277,7 @@ class Core:
         while others:
             if others & 1:
                 plat.caches[bit].remove(tag)
-                plat.caches[bit].counts.add("invalidations")
+                plat.caches[bit].invalidations += 1
             others >>= 1
             bit += 1
         line.holders &= self.own_mask
@@ -244,7 +293,8 @@ class Core:
         done = t
         name = O.NAMES[code]
         if line.dirty:
-            done = plat.writeback(t, self.package, tag, bytes(line.data), f"{name} by cpu{self.cpu}")
+            done = plat.writeback(t, self.package, tag, bytes(line.data), f"{name} by",
+                                  f"cpu{self.cpu}")
             line.dirty = False
         if code != O.CLWB:
             plat.invalidate_everywhere(tag, line)

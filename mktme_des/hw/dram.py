@@ -29,6 +29,8 @@ from mktme_des.engine.stats import ServerStat
 from mktme_des.engine.time import ns
 
 LINE = 64
+PAGE = 4096
+PAGE_MASK = ~(PAGE - 1)
 ZERO_LINE = bytes(LINE)
 RAW = -1  # writer tag of bytes put in DRAM directly, not through a memory controller
 
@@ -45,7 +47,7 @@ class Record:
         self.cipher = cipher  # ciphertext, computed on demand
         self.writer = writer  # tag of the line that was written back, or RAW
         self.time = time
-        self.cause = cause  # short description of the event that wrote it
+        self.cause = cause  # the event that wrote it (text, or a tuple Platform.cause_text reads)
 
 
 def _cipher(pa: int, rec: Record) -> bytes:
@@ -62,11 +64,14 @@ class DramStore:
     def __init__(self, lazy: bool = True) -> None:
         self.lazy = lazy
         self.lines: dict[int, Record] = {}
+        # Pages zeroed through a KeyID before the run (what the kernel does on allocation),
+        # kept per page rather than per line: page PA -> (key, boot tweak).
+        self.zeroed: dict[int, tuple[bytes | None, int]] = {}
         self.decrypts = 0  # AES work actually done, to show what laziness saves
         self.encrypts = 0
 
     def write(self, pa: int, plain: bytes, key: bytes | None, boot: int, writer: int,
-              time: int, cause: str) -> None:
+              time: int, cause) -> None:
         """Store a line written through the controller under ``key`` (None: plaintext)."""
         rec = Record(bytes(plain), key, boot, None, writer, time, cause)
         if not self.lazy:
@@ -79,7 +84,13 @@ class DramStore:
         """The plaintext a read through ``key`` gets: XTS-decrypt of the stored ciphertext."""
         rec = self.lines.get(pa)
         if rec is None:
-            cipher = ZERO_LINE
+            z = self.zeroed.get(pa & PAGE_MASK)
+            if z is None:
+                cipher = ZERO_LINE
+            elif self.lazy and z[0] == key and z[1] == boot:
+                return ZERO_LINE
+            else:
+                cipher = self._zero_cipher(pa, z)
         else:
             if self.lazy and rec.plain is not None and rec.key == key and rec.boot == boot:
                 return rec.plain
@@ -92,7 +103,23 @@ class DramStore:
     def read_raw(self, pa: int) -> bytes:
         """The ciphertext bytes of a line, as a probe on the memory bus would see them."""
         rec = self.lines.get(pa)
-        return ZERO_LINE if rec is None else _cipher(pa, rec)
+        if rec is None:
+            z = self.zeroed.get(pa & PAGE_MASK)
+            return ZERO_LINE if z is None else self._zero_cipher(pa, z)
+        return _cipher(pa, rec)
+
+    def _zero_cipher(self, pa: int, z: tuple[bytes | None, int]) -> bytes:
+        key, boot = z
+        return ZERO_LINE if key is None else xts_encrypt(key, line_tweak(pa, boot), ZERO_LINE)
+
+    def zero_page(self, page_pa: int, key: bytes | None, boot: int) -> None:
+        """Record that the 4 KiB page at ``page_pa`` was zeroed through ``key`` (lazily: no
+        per-line record until a line is written; reads decrypt the zero ciphertext)."""
+        base = page_pa & PAGE_MASK
+        if self.lines:
+            for pa in range(base, base + PAGE, LINE):
+                self.lines.pop(pa, None)
+        self.zeroed[base] = (key, boot)
 
     def write_raw(self, pa: int, data: bytes, time: int, cause: str) -> None:
         """Put bytes into DRAM directly, bypassing the controller (attacker, DMA replay)."""
@@ -104,6 +131,7 @@ class DramStore:
     def wipe(self) -> None:
         """Lose every line (power off of volatile DRAM)."""
         self.lines.clear()
+        self.zeroed.clear()
 
 
 class DramTiming:

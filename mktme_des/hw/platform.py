@@ -134,7 +134,7 @@ class Platform:
         ev = self.env.timeout(when - self.env.now)
         ev.callbacks.append(lambda _ev: fn(*args))
 
-    def writeback(self, t: int, package: int, tag: int, data: bytes, cause: str) -> int:
+    def writeback(self, t: int, package: int, tag: int, data: bytes, why: str, where: str = "") -> int:
         """Send a dirty line from ``package`` at ``t`` to its home; returns its arrival time.
 
         The line is encrypted with the key the home package holds when it *arrives*.
@@ -143,24 +143,18 @@ class Platform:
         mc, there, _ = self.route(package, pa)
         arrival = t + there
         self.writebacks += 1
-        self.later(arrival, self._arrive, mc, tag, data, f"writeback of {self.amap.describe(tag)} ({cause}) at t={to_ns(t):g} ns")
+        cause = ("writeback", tag, t, why, where)  # formatted only if someone reports it
+        if arrival < self.env.peek():
+            # Nothing else happens before it arrives: deliver it now (exact lookahead).
+            self._arrive(mc, tag, data, cause, arrival)
+        else:
+            self.later(arrival, self._arrive, mc, tag, data, cause, arrival)
         return arrival
 
-    def _arrive(self, mc: MemoryController, tag: int, data: bytes, cause: str) -> None:
-        mc.write(self.env.now, tag, data, cause)
+    def _arrive(self, mc: MemoryController, tag: int, data: bytes, cause: tuple, when: int) -> None:
+        mc.write(when, tag, data, cause)
         if self.oracle is not None:
-            self.oracle.dram_write(self.env.now, tag & self.amap.pa_mask, tag)
-
-    def drop(self, t: int, cache: Cache, tag: int, package: int, why: str) -> None:
-        """``cache`` no longer holds ``tag``; the last copy of a dirty line is written back."""
-        line = self.directory[tag]
-        line.holders &= ~(1 << cache.bit)
-        cache.counts.add("evictions")
-        if line.holders == 0:
-            del self.directory[tag]
-            if line.dirty:
-                cache.counts.add("writebacks")
-                self.writeback(t, package, tag, bytes(line.data), f"{why} from {cache.name}")
+            self.oracle.dram_write(when, tag & self.amap.pa_mask, tag)
 
     def invalidate_everywhere(self, tag: int, line: Line) -> None:
         holders, bit = line.holders, 0
@@ -187,7 +181,7 @@ class Platform:
             line = self.directory[tag]
             if line.dirty:
                 arrival = self.writeback(t + i * self.wbinvd_line, package, tag, bytes(line.data),
-                                         f"wbinvd by cpu{cpu}")
+                                         "wbinvd by", f"cpu{cpu}")
                 line.dirty = False
                 done = max(done, arrival)
             if line.holders == 0:
@@ -208,18 +202,33 @@ class Platform:
 
         self.later(t + core.levels[-1].hit + there, at_controller)
 
-    def raw_op(self, t: int, cpu: int, code: int, pa: int, arg) -> int:
-        """Direct DRAM access (bus probe, DMA, cold boot), bypassing caches and keys."""
-        if code == O.RAW_READ:
-            data = self.dram_read(pa, arg)
-            if self.oracle is not None:
-                self.oracle.raw_read(t, cpu, pa, data)
-        elif code == O.RAW_WRITE:
-            self.dram_write(pa, arg, t, f"raw DRAM write by cpu{cpu} at t={to_ns(t):g} ns")
-        elif code == O.RAW_COPY:
-            data = self.dram_read(pa, arg[1])
-            self.dram_write(arg[0], data, t, f"raw DRAM copy from {pa:#x} at t={to_ns(t):g} ns")
-        return t
+    def agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
+        """SimPy process of an agent outside the CPUs (a bus probe, a DMA engine, an attacker
+        with a DRAM interposer): raw reads, writes and copies of DRAM at their ``at`` times,
+        bypassing caches and keys. Each waits for its time with a real event, so everything the
+        cores do is ordered against it exactly."""
+        env = self.env
+        for code, _keyid, pa, arg, at in ops:
+            if at is not None and at > env.now:
+                yield env.timeout(at - env.now)
+            t = env.now
+            if code == O.RAW_READ:
+                data = self.dram_read(pa, arg)
+                if log is not None:
+                    log.append((t, pa, data))
+            elif code == O.RAW_WRITE:
+                self.dram_write(pa, arg, t, f"raw DRAM write by {name} at t={to_ns(t):g} ns")
+            elif code == O.RAW_COPY:
+                dst, size = arg
+                self.dram_write(dst, self.dram_read(pa, size), t,
+                                f"raw DRAM copy by {name} from {pa:#x} at t={to_ns(t):g} ns")
+            elif code == O.COMPUTE:
+                yield env.timeout(arg)
+            else:
+                raise ValueError(f"{O.NAMES[code]} is not a DRAM agent operation")
+
+    def start_agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
+        return self.env.process(self.agent(name, ops, log))
 
     # -- the raw DRAM view -----------------------------------------------------------------------
     def dram_read(self, pa: int, size: int) -> bytes:
@@ -264,6 +273,13 @@ class Platform:
     def random_key(self, name: str, size: int = 32) -> bytes:
         return self.streams.randbytes(name, size)
 
+    def cause_text(self, cause) -> str:
+        """Human text of a DRAM record's cause (kept as a tuple on the hot path)."""
+        if isinstance(cause, str):
+            return cause
+        _kind, tag, t, why, where = cause
+        return f"writeback of {self.amap.describe(tag)} ({why} {where}) at t={to_ns(t):g} ns"
+
     def key_of(self, keyid: int, pa: int) -> bytes | None:
         """The key the home controller of ``pa`` uses for ``keyid`` now (None: plaintext)."""
         return self.mc_for(pa).keys.key(keyid)
@@ -297,10 +313,7 @@ class Platform:
             levels[name] = {"accesses": remaining, "hits": hits, "misses": remaining - hits,
                             "hit_rate": hits / remaining if remaining else 0.0}
             remaining -= hits
-        caches = {}
-        for c in self.caches:
-            if c.counts:
-                caches[c.name] = c.counts.to_dict()
+        caches = {c.name: c.counts() for c in self.caches if any(c.counts().values())}
         out = {
             "time_ns": to_ns(elapsed),
             "accesses": accesses,

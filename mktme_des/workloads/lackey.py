@@ -36,6 +36,7 @@ import gzip
 import os
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -174,29 +175,30 @@ def read_lackey(
     line, for a trace without accesses (line 0) and for a missing or unreadable file (line 0).
     """
     source = str(path)
-    page_shift = _check_args(page_bytes, base_pa, seed, frames, limit)
+    page_bytes, base_pa, seed, frames, limit = _check_args(page_bytes, base_pa, seed, frames, limit)
+    page_shift = page_bytes.bit_length() - 1
     if frames is None and scatter:
         frames = max(1, DEFAULT_SCATTER_BYTES // page_bytes)
 
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     total = 0
     lines_read = 0
-    for codes, addrs, sizes, bad, nlines in _parse_chunks(path, source):
-        lines_read += nlines
-        part = _expand(codes, addrs, sizes, include_instructions)
-        parts.append(part)
-        total += len(part[0])
-        if limit is not None and total >= limit:
-            break
-        if bad is not None:
-            raise TraceError(source, bad[0], bad[1])
+    with closing(_parse_chunks(path, source)) as chunks:
+        for codes, addrs, sizes, bad, nlines in chunks:
+            lines_read += nlines
+            part = _expand(codes, addrs, sizes, include_instructions)
+            parts.append(part)
+            total += len(part[0])
+            if limit is not None and total >= limit:
+                break
+            if bad is not None:
+                raise TraceError(source, bad[0], bad[1])
 
     if total == 0:
-        if include_instructions:
-            what = "loads, stores or instruction fetches"
-        else:
-            what = "loads or stores (instruction fetches count only with include_instructions=True)"
-        raise TraceError(source, 0, f"no memory accesses: {lines_read} lines without {what}")
+        reason = f"no memory accesses in {lines_read} lines"
+        if not include_instructions:
+            reason += " (instruction fetches count only with include_instructions=True)"
+        raise TraceError(source, 0, reason)
 
     is_write = np.concatenate([p[0] for p in parts])
     vaddr = np.concatenate([p[1] for p in parts])
@@ -222,34 +224,38 @@ def read_lackey(
 # Argument checks
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+def _as_int(name: str, x: Any, low: int, high: int, what: str) -> int:
+    """``x`` as a Python int in ``low..high``, else a UserError saying ``what`` is allowed."""
+    if isinstance(x, bool) or not isinstance(x, int | np.integer) or not low <= int(x) <= high:
+        raise UserError(f"{name} must be {what}, got {x!r}")
+    return int(x)
 
 
 def _check_args(
-    page_bytes: int, base_pa: int, seed: int, frames: int | None, limit: int | None
-) -> int:
-    if not _is_int(page_bytes) or page_bytes < LINE_BYTES or page_bytes & (page_bytes - 1):
+    page_bytes: Any, base_pa: Any, seed: Any, frames: Any, limit: Any
+) -> tuple[int, int, int, int | None, int | None]:
+    """Validate the allocator arguments; return them as Python ints."""
+    page_bytes = _as_int(
+        "page_bytes", page_bytes, LINE_BYTES, 1 << 63, f"a power of two of at least {LINE_BYTES}"
+    )
+    if page_bytes & (page_bytes - 1):
         raise UserError(
-            f"page_bytes must be a power of two of at least {LINE_BYTES}, got {page_bytes!r}"
+            f"page_bytes must be a power of two of at least {LINE_BYTES}, got {page_bytes}"
         )
-    if not _is_int(base_pa) or not 0 <= base_pa <= _U64_MAX:
-        raise UserError(f"base_pa must be a 64-bit physical address, got {base_pa!r}")
+    base_pa = _as_int("base_pa", base_pa, 0, _U64_MAX, "a 64-bit physical address")
     if base_pa % page_bytes:
         raise UserError(f"base_pa {base_pa:#x} is not aligned to page_bytes={page_bytes}")
-    if not _is_int(seed) or seed < 0:
-        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = _as_int("seed", seed, 0, _U64_MAX, "an integer from 0 to 2**64-1")
     if frames is not None:
-        if not _is_int(frames) or frames < 1:
-            raise UserError(f"frames must be a positive integer, got {frames!r}")
+        frames = _as_int("frames", frames, 1, 1 << 64, "a positive integer")
         if base_pa + frames * page_bytes > 1 << 64:
             raise UserError(
                 f"frames={frames} of {page_bytes} bytes from base_pa {base_pa:#x} "
                 "run past the 64-bit physical address space"
             )
-    if limit is not None and (not _is_int(limit) or limit < 1):
-        raise UserError(f"limit must be a positive integer, got {limit!r}")
-    return page_bytes.bit_length() - 1
+    if limit is not None:
+        limit = _as_int("limit", limit, 1, 1 << 63, "a positive integer")
+    return page_bytes, base_pa, seed, frames, limit
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,12 +318,13 @@ def _parse_chunks(
     first malformed line.
     """
     line0 = 0
-    for block in _read_blocks(path, source):
-        codes, addrs, sizes, bad, nlines = _parse_block(block, line0)
-        yield codes, addrs, sizes, bad, nlines
-        if bad is not None:
-            return
-        line0 += nlines
+    with closing(_read_blocks(path, source)) as blocks:
+        for block in blocks:
+            codes, addrs, sizes, bad, nlines = _parse_block(block, line0)
+            yield codes, addrs, sizes, bad, nlines
+            if bad is not None:
+                return
+            line0 += nlines
 
 
 def _parse_block(

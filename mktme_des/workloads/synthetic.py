@@ -1,0 +1,258 @@
+"""Workloads: what each core executes in a ``simulate`` run or an experiment.
+
+A workload is a ``[workload]`` table (:class:`WorkloadSpec`): synthetic per-core streams
+(sequential, strided, uniform random or Zipf-distributed over a working set, with a read/write
+mix) or a valgrind lackey trace replayed on each core. Its pages are split between MKTME
+KeyIDs, KeyID 0 (TME) and a no-encrypt KeyID by the given fractions, page by page, from a
+seeded stream.
+
+Before the run, :func:`prepare` programs the keys and marks every page of the working set as
+zeroed through its KeyID, as the kernel does when it allocates an encrypted page, so reads of
+never-written data return zeros rather than the decryption of uninitialised DRAM. The cost of
+that zeroing is not part of the run (it is the kernel's, and experiments on it model it
+explicitly).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mktme_des.config.schema import Context, Section, param
+from mktme_des.engine.time import ns
+from mktme_des.hw import ops as O
+
+PAGE = 4096
+CHUNK = 16384
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TRACE = "experiments/traces/kernel_mix.lackey.gz"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadSpec(Section):
+    kind: str = param("synthetic", doc="synthetic streams or a recorded trace",
+                      choices=("synthetic", "lackey"))
+    pattern: str = param("random", doc="synthetic address pattern",
+                         choices=("sequential", "stride", "random", "zipf"))
+    cores: int = param(1, doc="how many cores run the workload (cpu 0, 1, ...)", min=1, max=4096)
+    spread: str = param("packages", doc="place the cores round-robin over packages, or fill "
+                        "package 0 first", choices=("packages", "fill"))
+    accesses: int = param(100_000, doc="memory accesses per core (synthetic; a trace is "
+                          "truncated to it when smaller than the trace)", min=1)
+    read_fraction: float = param(0.7, doc="share of accesses that are loads", min=0.0, max=1.0)
+    working_set_kib: int = param(4096, doc="bytes each core's stream touches", unit="KiB",
+                                 min=4, max=64 * 1024 * 1024)
+    access_bytes: int = param(8, doc="bytes per access (a power of two, at most 64)", min=1,
+                              max=64)
+    stride_bytes: int = param(256, doc="step of the 'stride' pattern", unit="bytes", min=1)
+    zipf_alpha: float = param(1.2, doc="skew of the 'zipf' pattern", min=1.0,
+                              min_exclusive=True, max=5.0)
+    compute_ns: float = param(0.0, doc="work between two accesses", unit="ns", min=0.0)
+    sharing: str = param("private", doc="each core its own working set, or one shared by all",
+                         choices=("private", "shared"))
+    placement: str = param("local", doc="working set in the core's own package's memory or "
+                           "in the next package's", choices=("local", "remote"))
+    mktme_fraction: float = param(1.0, doc="share of pages under MKTME KeyIDs", min=0.0, max=1.0)
+    no_encrypt_fraction: float = param(0.0, doc="share of pages under a NO_ENCRYPT KeyID",
+                                       min=0.0, max=1.0)
+    mktme_keys: int = param(1, doc="distinct MKTME KeyIDs the encrypted pages use", min=1,
+                            max=32767)
+    trace: str = param(DEFAULT_TRACE, doc="lackey trace file (kind = 'lackey')")
+    include_instructions: bool = param(False, doc="replay instruction fetches as loads")
+
+    def check(self, ctx: Context) -> None:
+        if self.access_bytes & (self.access_bytes - 1):
+            raise ctx.error("access_bytes", f"{self.access_bytes} is not a power of two")
+        if self.mktme_fraction + self.no_encrypt_fraction > 1.0 + 1e-12:
+            raise ctx.error("no_encrypt_fraction",
+                            "mktme_fraction + no_encrypt_fraction must not exceed 1")
+        if self.kind == "lackey" and not resolve_trace(self.trace).exists():
+            raise ctx.error("trace", f"no such trace file: {self.trace}")
+
+
+def resolve_trace(path: str) -> Path:
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    return ROOT / path
+
+
+def workload_cpus(plat, spec: WorkloadSpec) -> list[int]:
+    """The cpus that run the workload, in order."""
+    m = plat.model.topology
+    total = m.packages * m.cores_per_package
+    if spec.cores > total:
+        from mktme_des.errors import UserError
+
+        raise UserError(f"workload.cores = {spec.cores} but the model has {total} cores")
+    if spec.spread == "fill":
+        return list(range(spec.cores))
+    order = [p * m.cores_per_package + i for i in range(m.cores_per_package)
+             for p in range(m.packages)]
+    return order[: spec.cores]
+
+
+class Region:
+    """One core's (or the shared) working set: base address and per-page KeyIDs."""
+
+    def __init__(self, base: int, size: int, keyids: np.ndarray) -> None:
+        self.base = base
+        self.size = size
+        self.keyids = keyids
+
+
+def _keyid_layout(spec: WorkloadSpec, pages: int, rng: np.random.Generator, noenc_keyid: int) -> np.ndarray:
+    u = rng.random(pages)
+    idx = np.arange(pages)
+    keyids = np.zeros(pages, dtype=np.int64)
+    mk = u < spec.mktme_fraction
+    keyids[mk] = 1 + idx[mk] % spec.mktme_keys
+    ne = (~mk) & (u < spec.mktme_fraction + spec.no_encrypt_fraction)
+    keyids[ne] = noenc_keyid
+    return keyids
+
+
+def prepare(plat, spec: WorkloadSpec, size: int | None = None) -> dict[int, Region]:
+    """Program the workload's keys and lay out and zero its pages; returns cpu -> region.
+
+    ``size`` overrides the working-set size (a trace brings its own footprint)."""
+    from mktme_des.errors import UserError
+
+    need = spec.mktme_keys + (1 if spec.no_encrypt_fraction > 0 else 0)
+    encrypted = spec.mktme_fraction > 0 or spec.no_encrypt_fraction > 0
+    available = plat.model.mktme.max_keys if plat.model.mktme.enabled else 0
+    if encrypted and need > available:
+        raise UserError(f"workload needs {need} KeyIDs but model {plat.model.platform.name} "
+                        f"has {available}")
+    for k in range(1, spec.mktme_keys + 1):
+        if spec.mktme_fraction > 0:
+            plat.set_key(k, "key", plat.random_key(f"workload/key{k}"), command="SET_KEY_DIRECT")
+    noenc = spec.mktme_keys + 1
+    if spec.no_encrypt_fraction > 0:
+        plat.set_key(noenc, "no-encrypt", command="NO_ENCRYPT")
+    cpus = workload_cpus(plat, spec)
+    size = size or _region_bytes(spec)
+    pkg_bytes = plat.amap.package_bytes
+    regions: dict[int, Region] = {}
+    shared: Region | None = None
+    slot = {}
+    for cpu in cpus:
+        pkg = plat.cores[cpu].package
+        home = (pkg + (1 if spec.placement == "remote" else 0)) % plat.model.topology.packages
+        if spec.sharing == "shared" and shared is not None:
+            regions[cpu] = shared
+            continue
+        n = slot.get(home, 0)
+        slot[home] = n + 1
+        base = home * pkg_bytes + (256 << 20) + n * size
+        if base + size > (home + 1) * pkg_bytes:
+            raise UserError("workload working sets do not fit in the package's memory")
+        pages = size // PAGE
+        keyids = _keyid_layout(spec, pages, plat.streams.get(f"workload/layout/{base:#x}"), noenc)
+        region = Region(base, size, keyids)
+        _zero(plat, region)
+        regions[cpu] = region
+        if spec.sharing == "shared":
+            shared = region
+    return regions
+
+
+def _region_bytes(spec: WorkloadSpec) -> int:
+    size = spec.working_set_kib * 1024
+    return -(-size // PAGE) * PAGE
+
+
+def _zero(plat, region: Region) -> None:
+    boot = plat.boot_tweak
+    for i, keyid in enumerate(region.keyids.tolist()):
+        pa = region.base + i * PAGE
+        mc = plat.mc_for(pa)
+        mc.store.zero_page(pa, mc.keys.key(keyid), boot)
+
+
+def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.Generator) -> Iterator[tuple]:
+    """The op stream of one core, generated lazily in numpy chunks."""
+    ab = spec.access_bytes
+    slots = region.size // ab
+    compute = ns(spec.compute_ns)
+    keyids = region.keyids
+    base = region.base
+    pack = struct.Struct("<Q").pack
+    tag = cpu << 40
+    perm = rng.permutation(region.size // 64) if spec.pattern == "zipf" else None
+    done = 0
+    pos = 0
+    while done < spec.accesses:
+        n = min(CHUNK, spec.accesses - done)
+        if spec.pattern == "sequential":
+            off = ((pos + np.arange(n, dtype=np.int64)) % slots) * ab
+            pos += n
+        elif spec.pattern == "stride":
+            step = max(ab, spec.stride_bytes // ab * ab)
+            off = ((pos + np.arange(n, dtype=np.int64)) * step) % (slots * ab)
+            off = off // ab * ab
+            pos += n
+        elif spec.pattern == "random":
+            off = rng.integers(0, slots, n, dtype=np.int64) * ab
+        else:
+            rank = (rng.zipf(spec.zipf_alpha, n) - 1) % len(perm)
+            line = perm[rank]
+            off = line * 64 + (rng.integers(0, 64 // ab, n) * ab if ab < 64 else 0)
+        writes = rng.random(n) >= spec.read_fraction
+        kid = keyids[off // PAGE]
+        for o, w, k in zip(off.tolist(), writes.tolist(), kid.tolist(), strict=True):
+            if w:
+                data = (pack(tag | done) * 8)[:ab]
+                yield (O.WRITE, k, base + o, data, None)
+            else:
+                yield (O.READ, k, base + o, ab, None)
+            done += 1
+            if compute:
+                yield (O.COMPUTE, 0, 0, compute, None)
+
+
+def trace_ops(spec: WorkloadSpec, cpu: int, region: Region, trace) -> Iterator[tuple]:
+    """Replay a lackey trace on ``region`` (its first-touch pages shifted to the region)."""
+    pack = struct.Struct("<Q").pack
+    pa = trace.pa.astype(np.int64) + region.base
+    kid = region.keyids[(pa - region.base) // PAGE]
+    n = min(len(trace), spec.accesses)
+    compute = ns(spec.compute_ns)
+    sizes = trace.size.tolist()
+    for i, (a, w, k) in enumerate(zip(pa[:n].tolist(), trace.is_write[:n].tolist(), kid[:n].tolist(), strict=True)):
+        size = sizes[i]
+        if w:
+            yield (O.WRITE, k, a, (pack((cpu << 40) | i) * 8)[:size], None)
+        else:
+            yield (O.READ, k, a, size, None)
+        if compute:
+            yield (O.COMPUTE, 0, 0, compute, None)
+
+
+def load_trace(spec: WorkloadSpec):
+    """The lackey trace a workload names, mapped by a first-touch allocator from page 0."""
+    from mktme_des.workloads.lackey import read_lackey
+
+    return read_lackey(resolve_trace(spec.trace), include_instructions=spec.include_instructions,
+                       base_pa=0, limit=spec.accesses)
+
+
+def start(plat, spec: WorkloadSpec) -> list[int]:
+    """Prepare the platform and start every core of the workload; returns the cpus."""
+    trace = None
+    size = None
+    if spec.kind == "lackey":
+        trace = load_trace(spec)
+        size = trace.pages * PAGE
+    regions = prepare(plat, spec, size)
+    for cpu, region in regions.items():
+        if trace is not None:
+            ops = trace_ops(spec, cpu, region, trace)
+        else:
+            ops = synthetic_ops(spec, cpu, region, plat.streams.get(f"workload/cpu{cpu}"))
+        plat.start(cpu, ops)
+    return list(regions)
