@@ -89,8 +89,33 @@ class Oracle:
         self.owner[pa] = RAW
         self.counts.add("raw_writes")
 
-    def raw_read(self, t: int, cpu: int, pa: int, data: bytes) -> None:
+    def raw_class(self, pa: int, data: bytes) -> str:
+        """Class of a raw DRAM read: ``plaintext`` when the bytes equal what software last
+        stored there (through any KeyID), ``zero``, or ``ciphertext``."""
         self.counts.add("raw_reads")
+        image = bytearray()
+        end = pa + len(data)
+        line = pa & ~63
+        plain = True
+        while line < end:
+            owner = self.owner.get(line)
+            if owner is None or owner == RAW:
+                plain = False
+                break
+            image += self.expected[owner]
+            line += 64
+        if plain:
+            lo = pa & 63
+            if bytes(image[lo : lo + len(data)]) == data:
+                return "plaintext"
+        return "zero" if not any(data) else "ciphertext"
+
+    def reboot(self, persistent: bool) -> None:
+        """Volatile memory promises nothing across a reboot; persistent memory does."""
+        if not persistent:
+            self.expected.clear()
+            self.valid.clear()
+            self.owner.clear()
 
     def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str) -> str | None:
         """Check one load; returns its class when classifying, else None."""

@@ -59,6 +59,7 @@ class Core:
         self.own_mask = 0
         for c in self.levels:
             self.own_mask |= 1 << c.bit
+        self.fill_path = [(c, 1 << c.bit, c.sets, c.mask, c.ways) for c in self.levels]
         # Time to find out that no cache level holds a line: the last level's lookup.
         self.miss_cost = self.levels[-1].hit
         self.online = True
@@ -68,7 +69,8 @@ class Core:
         self.read_lat = LatencyStat()
         self.write_lat = LatencyStat()
         self.op_counts = Counter()
-        self.reads: list[dict] | None = None  # per-read log, kept when a scenario asks
+        # Per-op log (start, end, code, keyid, pa, data, served, class), kept when asked.
+        self.log: list[tuple] | None = None
         self.finished_at = 0
 
     # -- the process --------------------------------------------------------------------------
@@ -90,6 +92,9 @@ class Core:
         served = self.served
         served_l1 = 0
         cpu = self.cpu
+        log = self.log
+        cls = None
+        READ, WRITE = O.READ, O.WRITE
         t = env.now
         horizon = env.peek()  # nothing else happens before this time
         for op in ops:
@@ -99,13 +104,13 @@ class Core:
             if t >= horizon:
                 yield env.timeout(t - env.now)
                 horizon = env.peek()
-            if code <= O.WRITE:
+            if code <= WRITE:
                 off = pa & 63
                 tag = (keyid << shift) | (pa & LINE_MASK)
                 s = l1_sets.get((tag >> 6) & l1_mask)
                 if s is not None and tag in s:
                     line = directory[tag]
-                    if code == O.READ:
+                    if code == READ:
                         if lru:
                             del s[tag]
                             s[tag] = None
@@ -113,7 +118,10 @@ class Core:
                         read_hist[l1_hit] = read_hist.get(l1_hit, 0) + 1
                         t += l1_hit
                         if oracle is not None:
-                            oracle.load(t, cpu, tag, off, bytes(line.data[off : off + arg]), "L1")
+                            cls = oracle.load(t, cpu, tag, off, line.data[off : off + arg], "L1")
+                        if log is not None:
+                            log.append((t - l1_hit, t, code, keyid, pa,
+                                        bytes(line.data[off : off + arg]), "L1", cls))
                         continue
                     if not line.holders & foreign:
                         # A store to a line this core already owns: no event, no message.
@@ -127,6 +135,8 @@ class Core:
                         t += l1_hit
                         if oracle is not None:
                             oracle.store(t, cpu, tag, off, arg)
+                        if log is not None:
+                            log.append((t - l1_hit, t, code, keyid, pa, arg, "L1", None))
                         continue
                 t0 = t
                 line, t, where = self._lookup(t, tag)
@@ -144,7 +154,7 @@ class Core:
                     line = self._fill(t, tag, data)
                     where = "DRAM" if ctrl.package == self.package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1
-                if code == O.WRITE:
+                if code == WRITE:
                     if line.holders & foreign:
                         t = self._invalidate_others(t, tag, line)
                     line.data[off : off + len(arg)] = arg
@@ -153,14 +163,19 @@ class Core:
                     write_hist[lat] = write_hist.get(lat, 0) + 1
                     if oracle is not None:
                         oracle.store(t, cpu, tag, off, arg)
+                    if log is not None:
+                        log.append((t0, t, code, keyid, pa, arg, where, None))
                 else:
                     lat = t - t0
                     read_hist[lat] = read_hist.get(lat, 0) + 1
-                    if oracle is not None:
-                        oracle.load(t, cpu, tag, off, bytes(line.data[off : off + arg]), where)
+                    data = bytes(line.data[off : off + arg])
+                    cls = oracle.load(t, cpu, tag, off, data, where) if oracle else None
+                    if log is not None:
+                        log.append((t0, t, code, keyid, pa, data, where, cls))
                 horizon = env.peek()
                 continue
             self.op_counts.add(O.NAMES[code])
+            t0 = t
             if code == O.COMPUTE:
                 t += arg
             elif code in (O.CLFLUSH, O.CLFLUSHOPT, O.CLWB):
@@ -180,6 +195,8 @@ class Core:
             else:
                 # Raw DRAM access is not an instruction: see Platform.start_agent.
                 raise ValueError(f"{O.NAMES[code]} is not a core operation")
+            if log is not None:
+                log.append((t0, t, code, keyid, pa, None, None, None))
             horizon = env.peek()
         if served_l1:
             served["L1"] = served.get("L1", 0) + served_l1
@@ -223,20 +240,20 @@ class Core:
         line = directory.get(tag)
         if line is None:
             line = directory[tag] = Line(data)
+        holders = line.holders
         key = tag >> 6
-        for c in self.levels:
-            bit = 1 << c.bit
-            if line.holders & bit:
+        for c, bit, sets, mask, ways in self.fill_path:
+            if holders & bit:
                 continue
-            sets = c.sets
-            idx = key & c.mask
+            idx = key & mask
             s = sets.get(idx)
             if s is None:
                 s = sets[idx] = {}
-            elif len(s) >= c.ways:
+            elif len(s) >= ways:
                 self._evict(t, c, s)
             s[tag] = None
-            line.holders |= bit
+            holders |= bit
+        line.holders = holders
         return line
 
     def _install(self, t: int, cache, tag: int, line: Line) -> None:

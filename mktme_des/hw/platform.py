@@ -64,6 +64,8 @@ class Platform:
         self.cores: list[Core] = []
         self.package_mask: list[int] = []
         self.writebacks = 0
+        self.rng_draws = 0
+        self.events: list[tuple] | None = None  # platform event log, kept when asked
         self._lazy = lazy_dram
         self._build()
         if oracle is not None:
@@ -153,6 +155,12 @@ class Platform:
 
     def _arrive(self, mc: MemoryController, tag: int, data: bytes, cause: tuple, when: int) -> None:
         mc.write(when, tag, data, cause)
+        if self.events is not None:
+            keyid = tag >> self.amap.keyid_shift
+            entry = mc.keys.entry(keyid)
+            self.events.append((when, f"mc{mc.package}", "writeback arrives", tag,
+                                f"{self.cause_text(cause)}; encrypted with K{keyid} "
+                                f"{entry.mode} v{entry.version}"))
         if self.oracle is not None:
             self.oracle.dram_write(when, tag & self.amap.pa_mask, tag)
 
@@ -204,28 +212,45 @@ class Platform:
 
     def agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
         """SimPy process of an agent outside the CPUs (a bus probe, a DMA engine, an attacker
-        with a DRAM interposer): raw reads, writes and copies of DRAM at their ``at`` times,
-        bypassing caches and keys. Each waits for its time with a real event, so everything the
-        cores do is ordered against it exactly."""
+        with a DRAM interposer, the firmware): raw reads, writes and copies of DRAM, direct
+        key-table setup and reboots, each at its ``at`` time, bypassing caches. Each waits for
+        its time with a real event, so everything the cores do is ordered against it exactly.
+
+        ``log`` receives one entry per op: ``(start, end, code, keyid, pa, data, None, class)``.
+        """
         env = self.env
-        for code, _keyid, pa, arg, at in ops:
+        captures: dict[str, bytes] = {}
+        for code, keyid, pa, arg, at in ops:
             if at is not None and at > env.now:
                 yield env.timeout(at - env.now)
             t = env.now
+            data = cls = None
             if code == O.RAW_READ:
-                data = self.dram_read(pa, arg)
-                if log is not None:
-                    log.append((t, pa, data))
+                size, label = arg if isinstance(arg, tuple) else (arg, "")
+                data = self.dram_read(pa, size)
+                if self.oracle is not None:
+                    cls = self.oracle.raw_class(pa, data)
+                if label:
+                    captures[label] = data
             elif code == O.RAW_WRITE:
-                self.dram_write(pa, arg, t, f"raw DRAM write by {name} at t={to_ns(t):g} ns")
+                data = captures[arg[1]] if isinstance(arg, tuple) else arg
+                self.dram_write(pa, data, t, f"raw DRAM write by {name} at t={to_ns(t):g} ns")
             elif code == O.RAW_COPY:
                 dst, size = arg
-                self.dram_write(dst, self.dram_read(pa, size), t,
+                data = self.dram_read(pa, size)
+                self.dram_write(dst, data, t,
                                 f"raw DRAM copy by {name} from {pa:#x} at t={to_ns(t):g} ns")
             elif code == O.COMPUTE:
                 yield env.timeout(arg)
+            elif code == "set_key":
+                mode, key, packages = arg
+                self.program(keyid, mode, key, packages or None, command=f"set_key by {name}")
+            elif code == "reboot":
+                self.reboot(*arg)
             else:
-                raise ValueError(f"{O.NAMES[code]} is not a DRAM agent operation")
+                raise ValueError(f"{code} is not a DRAM agent operation")
+            if log is not None:
+                log.append((t, env.now, code, keyid, pa, data, None, cls))
 
     def start_agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
         return self.env.process(self.agent(name, ops, log))
@@ -269,6 +294,50 @@ class Platform:
             raise ValueError(f"unknown key mode {mode!r}")
         for p in self.packages if packages is None else [self.packages[i] for i in packages]:
             p.mc.keys.set(keyid, mode, key, command, self.env.now)
+
+    def program(self, keyid: int, mode: str, key: bytes | None = None,
+                packages: Iterable[int] | None = None, command: str = "setup") -> None:
+        """Program ``keyid`` on ``packages`` (all by default). ``mode`` is ``key`` (the given
+        key, or one drawn from the seed, the same on every package), ``random`` (a fresh
+        hardware-generated key per package and per call, like KEYID_SET_KEY_RANDOM),
+        ``no-encrypt`` or ``tme``."""
+        targets = list(range(len(self.packages))) if packages is None else list(packages)
+        if mode == "key" and key is None:
+            key = self.random_key(f"scenario/key{keyid}")
+        for p in targets:
+            k = key
+            if mode == "random":
+                k = self.streams.randbytes(f"hw-rng/pkg{p}/{self.rng_draws}", 32)
+                self.rng_draws += 1
+            self.set_key(keyid, KEY if mode in ("key", "random") else mode, k, [p], command)
+        if self.events is not None:
+            self.events.append((self.env.now, "keys", f"program K{keyid}", None,
+                                f"{mode} on packages {targets} ({command})"))
+
+    def reboot(self, persistent: bool = False, flush: bool = True) -> None:
+        """Reset the platform: caches written back (``flush``) or lost, key tables back to
+        TME with new TME keys, a new boot tweak unless the model's is stable, and DRAM
+        wiped unless ``persistent`` (persistent memory keeps its ciphertext)."""
+        now = self.env.now
+        for tag, line in sorted(self.directory.items()):
+            if flush and line.dirty:
+                self.mc_for(tag & self.amap.pa_mask).write(now, tag, bytes(line.data),
+                                                           ("writeback", tag, now, "shutdown", "flush"))
+        for c in self.caches:
+            c.clear()
+        self.directory.clear()
+        self.boots += 1
+        self._boot[0] = self._new_boot_tweak()
+        for pkg in self.packages:
+            pkg.mc.keys.tme_key = self.streams.randbytes(f"tme-key/pkg{pkg.index}/boot{self.boots}", 32)
+            pkg.mc.keys.reset()
+            if not persistent:
+                pkg.mc.store.wipe()
+        if self.oracle is not None:
+            self.oracle.reboot(persistent)
+        if self.events is not None:
+            self.events.append((now, "platform", "reboot", None,
+                                f"boot {self.boots}; DRAM {'kept' if persistent else 'wiped'}"))
 
     def random_key(self, name: str, size: int = 32) -> bytes:
         return self.streams.randbytes(name, size)

@@ -184,6 +184,7 @@ def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.G
     pack = struct.Struct("<Q").pack
     tag = cpu << 40
     perm = rng.permutation(region.size // 64) if spec.pattern == "zipf" else None
+    READ, WRITE = O.READ, O.WRITE
     done = 0
     pos = 0
     while done < spec.accesses:
@@ -206,10 +207,10 @@ def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.G
         kid = keyids[off // PAGE]
         for o, w, k in zip(off.tolist(), writes.tolist(), kid.tolist(), strict=True):
             if w:
-                data = (pack(tag | done) * 8)[:ab]
-                yield (O.WRITE, k, base + o, data, None)
+                data = pack(tag | done)
+                yield (WRITE, k, base + o, data if ab == 8 else (data * 8)[:ab], None)
             else:
-                yield (O.READ, k, base + o, ab, None)
+                yield (READ, k, base + o, ab, None)
             done += 1
             if compute:
                 yield (O.COMPUTE, 0, 0, compute, None)

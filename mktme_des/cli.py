@@ -1,0 +1,187 @@
+"""The ``mktme-des`` command.
+
+    mktme-des list [--json]                       models, experiments and scenarios that ship
+    mktme-des simulate MODEL [-w key=value ...]   run a workload, print statistics
+    mktme-des scenario run NAME [--json|--trace]  run a scenario, print its verdict
+    mktme-des bench [--json]                      the simulator's own speed on this machine
+    mktme-des demo                                what `make demo` runs
+
+A mistake in the input (a bad file, field or value) prints one line naming it and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from mktme_des.errors import UserError
+
+
+def _parse_set(items: list[str], what: str) -> dict:
+    """``key=value`` pairs; values are TOML (numbers, true/false, "strings"), bare words
+    are taken as strings. Dotted keys make nested tables."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"{what} {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def cmd_list(args) -> int:
+    from mktme_des.config.model import MODELS_DIR, load_model
+    from mktme_des.scenarios.spec import list_scenarios, load_scenario
+
+    models = []
+    for p in sorted(MODELS_DIR.glob("*.toml")):
+        m = load_model(p)
+        models.append({"name": p.stem, "description": m.platform.description,
+                       "packages": m.topology.packages,
+                       "cores": m.topology.packages * m.topology.cores_per_package,
+                       "keyids": m.mktme.max_keys if m.mktme.enabled else 0})
+    scenarios = []
+    for p in list_scenarios():
+        sc = load_scenario(p)
+        scenarios.append({"name": p.stem, "id": sc.info.name, "title": sc.info.title})
+    exp_dir = MODELS_DIR.parent / "experiments"
+    experiments = [{"name": p.stem} for p in sorted(exp_dir.glob("*.toml"))]
+    if args.json:
+        print(json.dumps({"models": models, "experiments": experiments, "scenarios": scenarios},
+                         indent=2))
+        return 0
+    print("models:")
+    for m in models:
+        print(f"  {m['name']:<14} {m['description']}")
+    print("experiments:")
+    for e in experiments:
+        print(f"  {e['name']}")
+    if not experiments:
+        print("  (none yet)")
+    print("scenarios:")
+    for s in scenarios:
+        print(f"  {s['name']:<34} {s['id']}: {s['title']}")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from mktme_des.config.model import load_model
+    from mktme_des.simulate import simulate, summary_text, workload_file, workload_from
+
+    data = workload_file(args.workload) if args.workload else {}
+    data.update(_parse_set(args.set or [], "-w"))
+    spec = workload_from(data, args.workload or "command line")
+    model = load_model(args.model, _parse_set(args.model_set or [], "-m") or None)
+    stats = simulate(model, spec, seed=args.seed)
+    stats.pop("_wall_s", None)
+    if args.json:
+        print(json.dumps(stats, indent=2, sort_keys=True))
+    else:
+        print(summary_text(stats))
+    return 0
+
+
+def cmd_scenario(args) -> int:
+    from mktme_des.scenarios.report import timeline_figure, verdict_text
+    from mktme_des.scenarios.runner import run_scenario
+    from mktme_des.scenarios.spec import list_scenarios
+
+    if args.action == "list":
+        for p in list_scenarios():
+            print(p.stem)
+        return 0
+    if not args.name:
+        raise UserError("scenario run needs a scenario name or file (see `mktme-des scenario list`)")
+    from mktme_des.scenarios.spec import find_scenario
+
+    path = find_scenario(args.name)
+    if not path.exists():
+        names = ", ".join(p.stem for p in list_scenarios())
+        raise UserError(f"{args.name}: no such scenario file; shipped: {names}")
+    res = run_scenario(path)
+    if args.plot:
+        timeline_figure(res, args.plot)
+    if args.json:
+        out = res.to_dict()
+        if not args.trace:
+            out.pop("trace")
+        print(json.dumps(out, indent=2))
+    else:
+        print(verdict_text(res, trace=args.trace))
+        if args.plot:
+            print(f"  timeline: {args.plot}")
+    return 0 if res.ok else 1
+
+
+def cmd_bench(args) -> int:
+    from mktme_des.bench import bench, bench_text
+
+    result = bench(quick=args.quick)
+    print(json.dumps(result, indent=2) if args.json else bench_text(result))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from mktme_des.demo import demo
+
+    return demo(Path(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mktme-des", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="models, experiments and scenarios that ship")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("simulate", help="run a workload on a model and print statistics")
+    s.add_argument("model", help="model name (models/NAME.toml) or path")
+    s.add_argument("--workload", help="TOML file with a [workload] table")
+    s.add_argument("-w", dest="set", action="append", metavar="KEY=VALUE",
+                   help="workload field, e.g. -w pattern=zipf -w cores=4 (repeatable)")
+    s.add_argument("-m", dest="model_set", action="append", metavar="KEY=VALUE",
+                   help="model override, e.g. -m mktme.aes_latency_ns=20 (repeatable)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--json", action="store_true", help="full statistics as JSON")
+    s.set_defaults(fn=cmd_simulate)
+
+    s = sub.add_parser("scenario", help="run or list scenarios")
+    s.add_argument("action", choices=("run", "list"))
+    s.add_argument("name", nargs="?", help="scenario name (e.g. s2-stale-writeback-no-flush), id or path")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--trace", action="store_true", help="print the numbered event trace")
+    s.add_argument("--plot", metavar="PNG", help="draw the timeline to this file")
+    s.set_defaults(fn=cmd_scenario)
+
+    s = sub.add_parser("bench", help="simulated accesses per second vs bare SimPy")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--quick", action="store_true", help="smaller runs (noisier)")
+    s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("demo", help="run the demo and write its results")
+    s.add_argument("--out", default="results/demo")
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as err:
+        print(f"mktme-des: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # pragma: no cover - `| head`
+        return 0

@@ -1,0 +1,127 @@
+"""Showing a scenario's result: a readable verdict, a numbered trace, a timeline picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mktme_des.scenarios.runner import Result
+
+
+def _short(hexdata: str | None, n: int = 16) -> str:
+    if not hexdata:
+        return ""
+    raw = bytes.fromhex(hexdata)
+    text = "".join(chr(b) if 32 <= b < 127 else "." for b in raw[:n])
+    return f"{hexdata[: 2 * n]}{'...' if len(raw) > n else ''}  |{text}|"
+
+
+def verdict_text(res: Result, trace: bool = False) -> str:
+    """The verdict of every expectation, the oracle's violations, optionally the trace."""
+    info = res.scenario.info
+    lines = [f"{info.name}: {info.title}", f"  file {res.scenario.path}, model {info.model}, "
+             f"seed {info.seed}, ran {res.end_ns:g} ns simulated"]
+    if info.source:
+        lines.append(f"  from the thread: {info.source}")
+    lines.append("")
+    for c in res.checks:
+        mark = "PASS" if c["ok"] else "FAIL"
+        where = f"{c['actor']} at {c['time_ns']:g} ns" if "time_ns" in c else c["actor"]
+        lines.append(f"  [{mark}] {c['name']} ({where}): expected {c['expect'] or '-'}; "
+                     f"{c['detail']}")
+        if c.get("data"):
+            lines.append(f"         K{c['keyid']} {c['addr']} -> {_short(c['data'])}"
+                         f"{'  served by ' + c['served_by'] if c.get('served_by') else ''}")
+    viol = res.violations
+    lines.append("")
+    lines.append(f"  oracle: {res.oracle_counts.get('checked', 0)} reads checked, "
+                 f"{res.oracle_counts.get('unchecked', 0)} unchecked, {len(viol)} violation(s)")
+    for v in viol:
+        lines.append(f"    t={v['time_ns']:g} ns cpu{v['cpu']} {v['tag']}: {v['cause']}")
+        lines.append(f"      expected {_short(v['expected'])}")
+        lines.append(f"      actual   {_short(v['actual'])}")
+    lines.append("")
+    lines.append(f"  verdict: {'PASS' if res.ok else 'FAIL'} "
+                 f"({sum(c['ok'] for c in res.checks)}/{len(res.checks)} expectations hold)")
+    if trace:
+        lines.append("")
+        lines.append("  trace:")
+        for ev in res.trace:
+            lines.append("    " + trace_line(ev))
+    return "\n".join(lines)
+
+
+def trace_line(ev: dict) -> str:
+    t = f"{ev['start_ns']:>10.2f}"
+    if ev["end_ns"] != ev["start_ns"]:
+        t += f"-{ev['end_ns']:<10.2f}"
+    else:
+        t += " " * 11
+    what = ev["op"]
+    if "keyid" in ev:
+        what += f" (K{ev['keyid']}, {ev['addr']})"
+    extra = []
+    if ev.get("served_by"):
+        extra.append(f"from {ev['served_by']}")
+    if ev.get("class"):
+        extra.append(ev["class"])
+    if ev.get("detail"):
+        extra.append(ev["detail"])
+    if ev.get("data"):
+        extra.append(_short(ev["data"], 8))
+    return f"#{ev['n']:<3} {t} {ev['actor']:<10} {what}" + (f"  [{'; '.join(extra)}]" if extra else "")
+
+
+COLOURS = {"read": "#1f77b4", "write": "#d62728", "clflush": "#2ca02c", "clflushopt": "#2ca02c",
+           "clwb": "#98df8a", "prefetch": "#9467bd", "wbinvd": "#8c564b", "raw_read": "#7f7f7f",
+           "raw_write": "#ff7f0e", "raw_copy": "#ff7f0e", "writeback arrives": "#2ca02c"}
+
+
+def timeline_figure(res: Result, path: str | Path) -> Path:
+    """Draw the scenario's events on one lane per actor; returns the file written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    events = [e for e in res.trace if e["op"] not in ("compute",)]
+    actors = []
+    for e in events:
+        if e["actor"] not in actors:
+            actors.append(e["actor"])
+    actors.sort(key=lambda a: (not a.startswith("cpu"), a.startswith("mc"), a))
+    lane = {a: i for i, a in enumerate(actors)}
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.6 * len(actors)))
+    for e in events:
+        y = lane[e["actor"]]
+        colour = COLOURS.get(e["op"], "#444444")
+        width = e["end_ns"] - e["start_ns"]
+        if width > 0:
+            ax.barh(y, width, left=e["start_ns"], height=0.5, color=colour, alpha=0.8)
+        else:
+            ax.plot(e["start_ns"], y, marker="v", color=colour, markersize=7)
+        label = e.get("class") or ""
+        if e["op"] in ("read", "raw_read") and label:
+            ax.annotate(label, (e["end_ns"], y + 0.3), fontsize=7, ha="center")
+    for v in res.violations:
+        ax.axvline(v["time_ns"], color="#d62728", linestyle=":", linewidth=1)
+        ax.annotate("oracle violation", (v["time_ns"], len(actors) - 0.4), fontsize=7,
+                    color="#d62728", ha="right")
+    ax.set_yticks(range(len(actors)), actors)
+    ax.invert_yaxis()
+    ax.set_xlabel("simulated time (ns)")
+    info = res.scenario.info
+    ax.set_title(f"{info.name}: {info.title} - {'PASS' if res.ok else 'FAIL'}", fontsize=10)
+    handles = [plt.Line2D([0], [0], color=c, lw=6) for c in
+               ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")]
+    ax.legend(handles, ["read", "write", "flush / writeback", "prefetch", "raw DRAM"],
+              fontsize=7, loc="lower right", frameon=False)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp" + out.suffix)
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

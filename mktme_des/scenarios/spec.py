@@ -1,0 +1,359 @@
+"""Scenario files: ``experiments/scenarios/*.toml``.
+
+A scenario names a model and a seed, sets up key tables, and gives each CPU (``[[cpu]]``) and
+each agent outside the CPUs (``[[agent]]``: a DRAM probe, an attacker with an interposer, the
+firmware) a list of operations. Each operation may carry an absolute start time ``at`` in ns;
+otherwise it follows the previous one. Reads may carry an expectation (``expect``): exact bytes
+in hex, or a class the simulator assigns (``expected``, ``zero``, ``stale``, ``plaintext``,
+``garbage``; for raw DRAM reads also ``ciphertext``). Nothing in the file states an outcome
+except these expectations: the verdict is computed by the simulator.
+
+Example::
+
+    [scenario]
+    name = "S1"
+    title = "alias read"
+    model = "server-2s"
+    seed = 1
+
+    [[keys]]
+    keyid = 1
+    mode = "key"
+
+    [[cpu]]
+    id = 0
+    ops = [
+      { op = "write", keyid = 1, addr = 0x1000, data = "41" },
+      { op = "read", keyid = 2, addr = 0x1000, name = "alias", expect = "garbage" },
+    ]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mktme_des.config.schema import Context, Section, build, param, read_toml
+from mktme_des.engine.time import ns
+from mktme_des.errors import ConfigError
+from mktme_des.hw import ops as O
+
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
+READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
+RAW_CLASSES = ("ciphertext", "plaintext", "zero")
+KEY_MODES = ("key", "random", "no-encrypt", "tme")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScenarioInfo(Section):
+    name: str = param(doc="short id, e.g. S2")
+    title: str = param(doc="one line: what happens")
+    source: str = param("", doc="where in the thread it is argued")
+    description: str = param("", doc="what to look for")
+    model: str = param(doc="model name in models/ or a path")
+    seed: int = param(0, doc="run seed", min=0)
+    policy: str = param("", doc="kernel policy name (used by kernel-level scenarios)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeySetup(Section):
+    keyid: int = param(doc="KeyID to program before the run", min=1)
+    mode: str = param(doc="key: a key (random from the seed unless given); random: a "
+                      "CPU-generated key, different per package; no-encrypt; tme",
+                      choices=KEY_MODES)
+    key: str = param("", doc="hex of the data key then the tweak key (32 or 64 bytes)")
+    packages: list[int] = param([], doc="packages to program (empty: all)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expectations(Section):
+    violations: str = param("any", doc="oracle violations the run must show",
+                            choices=("any", "none", "some"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Actor(Section):
+    id: int = param(-1, doc="CPU number ([[cpu]] only)", min=-1)
+    name: str = param("", doc="agent name ([[agent]] only)")
+    ops: list[dict[str, Any]] = param([], doc="operations in program order")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScenarioFile(Section):
+    scenario: ScenarioInfo = param(doc="what the scenario is")
+    model_overrides: dict[str, Any] = param({}, doc="model fields to override (nested tables)")
+    keys: list[KeySetup] = param([], doc="key-table setup before t = 0")
+    cpu: list[Actor] = param([], doc="operations of each CPU")
+    agent: list[Actor] = param([], doc="operations of agents outside the CPUs")
+    expect: Expectations = param(Expectations(), doc="expectations on the whole run")
+
+
+@dataclass
+class ReadCheck:
+    """A read op with a name or an expectation, matched to its result after the run."""
+
+    actor: str
+    index: int  # op index in its actor's list
+    name: str
+    expect: str
+    field: str  # where in the file, for messages
+
+
+@dataclass
+class Scenario:
+    """A validated scenario, its ops turned into op tuples."""
+
+    path: str
+    file: ScenarioFile
+    cpu_ops: dict[int, list[tuple]] = field(default_factory=dict)
+    agent_ops: dict[str, list[tuple]] = field(default_factory=dict)
+    checks: list[ReadCheck] = field(default_factory=list)
+
+    @property
+    def info(self) -> ScenarioInfo:
+        return self.file.scenario
+
+
+# -- op parsing ---------------------------------------------------------------------------------
+CPU_OPS = {
+    "read": {"keyid", "addr", "size", "at", "name", "expect"},
+    "write": {"keyid", "addr", "data", "at", "name"},
+    "clflush": {"keyid", "addr", "at"},
+    "clflushopt": {"keyid", "addr", "at"},
+    "clwb": {"keyid", "addr", "at"},
+    "prefetch": {"keyid", "addr", "at"},
+    "sfence": {"at"},
+    "mfence": {"at"},
+    "fence": {"at"},
+    "wbinvd": {"at"},
+    "compute": {"ns", "at"},
+}
+AGENT_OPS = {
+    "raw_read": {"addr", "size", "at", "name", "expect"},
+    "raw_write": {"addr", "data", "from", "at"},
+    "raw_copy": {"addr", "to", "size", "at"},
+    "set_key": {"keyid", "mode", "key", "packages", "at"},
+    "reboot": {"persistent", "flush", "at"},
+    "wait": {"ns", "at"},
+}
+
+
+def _get(op: dict, name: str, kind: type, ctx: Context, default: Any = None, required: bool = False):
+    if name not in op:
+        if required:
+            raise ctx.error(name, f"is required for op {op.get('op')!r}")
+        return default
+    v = op[name]
+    if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+        raise ctx.error(name, f"expected an integer, got {v!r}")
+    if kind is float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ctx.error(name, f"expected a non-negative number of ns, got {v!r}")
+        return float(v)
+    if kind is str and not isinstance(v, str):
+        raise ctx.error(name, f"expected a string, got {v!r}")
+    if kind is bool and not isinstance(v, bool):
+        raise ctx.error(name, f"expected true or false, got {v!r}")
+    return v
+
+
+def _hex(op: dict, name: str, ctx: Context, required: bool = True) -> bytes | None:
+    text = _get(op, name, str, ctx, required=required)
+    if text is None:
+        return None
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise ctx.error(name, f"{text!r} is not hex bytes (e.g. \"41424344\")") from None
+    if not data:
+        raise ctx.error(name, "must not be empty")
+    return data
+
+
+def _expect(op: dict, ctx: Context, classes: tuple[str, ...]) -> str:
+    exp = _get(op, "expect", str, ctx, default="")
+    if not exp or exp in classes:
+        return exp
+    try:
+        bytes.fromhex(exp)
+    except ValueError:
+        raise ctx.error("expect", f"{exp!r} is neither hex bytes nor one of "
+                        f"{', '.join(classes)}") from None
+    return exp.lower()
+
+
+def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -> tuple:
+    if not isinstance(op, dict) or not isinstance(op.get("op"), str):
+        raise ctx.error(None, "each op is a table with a string field 'op'")
+    name = op["op"]
+    if name not in CPU_OPS:
+        raise ctx.error("op", f"{name!r} is not a CPU op; choose one of {', '.join(CPU_OPS)}"
+                        + (" (raw DRAM ops belong to an [[agent]])" if name in AGENT_OPS else ""))
+    extra = sorted(set(op) - CPU_OPS[name] - {"op"})
+    if extra:
+        raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
+                        f"{', '.join(sorted(CPU_OPS[name]))}")
+    at = _get(op, "at", float, ctx)
+    at = None if at is None else ns(at)
+    code = O.CODES[name]
+    if name in ("sfence", "mfence", "fence", "wbinvd"):
+        return (code, 0, 0, None, at)
+    if name == "compute":
+        return (code, 0, 0, ns(_get(op, "ns", float, ctx, required=True)), at)
+    keyid = _get(op, "keyid", int, ctx, default=0)
+    if not amap.valid_keyid(keyid):
+        raise ctx.error("keyid", f"{keyid} is not a KeyID of this model (0..{amap.max_keyid})")
+    addr = _get(op, "addr", int, ctx, required=True)
+    if not amap.valid_pa(addr):
+        raise ctx.error("addr", f"{addr:#x} is outside physical memory (0..{amap.memory_bytes - 1:#x})")
+    off = addr & 63
+    if name == "read":
+        size = _get(op, "size", int, ctx, default=64 - off)
+        if not 1 <= size <= 64 - off:
+            raise ctx.error("size", f"{size} bytes at offset {off} cross the 64-byte line; "
+                            f"allowed 1..{64 - off}")
+        expect = _expect(op, ctx, READ_CLASSES)
+        if expect and len(expect) > 2 and expect not in READ_CLASSES and len(expect) // 2 != size:
+            raise ctx.error("expect", f"{len(expect) // 2} bytes expected but the read is {size}")
+        label = _get(op, "name", str, ctx, default="")
+        if expect or label:
+            checks.append(ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path))
+        return (code, keyid, addr, size, at)
+    if name == "write":
+        data = _hex(op, "data", ctx)
+        if len(data) > 64 - off:
+            raise ctx.error("data", f"{len(data)} bytes at offset {off} cross the 64-byte line")
+        return (code, keyid, addr, data, at)
+    return (code, keyid, addr, None, at)
+
+
+def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int, captures: set) -> tuple:
+    if not isinstance(op, dict) or not isinstance(op.get("op"), str):
+        raise ctx.error(None, "each op is a table with a string field 'op'")
+    name = op["op"]
+    if name not in AGENT_OPS:
+        raise ctx.error("op", f"{name!r} is not an agent op; choose one of {', '.join(AGENT_OPS)}")
+    extra = sorted(set(op) - AGENT_OPS[name] - {"op"})
+    if extra:
+        raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
+                        f"{', '.join(sorted(AGENT_OPS[name]))}")
+    at = _get(op, "at", float, ctx)
+    at = None if at is None else ns(at)
+
+    def addr_of(field_name: str, size: int) -> int:
+        a = _get(op, field_name, int, ctx, required=True)
+        if not amap.valid_pa(a) or not amap.valid_pa(a + size - 1):
+            raise ctx.error(field_name, f"{a:#x}+{size} is outside physical memory")
+        return a
+
+    if name == "raw_read":
+        size = _get(op, "size", int, ctx, default=64)
+        if not 1 <= size <= 1 << 20:
+            raise ctx.error("size", f"{size} is out of range 1..1048576")
+        addr = addr_of("addr", size)
+        label = _get(op, "name", str, ctx, default="")
+        expect = _expect(op, ctx, RAW_CLASSES)
+        if label:
+            captures.add(label)
+        if expect or label:
+            checks.append(ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path))
+        return (O.RAW_READ, 0, addr, (size, label), at)
+    if name == "raw_write":
+        src = _get(op, "from", str, ctx)
+        if src is not None:
+            if src not in captures:
+                raise ctx.error("from", f"no earlier raw_read named {src!r} in this agent")
+            return (O.RAW_WRITE, 0, addr_of("addr", 1), ("capture", src), at)
+        data = _hex(op, "data", ctx)
+        return (O.RAW_WRITE, 0, addr_of("addr", len(data)), data, at)
+    if name == "raw_copy":
+        size = _get(op, "size", int, ctx, default=64)
+        return (O.RAW_COPY, 0, addr_of("addr", size), (addr_of("to", size), size), at)
+    if name == "wait":
+        return (O.COMPUTE, 0, 0, ns(_get(op, "ns", float, ctx, required=True)), at)
+    if name == "set_key":
+        keyid = _get(op, "keyid", int, ctx, required=True)
+        if not 1 <= keyid <= amap.max_keyid:
+            raise ctx.error("keyid", f"{keyid} is not a programmable KeyID (1..{amap.max_keyid})")
+        mode = _get(op, "mode", str, ctx, required=True)
+        if mode not in KEY_MODES:
+            raise ctx.error("mode", f"{mode!r} is not one of {', '.join(KEY_MODES)}")
+        key = _hex(op, "key", ctx, required=False)
+        if key is not None and len(key) not in (32, 64):
+            raise ctx.error("key", f"{len(key)} bytes; a key is 32 or 64 bytes (data then tweak)")
+        pk = _get(op, "packages", list, ctx, default=[])
+        return ("set_key", keyid, 0, (mode, key, tuple(pk)), at)
+    persistent = _get(op, "persistent", bool, ctx, default=False)
+    flush = _get(op, "flush", bool, ctx, default=True)
+    return ("reboot", 0, 0, (persistent, flush), at)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Read and validate a scenario file (by path, or by name in experiments/scenarios/)."""
+    from mktme_des.config.model import load_model
+    from mktme_des.hw.address import AddressMap
+
+    path = find_scenario(name_or_path)
+    ctx = Context(str(path))
+    file = build(ScenarioFile, read_toml(path), ctx)
+    try:
+        model = load_model(file.scenario.model, file.model_overrides or None)
+    except ConfigError as err:
+        if err.file == str(path):
+            raise
+        raise ctx.error("scenario.model", f"{file.scenario.model!r}: {err}") from None
+    amap = AddressMap(model)
+    sc = Scenario(str(path), file)
+    ncpu = model.topology.packages * model.topology.cores_per_package
+    for i, k in enumerate(file.keys):
+        kctx = ctx.child("keys").child(i)
+        if k.keyid > model.mktme.max_keys:
+            raise kctx.error("keyid", f"{k.keyid} exceeds the model's max_keys "
+                             f"({model.mktme.max_keys})")
+        if k.key:
+            _hex({"key": k.key}, "key", kctx)
+            if len(bytes.fromhex(k.key)) not in (32, 64):
+                raise kctx.error("key", "a key is 32 or 64 bytes: data key then tweak key")
+        for p in k.packages:
+            if not 0 <= p < model.topology.packages:
+                raise kctx.error("packages", f"package {p} does not exist")
+    for i, actor in enumerate(file.cpu):
+        actx = ctx.child("cpu").child(i)
+        if not 0 <= actor.id < ncpu:
+            raise actx.error("id", f"{actor.id} is not a CPU of {model.platform.name} (0..{ncpu - 1})")
+        if actor.id in sc.cpu_ops:
+            raise actx.error("id", f"cpu {actor.id} appears twice")
+        sc.cpu_ops[actor.id] = [
+            _cpu_op(op, actx.child("ops").child(j), amap, sc.checks, f"cpu{actor.id}", j)
+            for j, op in enumerate(actor.ops)
+        ]
+    for i, actor in enumerate(file.agent):
+        actx = ctx.child("agent").child(i)
+        name = actor.name or f"agent{i}"
+        if name in sc.agent_ops or name.startswith("cpu"):
+            raise actx.error("name", f"{name!r} is taken; agent names are unique and not cpuN")
+        captures: set[str] = set()
+        sc.agent_ops[name] = [
+            _agent_op(op, actx.child("ops").child(j), amap, sc.checks, name, j, captures)
+            for j, op in enumerate(actor.ops)
+        ]
+    if not sc.cpu_ops and not sc.agent_ops:
+        raise ctx.error("cpu", "a scenario needs at least one [[cpu]] or [[agent]] with ops")
+    return sc
+
+
+def find_scenario(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    exact = SCENARIO_DIR / f"{name_or_path}.toml"
+    if exact.exists():
+        return exact
+    # Accept the short id ("S2") for the first file whose name starts with it.
+    matches = sorted(SCENARIO_DIR.glob(f"{str(name_or_path).lower()}-*.toml"))
+    return matches[0] if matches else exact
+
+
+def list_scenarios() -> list[Path]:
+    return sorted(SCENARIO_DIR.glob("*.toml"))
