@@ -41,6 +41,7 @@ def simulate(model: Model | str, workload: WorkloadSpec, seed: int = 0,
     stats["run"] = {"model": model.platform.name, "seed": seed, "cpus": cpus,
                     "workload": resolved(workload)}
     stats["_wall_s"] = wall  # not part of the deterministic result; callers drop it
+    stats["_cores_raw"] = plat.cores  # raw histograms for figures; callers drop it
     return stats
 
 

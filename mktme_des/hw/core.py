@@ -84,6 +84,7 @@ class Core:
         l1_sets = l1.sets
         l1_mask = l1.mask
         l1_hit = l1.hit
+        l1_name = l1.level_name
         lru = l1.policy == "lru"
         foreign = ~self.own_mask
         oracle = plat.oracle
@@ -118,10 +119,10 @@ class Core:
                         read_hist[l1_hit] = read_hist.get(l1_hit, 0) + 1
                         t += l1_hit
                         if oracle is not None:
-                            cls = oracle.load(t, cpu, tag, off, line.data[off : off + arg], "L1")
+                            cls = oracle.load(t, cpu, tag, off, line.data[off : off + arg], l1_name)
                         if log is not None:
                             log.append((t - l1_hit, t, code, keyid, pa,
-                                        bytes(line.data[off : off + arg]), "L1", cls))
+                                        bytes(line.data[off : off + arg]), l1_name, cls))
                         continue
                     if not line.holders & foreign:
                         # A store to a line this core already owns: no event, no message.
@@ -136,7 +137,7 @@ class Core:
                         if oracle is not None:
                             oracle.store(t, cpu, tag, off, arg)
                         if log is not None:
-                            log.append((t - l1_hit, t, code, keyid, pa, arg, "L1", None))
+                            log.append((t - l1_hit, t, code, keyid, pa, arg, l1_name, None))
                         continue
                 t0 = t
                 line, t, where = self._lookup(t, tag)
@@ -199,7 +200,7 @@ class Core:
                 log.append((t0, t, code, keyid, pa, None, None, None))
             horizon = env.peek()
         if served_l1:
-            served["L1"] = served.get("L1", 0) + served_l1
+            served[l1.level_name] = served.get(l1.level_name, 0) + served_l1
         if t > env.now:
             yield env.timeout(t - env.now)
         self.finished_at = env.now

@@ -99,12 +99,15 @@ def timeline_figure(res: Result, path: str | Path) -> Path:
             ax.barh(y, width, left=e["start_ns"], height=0.5, color=colour, alpha=0.8)
         else:
             ax.plot(e["start_ns"], y, marker="v", color=colour, markersize=7)
-        label = e.get("class") or ""
-        if e["op"] in ("read", "raw_read") and label:
-            ax.annotate(label, (e["end_ns"], y + 0.3), fontsize=7, ha="center")
+        if "check" in e:
+            ax.annotate(f"{e.get('class') or ''}", (e["end_ns"], y + 0.42), fontsize=7,
+                        ha="center", va="top")
+        elif e["op"] == "writeback arrives":
+            ax.annotate(f"K{e['keyid']} wb", (e["start_ns"], y - 0.3), fontsize=7, ha="center")
     for v in res.violations:
-        ax.axvline(v["time_ns"], color="#d62728", linestyle=":", linewidth=1)
-        ax.annotate("oracle violation", (v["time_ns"], len(actors) - 0.4), fontsize=7,
+        y = lane.get(f"cpu{v['cpu']}", 0)
+        ax.plot(v["time_ns"], y, marker="x", color="#d62728", markersize=10, mew=2)
+        ax.annotate("oracle violation", (v["time_ns"], y - 0.35), fontsize=7,
                     color="#d62728", ha="right")
     ax.set_yticks(range(len(actors)), actors)
     ax.invert_yaxis()

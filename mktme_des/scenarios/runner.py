@@ -107,18 +107,21 @@ def run_scenario(name_or_path) -> Result:
     for actor, log in logs.items():
         if not actor.startswith("cpu"):
             continue
-        for start, end, code, keyid, pa, data, served, cls in log:
+        for _start, end, code, keyid, pa, data, served, cls in log:
             if code == O.READ:
                 reads.append({"cpu": int(actor[3:]), "time_ns": to_ns(end), "keyid": keyid,
                               "addr": hex(pa), "data": data.hex(), "class": cls,
                               "served_by": served})
     reads.sort(key=lambda r: (r["time_ns"], r["cpu"]))
 
+    checked = {(c.actor, c.index): c.name for c in sc.checks}
     trace = []
     for actor, log in logs.items():
-        for start, end, code, keyid, pa, data, served, cls in log:
+        for index, (start, end, code, keyid, pa, data, served, cls) in enumerate(log):
             ev = {"start_ns": to_ns(start), "end_ns": to_ns(end), "actor": actor,
                   "op": _label(code)}
+            if (actor, index) in checked:
+                ev["check"] = checked[actor, index]
             if code not in (O.SFENCE, O.MFENCE, O.WBINVD, O.COMPUTE, "reboot"):
                 ev["keyid"], ev["addr"] = keyid, hex(pa)
             if served:
