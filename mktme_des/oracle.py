@@ -89,6 +89,22 @@ class Oracle:
         self.owner[pa] = RAW
         self.counts.add("raw_writes")
 
+    def intend(self, tag: int, data: bytes) -> None:
+        """Software means a read through ``tag`` to return ``data`` from now on, although it
+        wrote the bytes through another mapping (the kernel zeroing or swapping in a user page
+        through its direct map). ``tag`` becomes the line's owner with ``data`` expected."""
+        pa = tag & self.pa_mask
+        self.expected[tag] = bytearray(data)
+        self.valid[tag] = FULL
+        self.owner[pa] = tag
+        self.counts.add("intents")
+
+    def image(self, tag: int) -> bytes | None:
+        """The full line a read through ``tag`` is expected to return now, if defined."""
+        if self.owner.get(tag & self.pa_mask) == tag and self.valid.get(tag) == FULL:
+            return bytes(self.expected[tag])
+        return None
+
     def raw_class(self, pa: int, data: bytes) -> str:
         """Class of a raw DRAM read: ``plaintext`` when the bytes equal what software last
         stored there (through any KeyID), ``zero``, or ``ciphertext``."""
@@ -136,7 +152,9 @@ class Oracle:
                     self._violation(t, cpu, tag, off, bytes(want), data, valid, served)
                     status = "violation"
                 else:
+                    # Every byte that was stored is right; the rest was never defined.
                     self.checked += 1
+                    status = "expected"
         if status is None:
             self.unchecked += 1
         if not self.classify:

@@ -74,8 +74,12 @@ class Core:
         self.finished_at = 0
 
     # -- the process --------------------------------------------------------------------------
-    def run(self, ops):
-        """SimPy process executing ``ops`` (an iterable of op tuples) in program order."""
+    def run(self, ops, log: list | None = None):
+        """SimPy process executing ``ops`` (an iterable of op tuples) in program order.
+
+        ``log`` (default: the core's own ``log``) receives one entry per op. Kernel code runs
+        short op lists on a core with ``yield from core.run(ops, log)``: a second hardware
+        context on the same core, sharing its caches."""
         env = self.env
         plat = self.plat
         directory = plat.directory
@@ -93,7 +97,7 @@ class Core:
         served = self.served
         served_l1 = 0
         cpu = self.cpu
-        log = self.log
+        log = self.log if log is None else log
         cls = None
         READ, WRITE = O.READ, O.WRITE
         t = env.now
@@ -124,21 +128,24 @@ class Core:
                             log.append((t - l1_hit, t, code, keyid, pa,
                                         bytes(line.data[off : off + arg]), l1_name, cls))
                         continue
-                    if not line.holders & foreign:
-                        # A store to a line this core already owns: no event, no message.
-                        if lru:
-                            del s[tag]
-                            s[tag] = None
-                        served_l1 += 1
-                        line.data[off : off + len(arg)] = arg
-                        line.dirty = True
-                        write_hist[l1_hit] = write_hist.get(l1_hit, 0) + 1
-                        t += l1_hit
-                        if oracle is not None:
-                            oracle.store(t, cpu, tag, off, arg)
-                        if log is not None:
-                            log.append((t - l1_hit, t, code, keyid, pa, arg, l1_name, None))
-                        continue
+                    # A store to a line in L1: exclusive already, or the other copies are
+                    # invalidated first (an upgrade: no data moves).
+                    if lru:
+                        del s[tag]
+                        s[tag] = None
+                    served_l1 += 1
+                    t0 = t
+                    t += l1_hit
+                    if line.holders & foreign:
+                        t = self._invalidate_others(t, tag, line)
+                    line.data[off : off + len(arg)] = arg
+                    line.dirty = True
+                    write_hist[t - t0] = write_hist.get(t - t0, 0) + 1
+                    if oracle is not None:
+                        oracle.store(t, cpu, tag, off, arg)
+                    if log is not None:
+                        log.append((t0, t, code, keyid, pa, arg, l1_name, None))
+                    continue
                 t0 = t
                 line, t, where = self._lookup(t, tag)
                 if line is None:
@@ -188,6 +195,14 @@ class Core:
                     self.outstanding.clear()
             elif code == O.WBINVD:
                 t = plat.wbinvd(t, self.package, self.cpu)
+            elif code == O.WRITE_CAPTURE:
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                data = plat.captured(arg, pa)
+                yield from self.run([(O.WRITE, keyid, pa, data, None)], log)
+                t = env.now
+                horizon = env.peek()
+                continue
             elif code == O.PREFETCH:
                 t += plat.cycle
                 tag = (keyid << shift) | (pa & LINE_MASK)

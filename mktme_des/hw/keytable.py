@@ -42,6 +42,8 @@ class KeyTable:
         self.tme_key = tme_key
         self.bypass = bypass
         self.programs = 0
+        self.reset_time = 0
+        self.reset_cause = "boot"
         self._entries: dict[int, KeyEntry] = {}
         # Effective key per KeyID, the hot path of every memory access.
         self._keys: list[bytes | None] = [self._tme()] * (max_keyid + 1)
@@ -54,7 +56,8 @@ class KeyTable:
         return self._keys[keyid]
 
     def entry(self, keyid: int) -> KeyEntry:
-        return self._entries.get(keyid) or KeyEntry(TME, self._tme(), "boot", 0, 0)
+        return self._entries.get(keyid) or KeyEntry(TME, self._tme(), self.reset_cause,
+                                                    self.reset_time, 0)
 
     def mode(self, keyid: int) -> str:
         return self.entry(keyid).mode
@@ -69,8 +72,10 @@ class KeyTable:
         self._keys[keyid] = effective
         self.programs += 1
 
-    def reset(self) -> None:
-        """Forget every programmed key: a package that comes online starts so."""
+    def reset(self, time: int = 0, cause: str = "boot") -> None:
+        """Forget every programmed key: a package that comes online, or a reboot, starts so."""
+        self.reset_time = time
+        self.reset_cause = cause
         self._entries.clear()
         self._keys = [self._tme()] * (self.max_keyid + 1)
 

@@ -26,13 +26,16 @@ COMPUTE = 9  # pure delay
 RAW_READ = 10  # read ciphertext from DRAM directly (a bus probe, a cold-boot image)
 RAW_WRITE = 11  # write bytes into DRAM directly, bypassing caches and the engine
 RAW_COPY = 12  # copy DRAM bytes from pa to arg (relocation of ciphertext)
+WRITE_CAPTURE = 13  # store bytes an agent captured earlier; arg = (label, key or None): with a
+#                     key, store the XTS decryption of the capture under it (a preimage)
 
 NAMES = {
     READ: "read", WRITE: "write", CLFLUSH: "clflush", CLFLUSHOPT: "clflushopt", CLWB: "clwb",
     SFENCE: "sfence", MFENCE: "mfence", WBINVD: "wbinvd", PREFETCH: "prefetch",
     COMPUTE: "compute", RAW_READ: "raw_read", RAW_WRITE: "raw_write", RAW_COPY: "raw_copy",
+    WRITE_CAPTURE: "write",
 }
-CODES = {v: k for k, v in NAMES.items()}
+CODES = {v: k for k, v in NAMES.items() if k != WRITE_CAPTURE}
 # "fence" is the scenario spelling of a full fence.
 CODES["fence"] = MFENCE
 

@@ -22,6 +22,7 @@ from mktme_des.hw.core import Core, Line
 from mktme_des.hw.dram import DramStore, DramTiming
 from mktme_des.hw.keytable import KEY, NO_ENCRYPT, TME, KeyTable
 from mktme_des.hw.memctrl import MemoryController
+from mktme_des.hw.pconfig import KeyTableLock
 
 
 class Package:
@@ -33,6 +34,7 @@ class Package:
         self.shared: list[Cache] = []
         self.caches: list[Cache] = []  # every cache in the package, private ones included
         self.mc: MemoryController | None = None
+        self.key_lock = KeyTableLock()
         self.online = True
 
 
@@ -65,7 +67,10 @@ class Platform:
         self.package_mask: list[int] = []
         self.writebacks = 0
         self.rng_draws = 0
+        self.pconfig_log: list[tuple] = []  # (time, cpu, package, keyid, command, what)
+        self.counts: dict[str, int] = {}
         self.events: list[tuple] | None = None  # platform event log, kept when asked
+        self.captures: dict[str, bytes] = {}  # bytes agents captured, by label
         self._lazy = lazy_dram
         self._build()
         if oracle is not None:
@@ -219,7 +224,7 @@ class Platform:
         ``log`` receives one entry per op: ``(start, end, code, keyid, pa, data, None, class)``.
         """
         env = self.env
-        captures: dict[str, bytes] = {}
+        captures = self.captures
         for code, keyid, pa, arg, at in ops:
             if at is not None and at > env.now:
                 yield env.timeout(at - env.now)
@@ -251,6 +256,18 @@ class Platform:
                 raise ValueError(f"{code} is not a DRAM agent operation")
             if log is not None:
                 log.append((t, env.now, code, keyid, pa, data, None, cls))
+
+    def captured(self, arg: tuple, pa: int) -> bytes:
+        """The bytes a WRITE_CAPTURE op stores: a capture, or its XTS preimage under a key."""
+        from mktme_des.crypto import line_tweak, xts_decrypt
+
+        label, key = arg
+        if label not in self.captures:
+            raise ValueError(f"nothing was captured as {label!r} before it was used")
+        data = self.captures[label]
+        if key is not None:
+            data = xts_decrypt(key, line_tweak(pa & LINE_MASK, self.boot_tweak), data)
+        return data
 
     def start_agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
         return self.env.process(self.agent(name, ops, log))
@@ -330,7 +347,7 @@ class Platform:
         self._boot[0] = self._new_boot_tweak()
         for pkg in self.packages:
             pkg.mc.keys.tme_key = self.streams.randbytes(f"tme-key/pkg{pkg.index}/boot{self.boots}", 32)
-            pkg.mc.keys.reset()
+            pkg.mc.keys.reset(now, f"reboot {self.boots}")
             if not persistent:
                 pkg.mc.store.wipe()
         if self.oracle is not None:

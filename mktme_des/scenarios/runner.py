@@ -43,6 +43,7 @@ class Result:
             "oracle": {"counts": self.oracle_counts, "violations": self.violations},
             "trace": self.trace,
             "end_ns": self.end_ns,
+            **({"kernel": self.stats["kernel"]} if "kernel" in self.stats else {}),
         }
 
 
@@ -61,6 +62,19 @@ def build_platform(sc: Scenario) -> tuple[Platform, dict[str, list]]:
         plat.program(k.keyid, k.mode, bytes.fromhex(k.key) if k.key else None,
                      k.packages or None, command="setup")
     logs: dict[str, list] = {}
+    if sc.kernel_ops:
+        from mktme_des.kernel.kernel import Kernel
+        from mktme_des.kernel.policy import load_policy
+        from mktme_des.scenarios.actors import kernel_actor
+
+        plat.kernel = Kernel(plat, load_policy(f.scenario.policy, f.policy_overrides or None))
+        serials: dict[str, int] = {}
+        plat.kernel_details = {}
+        for name, (kind, cpu, ops) in sc.kernel_ops.items():
+            log = logs[name] = []
+            details = plat.kernel_details[name] = []
+            plat.env.process(kernel_actor(plat, plat.kernel, name, kind, cpu, ops, log,
+                                          details, serials))
     for cpu, ops in sc.cpu_ops.items():
         plat.cores[cpu].log = logs[f"cpu{cpu}"] = []
         plat.start(cpu, ops)
@@ -78,13 +92,27 @@ def run_scenario(name_or_path) -> Result:
     amap = plat.amap
 
     checks = []
+    details = getattr(plat, "kernel_details", {})
     for chk in sc.checks:
         entry = logs[chk.actor][chk.index]
-        start, end, code, keyid, pa, data, served, cls = entry
+        start, end, code, keyid, pa, data, served, cls = entry[:8]
+        result = entry[8] if len(entry) > 8 else None
         item = {"name": chk.name, "actor": chk.actor, "op": chk.index, "expect": chk.expect,
-                "time_ns": to_ns(end), "addr": hex(pa), "keyid": keyid, "data": data.hex(),
+                "time_ns": to_ns(end), "addr": hex(pa) if pa is not None else None,
+                "keyid": keyid, "data": data.hex() if data is not None else None,
                 "class": cls, "served_by": served}
-        if not chk.expect:
+        if result is not None:
+            item["result"] = result
+            item["detail"] = details[chk.actor][chk.index]
+        if result is not None and code != "read":
+            want = chk.expect or "ok"
+            item["expect"] = want
+            item["ok"] = result == want
+            item["detail"] = f"returned {result}" + (f": {item['detail']}" if item["detail"] else "")
+        elif result not in (None, "ok"):
+            item["ok"] = False
+            item["detail"] = f"returned {result}: {item['detail']}"
+        elif not chk.expect:
             item["ok"] = True
             item["detail"] = "recorded (no expectation)"
         elif chk.expect in READ_CLASSES or chk.expect in RAW_CLASSES:
@@ -94,6 +122,16 @@ def run_scenario(name_or_path) -> Result:
             item["ok"] = data == bytes.fromhex(chk.expect)
             item["detail"] = "bytes match" if item["ok"] else f"bytes differ (class {cls})"
         checks.append(item)
+
+    # A system call that failed where the file expected nothing is a failed check too.
+    checked_ops = {(c["actor"], c["op"]) for c in checks}
+    for actor, log in logs.items():
+        for index, entry in enumerate(log):
+            if len(entry) > 8 and entry[8] != "ok" and (actor, index) not in checked_ops:
+                checks.append({"name": f"{actor} op {index} ({entry[2]})", "actor": actor,
+                               "op": index, "expect": "ok", "result": entry[8], "ok": False,
+                               "time_ns": to_ns(entry[1]),
+                               "detail": f"unexpected {entry[8]}: {details[actor][index]}"})
 
     counts = plat.oracle.summary()["counts"]
     nviol = counts.get("violations", 0)
@@ -105,24 +143,34 @@ def run_scenario(name_or_path) -> Result:
 
     reads = []
     for actor, log in logs.items():
-        if not actor.startswith("cpu"):
+        if actor.startswith("cpu"):
+            cpu = int(actor[3:])
+        elif actor in sc.kernel_ops:
+            cpu = sc.kernel_ops[actor][1]
+        else:
             continue
-        for _start, end, code, keyid, pa, data, served, cls in log:
-            if code == O.READ:
-                reads.append({"cpu": int(actor[3:]), "time_ns": to_ns(end), "keyid": keyid,
-                              "addr": hex(pa), "data": data.hex(), "class": cls,
-                              "served_by": served})
+        for entry in log:
+            _start, end, code, keyid, pa, data, served, cls = entry[:8]
+            if code in (O.READ, "read") and data is not None:
+                reads.append({"cpu": cpu, "actor": actor, "time_ns": to_ns(end),
+                              "keyid": keyid, "addr": hex(pa), "data": data.hex(),
+                              "class": cls, "served_by": served})
     reads.sort(key=lambda r: (r["time_ns"], r["cpu"]))
 
     checked = {(c.actor, c.index): c.name for c in sc.checks}
     trace = []
     for actor, log in logs.items():
-        for index, (start, end, code, keyid, pa, data, served, cls) in enumerate(log):
+        for index, entry in enumerate(log):
+            start, end, code, keyid, pa, data, served, cls = entry[:8]
             ev = {"start_ns": to_ns(start), "end_ns": to_ns(end), "actor": actor,
                   "op": _label(code)}
+            if len(entry) > 8:
+                ev["result"] = entry[8]
+                if details[actor][index]:
+                    ev["detail"] = details[actor][index]
             if (actor, index) in checked:
                 ev["check"] = checked[actor, index]
-            if code not in (O.SFENCE, O.MFENCE, O.WBINVD, O.COMPUTE, "reboot"):
+            if code not in (O.SFENCE, O.MFENCE, O.WBINVD, O.COMPUTE, "reboot") and pa is not None:
                 ev["keyid"], ev["addr"] = keyid, hex(pa)
             if served:
                 ev["served_by"] = served
@@ -143,5 +191,8 @@ def run_scenario(name_or_path) -> Result:
         ev["n"] = i
 
     ok = all(c["ok"] for c in checks)
+    stats = plat.stats()
+    if getattr(plat, "kernel", None) is not None:
+        stats["kernel"] = plat.kernel.stats()
     return Result(sc, ok, checks, reads, plat.oracle.violations, counts, trace,
-                  plat.now_ns, plat.stats())
+                  plat.now_ns, stats)

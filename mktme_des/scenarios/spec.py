@@ -53,7 +53,8 @@ class ScenarioInfo(Section):
     description: str = param("", doc="what to look for")
     model: str = param(doc="model name in models/ or a path")
     seed: int = param(0, doc="run seed", min=0)
-    policy: str = param("", doc="kernel policy name (used by kernel-level scenarios)")
+    policy: str = param("rfc-v2", doc="kernel policy (models/kernel/NAME.toml), used when the "
+                        "scenario has [[process]] or [[system]] actors")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +76,8 @@ class Expectations(Section):
 @dataclass(frozen=True, kw_only=True)
 class Actor(Section):
     id: int = param(-1, doc="CPU number ([[cpu]] only)", min=-1)
-    name: str = param("", doc="agent name ([[agent]] only)")
+    name: str = param("", doc="actor name ([[agent]], [[process]], [[system]])")
+    cpu: int = param(0, doc="CPU a [[process]] or [[system]] actor runs on", min=0)
     ops: list[dict[str, Any]] = param([], doc="operations in program order")
 
 
@@ -86,6 +88,11 @@ class ScenarioFile(Section):
     keys: list[KeySetup] = param([], doc="key-table setup before t = 0")
     cpu: list[Actor] = param([], doc="operations of each CPU")
     agent: list[Actor] = param([], doc="operations of agents outside the CPUs")
+    process: list[Actor] = param([], doc="user processes: system calls and memory accesses "
+                                 "by virtual address")
+    system: list[Actor] = param([], doc="the administrator: hotplug, raw PCONFIG, key-table "
+                                "checks")
+    policy_overrides: dict[str, Any] = param({}, doc="kernel policy switches to override")
     expect: Expectations = param(Expectations(), doc="expectations on the whole run")
 
 
@@ -108,6 +115,8 @@ class Scenario:
     file: ScenarioFile
     cpu_ops: dict[int, list[tuple]] = field(default_factory=dict)
     agent_ops: dict[str, list[tuple]] = field(default_factory=dict)
+    # Kernel-level actors: name -> (kind "process"/"system", cpu, [op dicts])
+    kernel_ops: dict[str, tuple[str, int, list[dict]]] = field(default_factory=dict)
     checks: list[ReadCheck] = field(default_factory=list)
 
     @property
@@ -118,7 +127,7 @@ class Scenario:
 # -- op parsing ---------------------------------------------------------------------------------
 CPU_OPS = {
     "read": {"keyid", "addr", "size", "at", "name", "expect"},
-    "write": {"keyid", "addr", "data", "at", "name"},
+    "write": {"keyid", "addr", "data", "from", "preimage_key", "at", "name"},
     "clflush": {"keyid", "addr", "at"},
     "clflushopt": {"keyid", "addr", "at"},
     "clwb": {"keyid", "addr", "at"},
@@ -220,6 +229,14 @@ def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -
         if expect or label:
             checks.append(ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path))
         return (code, keyid, addr, size, at)
+    if name == "write" and "from" in op:
+        label = _get(op, "from", str, ctx)
+        key = _hex(op, "preimage_key", ctx, required=False)
+        if key is not None and len(key) not in (32, 64):
+            raise ctx.error("preimage_key", "a key is 32 or 64 bytes: data key then tweak key")
+        if off:
+            raise ctx.error("addr", "a captured line is written to a line-aligned address")
+        return (O.WRITE_CAPTURE, keyid, addr, (label, key), at)
     if name == "write":
         data = _hex(op, "data", ctx)
         if len(data) > 64 - off:
@@ -289,6 +306,105 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
     return ("reboot", 0, 0, (persistent, flush), at)
 
 
+PROCESS_OPS = {
+    "add_key": ({"key", "options"}, {"capable", "at", "expect", "name"}),
+    "update_key": ({"key", "options"}, {"at", "expect", "name"}),
+    "revoke": ({"key"}, {"at", "expect", "name"}),
+    "mmap": ({"vma", "pages"}, {"file_backed", "at", "expect", "name"}),
+    "munmap": ({"vma"}, {"at", "expect", "name"}),
+    "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "at", "expect", "name"}),
+    "read": ({"vma"}, {"offset", "size", "at", "expect", "name"}),
+    "write": ({"vma", "data"}, {"offset", "at", "expect", "name"}),
+    "clflush": ({"vma"}, {"offset", "at"}),
+    "swap_out": ({"vma"}, {"offset", "at", "expect", "name"}),
+    "compute": ({"ns"}, {"at"}),
+}
+SYSTEM_OPS = {
+    "add_key": ({"key", "options"}, {"at", "expect", "name"}),
+    "revoke": ({"key"}, {"at", "expect", "name"}),
+    "online": ({"package"}, {"at", "expect", "name"}),
+    "offline": ({"package"}, {"at", "expect", "name"}),
+    "offline_cpu": ({"target"}, {"at", "expect", "name"}),
+    "pconfig": ({"keyid", "command"}, {"alg", "key", "tweak", "at", "expect", "name"}),
+    "keytable": ({"package", "keyid"}, {"at", "expect", "name"}),
+    "wbinvd": (set(), {"at"}),
+    "compute": ({"ns"}, {"at"}),
+}
+ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EBUSY", "EPERM", "ENOMEM", "EFAULT")
+PCONFIG_RESULTS = ("PROG_SUCCESS", "INVALID_PROG_CMD", "ENTROPY_ERROR", "INVALID_KEYID",
+                   "INVALID_ENC_ALG", "DEVICE_BUSY", "#GP")
+KEYTABLE_STATES = ("key", "tme", "no-encrypt")
+PCONFIG_COMMANDS = ("SET_KEY_DIRECT", "SET_KEY_RANDOM", "CLEAR_KEY", "NO_ENCRYPT")
+
+
+def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str,
+               index: int) -> dict:
+    """Validate one [[process]] / [[system]] op; returns it with ``at`` in ticks."""
+    table = PROCESS_OPS if kind == "process" else SYSTEM_OPS
+    if not isinstance(op, dict) or not isinstance(op.get("op"), str):
+        raise ctx.error(None, "each op is a table with a string field 'op'")
+    name = op["op"]
+    if name not in table:
+        raise ctx.error("op", f"{name!r} is not a {kind} op; choose one of {', '.join(table)}")
+    required, optional = table[name]
+    for f in sorted(required):
+        if f not in op:
+            raise ctx.error(f, f"is required for op {name!r}")
+    extra = sorted(set(op) - required - optional - {"op"})
+    if extra:
+        raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
+                        f"{', '.join(sorted(required | optional))}")
+    out = dict(op)
+    at = _get(op, "at", float, ctx)
+    out["at"] = None if at is None else ns(at)
+    for f in ("pages", "offset", "size", "length", "package", "keyid", "target"):
+        if f in op:
+            v = _get(op, f, int, ctx)
+            if v < 0:
+                raise ctx.error(f, f"must not be negative, got {v}")
+    for f in ("key", "options", "vma", "command", "alg"):
+        if f in op:
+            _get(op, f, str, ctx)
+    if "ns" in op:
+        out["ns"] = ns(_get(op, "ns", float, ctx))
+    if "data" in op:
+        out["data"] = _hex(op, "data", ctx)
+        if len(out["data"]) > 4096:
+            raise ctx.error("data", "at most one page (4096 bytes) per write")
+    if "package" in op and not 0 <= op["package"] < model.topology.packages:
+        raise ctx.error("package", f"package {op['package']} does not exist")
+    if name == "pconfig":
+        if op["command"] not in PCONFIG_COMMANDS:
+            raise ctx.error("command", f"{op['command']!r} is not one of {', '.join(PCONFIG_COMMANDS)}")
+        for f in ("key", "tweak"):
+            if f in op:
+                out[f] = _hex(op, f, ctx)
+                if len(out[f]) not in (16, 32):
+                    raise ctx.error(f, "16 or 32 bytes of hex")
+    for f in ("capable", "file_backed"):
+        if f in op:
+            _get(op, f, bool, ctx)
+    exp = _get(op, "expect", str, ctx, default="")
+    if exp:
+        if name in ("read",):
+            exp = _expect(op, ctx, READ_CLASSES)
+        elif name == "pconfig":
+            if exp not in PCONFIG_RESULTS:
+                raise ctx.error("expect", f"{exp!r} is not one of {', '.join(PCONFIG_RESULTS)}")
+        elif name == "keytable":
+            if exp not in KEYTABLE_STATES and not exp.startswith("same-as-package-") and \
+                    not exp.startswith("differs-from-package-"):
+                raise ctx.error("expect", f"{exp!r}: use key, tme, no-encrypt, "
+                                "same-as-package-N or differs-from-package-N")
+        elif exp not in ERRNOS:
+            raise ctx.error("expect", f"{exp!r} is not one of {', '.join(ERRNOS)}")
+    label = _get(op, "name", str, ctx, default="")
+    if exp or label or name in ("read", "keytable"):
+        checks.append(ReadCheck(actor, index, label or f"{actor} op {index} ({name})", exp,
+                                ctx.path))
+    return out
+
+
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Read and validate a scenario file (by path, or by name in experiments/scenarios/)."""
     from mktme_des.config.model import load_model
@@ -338,7 +454,28 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             _agent_op(op, actx.child("ops").child(j), amap, sc.checks, name, j, captures)
             for j, op in enumerate(actor.ops)
         ]
-    if not sc.cpu_ops and not sc.agent_ops:
+    for kind, actors in (("process", file.process), ("system", file.system)):
+        for i, actor in enumerate(actors):
+            actx = ctx.child(kind).child(i)
+            name = actor.name or f"{kind}{i}"
+            if name in sc.agent_ops or name in sc.kernel_ops or name.startswith("cpu"):
+                raise actx.error("name", f"{name!r} is taken; actor names are unique and not cpuN")
+            if actor.cpu >= ncpu:
+                raise actx.error("cpu", f"{actor.cpu} is not a CPU of {model.platform.name}")
+            sc.kernel_ops[name] = (kind, actor.cpu, [
+                _kernel_op(op, actx.child("ops").child(j), kind, model, sc.checks, name, j)
+                for j, op in enumerate(actor.ops)
+            ])
+    if sc.kernel_ops:
+        from mktme_des.kernel.policy import load_policy
+
+        try:
+            load_policy(file.scenario.policy, file.policy_overrides or None)
+        except ConfigError as err:
+            if err.file == str(path):
+                raise
+            raise ctx.error("scenario.policy", f"{file.scenario.policy!r}: {err}") from None
+    if not sc.cpu_ops and not sc.agent_ops and not sc.kernel_ops:
         raise ctx.error("cpu", "a scenario needs at least one [[cpu]] or [[agent]] with ops")
     return sc
 

@@ -1,0 +1,119 @@
+"""CPU and package hotplug with the RFC v2 MKTME rules (patches 12-13).
+
+* A package that comes online has an empty key table (it was powered down).
+* With user-type keys in use and no saved key data (``mktme_savekeys`` off), onlining a
+  package is refused: the kernel cannot program those keys there.
+* Otherwise every KeyID in use is programmed on the new package by one of its CPUs: user keys
+  from the saved data, CPU-generated keys as a fresh SET_KEY_RANDOM (a different key there,
+  which is fine: each package encrypts only its own memory), CLEAR and NO_ENCRYPT as such.
+  Programming stops at the first failure and the online is refused.
+* A lead CPU going offline hands the package over to an online sibling.
+* Online and offline take the hotplug lock as writers; the key broadcast takes it as a reader
+  unless the policy removes that, which opens the race of scenario S7.
+"""
+
+from __future__ import annotations
+
+from mktme_des.engine.time import ns
+from mktme_des.hw import pconfig as pc
+from mktme_des.kernel.errno import Errno
+
+
+class Hotplug:
+    def __init__(self, kernel) -> None:
+        self.k = kernel
+        self.plat = kernel.plat
+        self.env = kernel.env
+        self.log: list[dict] = []
+
+    def online_package(self, package: int):
+        """Bring ``package`` and its CPUs online; raises Errno when the kernel refuses."""
+        plat, keys = self.plat, self.k.keys
+        if not 0 <= package < len(plat.packages):
+            raise Errno("EINVAL", f"no package {package}")
+        pkg = plat.packages[package]
+        if pkg.online:
+            raise Errno("EINVAL", f"package {package} is already online")
+        yield self.k.hotplug.write_acquire()
+        start = self.env.now
+        try:
+            in_use = keys.in_use()
+            if keys.user_type and not self.k.policy.savekeys:
+                raise Errno("EPERM", f"user-type keys are in use (KeyIDs {sorted(keys.user_type)}) "
+                            "and mktme_savekeys is off: their key data cannot be programmed "
+                            f"on package {package}")
+            pkg.mc.keys.reset(self.env.now, f"package {package} online")  # an empty key table
+            lead = pkg.cores[0].cpu
+            for keyid in in_use:
+                kind, data_key, tweak_key = keys.vault.get(keyid, (keys.types.get(keyid, "cpu"), b"", b""))
+                prog = self._program_for(keyid, kind, data_key, tweak_key)
+                status = yield self.env.process(pc.pconfig(plat, lead, prog))
+                if status != pc.PROG_SUCCESS:
+                    pkg.mc.keys.reset()
+                    raise Errno("ENOKEY", f"programming KeyID {keyid} on package {package} "
+                                f"failed: {pc.STATUS[status]}")
+            pkg.online = True
+            for core in pkg.cores:
+                core.online = True
+            self.log.append({"event": "online", "package": package, "keys": len(in_use),
+                             "start_ns": start / 1000, "end_ns": self.env.now / 1000})
+        finally:
+            self.k.hotplug.write_release()
+
+    def _program_for(self, keyid: int, kind: str, data_key: bytes, tweak_key: bytes) -> pc.KeyProgram:
+        alg = pc.AES_XTS_128
+        if kind == "user":
+            return pc.KeyProgram(keyid, pc.SET_KEY_DIRECT, alg, data_key.ljust(64, b"\0"),
+                                 tweak_key.ljust(64, b"\0"))
+        if kind == "cpu":
+            return pc.KeyProgram(keyid, pc.SET_KEY_RANDOM, alg)
+        cmd = pc.CLEAR_KEY if kind == "clear" else pc.NO_ENCRYPT_CMD
+        return pc.KeyProgram(keyid, cmd, alg if self.k.policy.clear_sends_alg else 0)
+
+    def offline_package(self, package: int):
+        """Take ``package``'s CPUs offline (its memory stays reachable)."""
+        plat = self.plat
+        if not 0 <= package < len(plat.packages):
+            raise Errno("EINVAL", f"no package {package}")
+        pkg = plat.packages[package]
+        if not pkg.online:
+            raise Errno("EINVAL", f"package {package} is already offline")
+        if sum(p.online for p in plat.packages) == 1:
+            raise Errno("EBUSY", "the last online package cannot go offline")
+        yield self.k.hotplug.write_acquire()
+        try:
+            yield self.env.timeout(ns(self.k.policy.syscall_ns))
+            pkg.online = False
+            for core in pkg.cores:
+                core.online = False
+            self.log.append({"event": "offline", "package": package,
+                             "time_ns": self.env.now / 1000})
+        finally:
+            self.k.hotplug.write_release()
+
+    def offline_cpu(self, cpu: int):
+        """Take one CPU offline; a lead CPU hands over to an online sibling."""
+        plat = self.plat
+        if not 0 <= cpu < len(plat.cores):
+            raise Errno("EINVAL", f"no cpu {cpu}")
+        core = plat.cores[cpu]
+        if not core.online:
+            raise Errno("EINVAL", f"cpu {cpu} is already offline")
+        pkg = plat.packages[core.package]
+        siblings = [c for c in pkg.cores if c.online and c is not core]
+        if not siblings and self.k.keys.in_use():
+            # 2019: "Do not allow teardown of any lead CPU that would render a hardware key
+            # table unreachable"; taking the package down is offline_package's job.
+            raise Errno("EBUSY", f"cpu {cpu} is the last online CPU of package {core.package} "
+                        "and keys are in use")
+        yield self.k.hotplug.write_acquire()
+        try:
+            was_lead = self.k.lead_cpus().get(core.package) == cpu
+            core.online = False
+            if not siblings:
+                pkg.online = False
+            self.log.append({"event": "offline_cpu", "cpu": cpu, "was_lead": was_lead,
+                             "new_lead": siblings[0].cpu if siblings and was_lead else None,
+                             "time_ns": self.env.now / 1000})
+        finally:
+            self.k.hotplug.write_release()

@@ -1,0 +1,290 @@
+"""Memory management: processes, anonymous VMAs, the page allocator, page faults,
+``encrypt_mprotect`` and swap, with the MKTME flush protocol.
+
+* **Page allocator.** Per-package LIFO free lists of 4 KiB frames (hot pages are reused first,
+  as with the kernel's per-CPU lists). Every frame remembers the KeyID it last had.
+  ``prep_encrypted_page``: allocating a frame under KeyID K != 0 first clflushes it through its
+  previous KeyID when that differs (``flush_on_alloc``), then zeroes it through K
+  (``zero_on_alloc``). ``free_encrypted_page``: freeing a frame that had KeyID K != 0 clflushes
+  every line through K (``flush_on_free``). KeyID-0 allocations get no flush, as in the kernel.
+* **VMAs** carry a KeyID (in ``vm_page_prot``) and hold a reference on it.
+* **encrypt_mprotect(addr, len, prot, serial)**: ``len`` page aligned (else EINVAL), ``addr``
+  page aligned (EINVAL), the serial resolves to a live key (else ENOKEY), every byte of the range
+  is mapped (ENOMEM) by anonymous VMAs (else EINVAL) — all checked before anything changes. Then
+  VMAs are split at the range's ends, moved to the key's KeyID (references moved), and their
+  existing pages are discarded (MADV_DONTNEED semantics, so the old contents are gone); new
+  pages are allocated and zeroed through the new KeyID on first touch.
+* **Kernel access to user pages** (zeroing, swap) goes through the direct map: one per KeyID, or
+  only KeyID 0 (``direct_map = "keyid0-only"``), in which case the kernel's loads, stores and
+  flushes all use KeyID 0. The oracle is told what the kernel *means* the user to see (zeros
+  after allocation, the old contents after swap-in), so a direct map that cannot deliver it
+  shows up as a violation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mktme_des.engine.time import ns
+from mktme_des.hw import ops as O
+from mktme_des.kernel.errno import Errno
+
+PAGE = 4096
+LINES = PAGE // 64
+ZERO_LINE = bytes(64)
+
+
+@dataclass
+class Vma:
+    start: int
+    end: int
+    keyid: int = 0
+    anonymous: bool = True
+    name: str = ""
+
+
+@dataclass
+class Page:
+    pa: int
+    keyid: int
+
+
+@dataclass
+class Process:
+    pid: int
+    cpu: int
+    vmas: list[Vma] = field(default_factory=list)
+    pages: dict[int, Page] = field(default_factory=dict)  # virtual page -> frame
+    # vpage -> (keyid, data, what the user had stored per line, for the oracle)
+    swapped: dict[int, tuple[int, bytes, list]] = field(default_factory=dict)
+    next_va: int = 0x7F00_0000_0000
+
+    def vma_at(self, va: int) -> Vma | None:
+        for v in self.vmas:
+            if v.start <= va < v.end:
+                return v
+        return None
+
+
+class FrameAllocator:
+    """Per-package LIFO free lists of the frames each package is home for, from a pool at
+    ``base_offset`` into each package's address range."""
+
+    def __init__(self, plat, frames_per_package: int, base_offset: int = 64 << 20) -> None:
+        self.plat = plat
+        self.free: list[list[int]] = [[] for _ in plat.packages]
+        for p in range(len(plat.packages)):
+            base = p * plat.amap.package_bytes + base_offset
+            for i in range(frames_per_package):
+                pa = base + i * PAGE
+                self.free[plat.amap.home(pa)].append(pa)
+        for frames in self.free:
+            frames.reverse()  # pop() hands out the lowest address first
+        self.last_keyid: dict[int, int] = {}
+
+    def take(self, package: int) -> int:
+        if not self.free[package]:
+            raise Errno("ENOMEM", f"no free frame on package {package}")
+        return self.free[package].pop()
+
+    def give(self, pa: int, keyid: int) -> None:
+        self.last_keyid[pa] = keyid
+        self.free[self.plat.amap.home(pa)].append(pa)
+
+
+class MM:
+    def __init__(self, kernel, frames_per_package: int = 4096) -> None:
+        self.k = kernel
+        self.plat = kernel.plat
+        self.env = kernel.env
+        self.frames = FrameAllocator(self.plat, frames_per_package)
+        self.procs: dict[int, Process] = {}
+        self.next_pid = 100
+        self.counts: dict[str, int] = {}
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    # -- processes and mappings ----------------------------------------------------------------
+    def spawn(self, cpu: int) -> Process:
+        proc = Process(self.next_pid, cpu)
+        self.procs[proc.pid] = proc
+        self.next_pid += 1
+        return proc
+
+    def mmap(self, proc: Process, length: int, anonymous: bool = True, name: str = ""):
+        yield self.env.timeout(ns(self.k.policy.syscall_ns))
+        if length <= 0 or length % PAGE:
+            raise Errno("EINVAL", f"length {length} is not a positive multiple of {PAGE}")
+        vma = Vma(proc.next_va, proc.next_va + length, 0, anonymous, name)
+        proc.next_va += length + PAGE  # a guard gap keeps VMAs from merging
+        proc.vmas.append(vma)
+        return vma.start
+
+    def munmap(self, proc: Process, addr: int, length: int):
+        yield self.env.timeout(ns(self.k.policy.syscall_ns))
+        if addr % PAGE or length <= 0 or length % PAGE:
+            raise Errno("EINVAL", "munmap needs a page-aligned address and length")
+        end = addr + length
+        self._split(proc, addr, end)
+        for vma in [v for v in proc.vmas if addr <= v.start and v.end <= end]:
+            yield from self._zap(proc, vma.start, vma.end)
+            proc.vmas.remove(vma)
+            self.k.keys.put_ref(vma.keyid)
+
+    def _split(self, proc: Process, start: int, end: int) -> None:
+        """Split VMAs so that ``start`` and ``end`` fall on VMA boundaries (vm_area_dup: the
+        new piece takes a reference on the KeyID)."""
+        for cut in (start, end):
+            vma = proc.vma_at(cut)
+            if vma is not None and vma.start < cut:
+                tail = Vma(cut, vma.end, vma.keyid, vma.anonymous, vma.name)
+                vma.end = cut
+                proc.vmas.insert(proc.vmas.index(vma) + 1, tail)
+                self.k.keys.get_ref(tail.keyid)
+
+    def _zap(self, proc: Process, start: int, end: int):
+        """Discard the pages of [start, end): each frame is freed (and flushed per policy)."""
+        for vpage in sorted(v for v in proc.pages if start <= v < end):
+            page = proc.pages.pop(vpage)
+            yield from self.free_page(proc.cpu, page)
+        for vpage in [v for v in proc.swapped if start <= v < end]:
+            del proc.swapped[vpage]
+
+    # -- encrypt_mprotect --------------------------------------------------------------------
+    def encrypt_mprotect(self, proc: Process, addr: int, length: int, prot: int, serial: int):
+        """The RFC v2 system call (see the module docstring); all-or-nothing."""
+        yield self.env.timeout(ns(self.k.policy.syscall_ns))
+        keys = self.k.keys
+        if length % PAGE:
+            raise Errno("EINVAL", f"length {length:#x} is not page aligned")
+        if addr % PAGE:
+            raise Errno("EINVAL", f"address {addr:#x} is not page aligned")
+        key = keys.lookup(serial)
+        keyid = key.keyid
+        if not keyid or keys.owner[keyid] != serial:
+            raise Errno("EINVAL", f"key {serial} has no KeyID")
+        yield self.k.map_lock.acquire()
+        try:
+            end = addr + length
+            va = addr
+            while va < end:
+                vma = proc.vma_at(va)
+                if vma is None:
+                    raise Errno("ENOMEM", f"{va:#x} is not mapped")
+                if not vma.anonymous:
+                    raise Errno("EINVAL", f"VMA {vma.start:#x}-{vma.end:#x} is not anonymous")
+                va = vma.end
+            self._split(proc, addr, end)
+            for vma in [v for v in proc.vmas if addr <= v.start and v.end <= end]:
+                if vma.keyid == keyid:
+                    continue  # same flags and KeyID: mprotect_fixup does nothing
+                yield from self._zap(proc, vma.start, vma.end)
+                keys.put_ref(vma.keyid)
+                keys.get_ref(keyid)
+                vma.keyid = keyid
+            self._count("encrypt_mprotect")
+        finally:
+            self.k.map_lock.release()
+
+    # -- pages ---------------------------------------------------------------------------------
+    def alloc_page(self, cpu: int, keyid: int, zero: bool = True):
+        """Take a frame on ``cpu``'s package and prepare it for ``keyid``; returns the Page."""
+        core = self.plat.cores[cpu]
+        pa = self.frames.take(core.package)
+        policy = self.k.policy
+        last = self.frames.last_keyid.get(pa, 0)
+        if keyid and policy.flush_on_alloc and last != keyid:
+            yield from self.flush_page(cpu, pa, last)
+        if keyid and policy.refcount_pages:
+            self.k.keys.get_ref(keyid)
+        if zero and policy.zero_on_alloc:
+            yield from self.kernel_write_page(cpu, pa, keyid, [ZERO_LINE] * LINES)
+        self._count("pages_allocated")
+        return Page(pa, keyid)
+
+    def free_page(self, cpu: int, page: Page):
+        policy = self.k.policy
+        if page.keyid and policy.flush_on_free:
+            yield from self.flush_page(cpu, page.pa, page.keyid)
+        if page.keyid and policy.refcount_pages:
+            self.k.keys.put_ref(page.keyid)
+        self.frames.give(page.pa, page.keyid)
+        self._count("pages_freed")
+
+    def _map_keyid(self, keyid: int) -> int:
+        """The KeyID the kernel's direct map offers for a page of ``keyid``."""
+        return keyid if self.k.policy.direct_map == "per-keyid" else 0
+
+    def flush_page(self, cpu: int, pa: int, keyid: int):
+        """clflush every line of a page through the kernel's mapping of ``keyid``."""
+        k = self._map_keyid(keyid)
+        ops = [(O.CLFLUSH, k, pa + i * 64, None, None) for i in range(LINES)]
+        yield from self.plat.cores[cpu].run(ops, [])
+        self._count("page_flushes")
+
+    def kernel_write_page(self, cpu: int, pa: int, keyid: int, lines: list[bytes],
+                          intent: list | None = None):
+        """Store a page's lines through the direct map. ``intent`` (default: ``lines``) is
+        what the kernel means the user, reading through ``keyid``, to see; the oracle is told
+        when the direct map's KeyID is not the user's."""
+        k = self._map_keyid(keyid)
+        ops = [(O.WRITE, k, pa + i * 64, lines[i], None) for i in range(LINES)]
+        yield from self.plat.cores[cpu].run(ops, [])
+        oracle = self.plat.oracle
+        if oracle is not None and k != keyid:
+            intent = lines if intent is None else intent
+            for i in range(LINES):
+                if intent[i] is not None:
+                    oracle.intend(self.plat.amap.tag(keyid, pa + i * 64), intent[i])
+
+    def kernel_read_page(self, cpu: int, pa: int, keyid: int):
+        k = self._map_keyid(keyid)
+        log: list = []
+        ops = [(O.READ, k, pa + i * 64, 64, None) for i in range(LINES)]
+        yield from self.plat.cores[cpu].run(ops, log)
+        return [entry[5] for entry in log]
+
+    # -- user accesses -------------------------------------------------------------------------
+    def fault(self, proc: Process, va: int):
+        """Make the page of ``va`` present: a fresh zeroed page, or the swapped-out contents."""
+        vma = proc.vma_at(va)
+        if vma is None:
+            raise Errno("EFAULT", f"{va:#x} is not mapped")
+        vpage = va & ~(PAGE - 1)
+        page = proc.pages.get(vpage)
+        if page is not None:
+            return page
+        yield self.env.timeout(ns(self.k.policy.fault_ns))
+        if vpage in proc.swapped:
+            keyid, data, intent = proc.swapped.pop(vpage)
+            page = yield from self.alloc_page(proc.cpu, vma.keyid, zero=False)
+            lines = [data[i * 64 : (i + 1) * 64] for i in range(LINES)]
+            yield from self.kernel_write_page(proc.cpu, page.pa, vma.keyid, lines, intent)
+            self._count("swap_ins")
+        else:
+            page = yield from self.alloc_page(proc.cpu, vma.keyid)
+            self._count("faults")
+        proc.pages[vpage] = page
+        return page
+
+    def translate(self, proc: Process, va: int) -> tuple[int, int]:
+        vpage = va & ~(PAGE - 1)
+        page = proc.pages[vpage]
+        return page.keyid, page.pa + (va - vpage)
+
+    def swap_out(self, proc: Process, va: int):
+        """Write a present page to swap through the direct map and free its frame."""
+        vpage = va & ~(PAGE - 1)
+        page = proc.pages.get(vpage)
+        if page is None:
+            raise Errno("EFAULT", f"{va:#x} is not present")
+        lines = yield from self.kernel_read_page(proc.cpu, page.pa, page.keyid)
+        # What the user last stored, for the oracle: swap promises to give it back.
+        oracle = self.plat.oracle
+        intent = [oracle.image(self.plat.amap.tag(page.keyid, page.pa + i * 64))
+                  if oracle is not None else None for i in range(LINES)]
+        del proc.pages[vpage]
+        proc.swapped[vpage] = (page.keyid, b"".join(lines), intent)
+        yield from self.free_page(proc.cpu, page)
+        self._count("swap_outs")

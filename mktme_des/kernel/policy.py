@@ -1,0 +1,67 @@
+"""Kernel policies as data: ``models/kernel/*.toml``.
+
+A policy is a named set of switches describing how the kernel behaves: the RFC v2 default
+(the seed series), the 2019 series, and unsafe variants the review thread worries about. A
+scenario or experiment picks one by name and may override single switches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mktme_des.config.schema import Context, Section, build, param, read_toml
+from mktme_des.config.model import merge
+
+POLICY_DIR = Path(__file__).resolve().parents[2] / "models" / "kernel"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy(Section):
+    name: str = param(doc="policy name")
+    description: str = param("", doc="what this policy is and where it comes from")
+    flush_on_alloc: bool = param(True, doc="prep_encrypted_page: clflush the page through its "
+                                 "previous KeyID before handing it out under a new one")
+    flush_on_free: bool = param(True, doc="free_encrypted_page: clflush every line of an "
+                                "encrypted page through its KeyID when it is freed")
+    zero_on_alloc: bool = param(True, doc="new user pages are zeroed through their KeyID")
+    refcount_pages: bool = param(False, doc="2019 series: every allocated page holds a "
+                                 "reference on its KeyID (percpu_ref)")
+    reprogram_in_use: bool = param(False, doc="UNSAFE: allow a key update (PCONFIG) of a KeyID "
+                                   "that VMAs or pages still use (RFC v2 refuses with EBUSY)")
+    hotplug_lock: bool = param(True, doc="hold get_online_cpus() across a key broadcast")
+    direct_map: str = param("per-keyid", doc="kernel access to user pages: through a direct "
+                            "map per KeyID, or only through KeyID 0",
+                            choices=("per-keyid", "keyid0-only"))
+    retries: int = param(0, doc="whole-broadcast retries on DEVICE_BUSY or ENTROPY_ERROR "
+                         "(RFC v2: 0, 2019: 10)", min=0, max=100)
+    savekeys: bool = param(False, doc="mktme_savekeys: keep user key data to program packages "
+                           "that come online")
+    clear_sends_alg: bool = param(True, doc="CLEAR_KEY and NO_ENCRYPT carry a valid ENC_ALG "
+                                  "(2019 fix; the RFC v2 code sent 0, which hardware rejects)")
+    on_exhaustion: str = param("fail", doc="when no KeyID is free: fail with ENOKEY, or wait "
+                               "for one", choices=("fail", "wait"))
+    syscall_ns: float = param(150.0, doc="entry/exit cost of a syscall (ASSUMPTION)",
+                              unit="ns", min=0.0)
+    fault_ns: float = param(500.0, doc="page-fault handling cost before zeroing (ASSUMPTION)",
+                            unit="ns", min=0.0)
+
+
+def find_policy(name: str) -> Path:
+    p = Path(name)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    return POLICY_DIR / f"{name}.toml"
+
+
+def load_policy(name: str = "rfc-v2", overrides: dict | None = None) -> Policy:
+    """Load a named policy (models/kernel/NAME.toml) or a file, with switch overrides."""
+    path = find_policy(name)
+    data = read_toml(path).get("policy", {})
+    if overrides:
+        data = merge(data, overrides)
+    return build(Policy, data, Context(str(path), "policy"))
+
+
+def list_policies() -> list[str]:
+    return sorted(p.stem for p in POLICY_DIR.glob("*.toml"))

@@ -1,0 +1,417 @@
+"""The read-checking oracle: which reads are checked, what a violation says, read classes.
+
+Scenarios are built from ops on a real platform; expected bytes (including the garbage a wrong
+key gives) come from an independent AES-XTS (the ``cryptography`` package) and expected times
+from the model parameters.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from mktme_des.config.model import load_model
+from mktme_des.engine.time import ns, to_ns
+from mktme_des.hw import ops as O
+from mktme_des.hw.platform import Platform
+from mktme_des.oracle import Oracle
+
+MODEL = "server-2s"
+STABLE = {"mktme": {"boot_tweak": "stable"}}
+KA = bytes(range(32))
+KB = bytes(range(100, 132))
+A = 0x20_0000  # homed on package 0, where cpus 0 and 1 live
+
+
+def us(x: float) -> int:
+    return ns(1000 * x)
+
+
+def pattern(seed: int, n: int = 64) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def xts(key: bytes, pa: int, data: bytes, boot: int = 0, encrypt: bool = True) -> bytes:
+    tweak = ((pa // 64) ^ boot).to_bytes(16, "little")
+    c = Cipher(algorithms.AES(key), modes.XTS(tweak))
+    op = c.encryptor() if encrypt else c.decryptor()
+    return op.update(data) + op.finalize()
+
+
+def R(keyid, pa, at=None, n=64):
+    return (O.READ, keyid, pa, n, at)
+
+
+def W(keyid, pa, data, at=None):
+    return (O.WRITE, keyid, pa, data, at)
+
+
+def FLUSH(keyid, pa, at=None):
+    return (O.CLFLUSH, keyid, pa, None, at)
+
+
+class Lat:
+    def __init__(self, m) -> None:
+        cycle = ns(1.0 / m.platform.frequency_ghz)
+        self.l2_name = m.cache[1].name
+        self.l2_ways = m.cache[1].ways
+        self.llc = m.cache[-1].hit_latency_cycles * cycle
+        ic = m.interconnect
+        self.mesh = ns(ic.mesh_latency_ns)
+        self.dram_local = (self.llc + 2 * self.mesh + ns(m.dram.access_latency_ns)
+                           + ns(m.mktme.aes_latency_ns))
+        self.clflush = m.flush.clflush_cycles * cycle
+        self.all_stride = max(c.sets for c in m.cache) * 64
+
+
+def make(classify=False, overrides=STABLE, seed=3):
+    m = load_model(MODEL, overrides)
+    oracle = Oracle(classify=classify)
+    plat = Platform(m, seed=seed, oracle=oracle)
+    plat.set_key(1, "key", KA)
+    plat.set_key(2, "key", KB)
+    plat.set_key(3, "no-encrypt")
+    plat.set_key(4, "no-encrypt")
+    return plat, oracle, Lat(m)
+
+
+def run(plat, *streams):
+    for cpu, _ in streams:
+        plat.cores[cpu].log = []
+    for cpu, ops in streams:
+        plat.start(cpu, ops)
+    plat.run()
+    return [plat.cores[cpu].log for cpu, _ in streams]
+
+
+def reads(log):
+    return [e for e in log if e[2] == O.READ]
+
+
+def counts(oracle):
+    return oracle.summary()["counts"]
+
+
+# -- which reads are checked -----------------------------------------------------------------
+
+
+def test_reads_after_a_store_are_checked_wherever_served():
+    plat, o, _ = make()
+    D = pattern(1)
+    log0, log1, log16 = run(plat, (0, [W(1, A, D, at=us(1)), R(1, A), FLUSH(1, A), R(1, A)]),
+                            (1, [R(1, A, at=us(2))]), (16, [R(1, A, at=us(3))]))
+    assert all(e[5] == D for e in reads(log0) + log1 + log16)
+    c = counts(o)
+    assert (c["stores"], c["checked"], c["unchecked"], c["violations"]) == (1, 4, 0, 0)
+    assert o.violations == []
+
+
+def test_alias_store_makes_reads_unchecked_and_a_new_store_defines_only_its_bytes():
+    plat, o, _ = make()
+    D1, D2, head = pattern(2), pattern(3), pattern(4, 8)
+    run(plat, (0, [W(1, A, D1, at=us(1)), FLUSH(1, A)]),
+        (1, [W(2, A, D2, at=us(2)), FLUSH(2, A)]))
+    (log,) = run(plat, (0, [R(1, A, at=us(5))]))
+    garbage = xts(KA, A, xts(KB, A, D2), encrypt=False)
+    assert log[0][5] == garbage  # K1 reads what K2 wrote, decrypted with K1's key
+    assert counts(o)["unchecked"] == 1 and counts(o)["checked"] == 0
+    assert o.violations == []
+    # K1 stores 8 bytes again: only they are defined. The other 56 bytes are still the
+    # garbage, which differs from D1, yet no violation is reported.
+    (log,) = run(plat, (0, [W(1, A, head), R(1, A), R(1, A, n=8)]))
+    full, first8 = reads(log)
+    assert full[5] == head + garbage[8:]
+    assert garbage[8:] != D1[8:]
+    assert first8[5] == head
+    assert o.violations == [] and counts(o)["violations"] == 0
+    assert counts(o)["checked"] == 2
+
+
+def test_raw_dram_write_makes_reads_unchecked_until_the_next_store():
+    plat, o, _ = make()
+    D, junk, D2 = pattern(5), pattern(6), pattern(7)
+    plat.start_agent("dma", [(O.RAW_WRITE, 0, A, junk, us(3))])
+    (log,) = run(plat, (0, [W(1, A, D, at=us(1)), FLUSH(1, A), R(1, A, at=us(4)),
+                            W(1, A, D2), R(1, A)]))
+    r1, r2 = reads(log)
+    assert r1[5] == xts(KA, A, junk, encrypt=False)
+    assert r2[5] == D2
+    c = counts(o)
+    assert (c["raw_writes"], c["unchecked"], c["checked"], c["violations"]) == (1, 1, 1, 0)
+
+
+def test_partial_line_stores_define_only_their_bytes():
+    plat, o, _ = make(classify=True)
+    part = pattern(8, 8)
+    (log,) = run(plat, (0, [W(1, A + 8, part), R(1, A), R(1, A + 8, n=8), R(1, A + 12, n=4),
+                            R(1, A + 16, n=8)]))
+    full, exact, inner, undefined = reads(log)
+    zero_plain = xts(KA, A, bytes(64), encrypt=False)  # the untouched line through K1
+    assert full[5] == zero_plain[:8] + part + zero_plain[16:]
+    assert (exact[5], exact[7]) == (part, "expected")
+    assert (inner[5], inner[7]) == (part[4:], "expected")
+    assert undefined[7] != "expected"
+    assert o.violations == []
+
+
+def test_a_wrong_defined_byte_of_a_partial_store_is_a_violation():
+    """The stale-writeback race on a partial line: only the defined byte range is compared."""
+    plat, o, _ = make()
+    D1, part = pattern(9), pattern(10, 4)
+    run(plat, (0, [W(1, A, D1, at=us(1))]),
+        (1, [W(2, A + 4, part, at=us(2)), FLUSH(2, A)]))
+    run(plat, (0, [FLUSH(1, A, at=us(5))]))
+    (log,) = run(plat, (1, [R(2, A + 4, n=4, at=us(8))]))
+    got = xts(KB, A, xts(KA, A, D1), encrypt=False)[4:8]
+    assert log[0][5] == got
+    (v,) = o.violations
+    assert (v["expected"], v["actual"], v["addr"]) == (part.hex(), got.hex(), hex(A + 4))
+
+
+# -- violations and their causes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["clflush", "eviction"])
+def test_stale_writeback_of_another_keyid_clobbers_new_data(how):
+    """Page moved from K1 to K2 without flushing K1's dirty line: when that line finally
+    leaves the cache it is encrypted with K1 over the K2 data."""
+    plat, o, L = make(classify=True)
+    D1, D2 = pattern(11), pattern(12)
+    run(plat, (0, [W(1, A, D1, at=us(1))]),
+        (1, [W(2, A, D2, at=us(2)), FLUSH(2, A)]))
+    assert plat.dram_read(A, 64) == xts(KB, A, D2)
+    if how == "clflush":
+        run(plat, (0, [FLUSH(1, A, at=us(5))]))
+        depart = us(5) + L.clflush
+        what = "clflush by cpu0"
+    else:
+        conflicts = [R(0, A + k * L.all_stride, at=us(5 + k)) for k in range(1, L.l2_ways + 1)]
+        run(plat, (0, conflicts))
+        depart = us(5 + L.l2_ways) + L.dram_local
+        what = f"eviction from {L.l2_name}/cpu0"
+    assert plat.dram_read(A, 64) == xts(KA, A, D1)
+    t_read = us(40)
+    (log,) = run(plat, (1, [R(2, A, at=t_read)]))
+    actual = xts(KB, A, xts(KA, A, D1), encrypt=False)
+    assert log[0][5] == actual
+    assert log[0][7] == "garbage"
+    assert counts(o)["violations"] == 1
+    (v,) = o.violations
+    assert v["time_ns"] == to_ns(t_read + L.dram_local)
+    assert v["cpu"] == 1
+    assert v["keyid"] == 2
+    assert v["tag"] == f"(K2, {A:#x})"
+    assert v["addr"] == hex(A)
+    assert v["expected"] == D2.hex()
+    assert v["actual"] == actual.hex()
+    assert v["served_by"] == "DRAM"
+    cause = v["cause"]
+    assert cause.startswith(f"writeback of (K1, {A:#x})")
+    assert what in cause
+    assert f"t={to_ns(depart):g} ns" in cause
+    assert cause.endswith(f"overwrote data written via (K2, {A:#x})")
+    assert plat.stats()["oracle"]["violations"] == [v]
+
+
+def test_stale_writeback_under_a_shared_key_is_a_plaintext_violation():
+    """With K1 and K2 given the same key, the stale K1 line decrypts fine through K2: the
+    read returns the other alias's plaintext."""
+    plat, o, _ = make(classify=True)
+    plat.set_key(2, "key", KA)
+    D1, D2 = pattern(13), pattern(14)
+    run(plat, (0, [W(1, A, D1, at=us(1))]), (1, [W(2, A, D2, at=us(2)), FLUSH(2, A)]))
+    run(plat, (0, [FLUSH(1, A, at=us(5))]))
+    (log,) = run(plat, (1, [R(2, A, at=us(8))]))
+    assert (log[0][5], log[0][7]) == (D1, "plaintext")
+    (v,) = o.violations
+    assert (v["expected"], v["actual"]) == (D2.hex(), D1.hex())
+
+
+def test_key_change_between_writeback_and_read_is_named():
+    plat, o, L = make()
+    D = pattern(15)
+    t_key = us(5)
+    plat.start_agent("kernel", [("set_key", 1, 0, ("key", KB, None), t_key)])
+    (log,) = run(plat, (0, [W(1, A, D, at=us(1)), FLUSH(1, A, at=us(2)), R(1, A, at=us(8))]))
+    actual = xts(KB, A, xts(KA, A, D), encrypt=False)
+    assert reads(log)[0][5] == actual
+    (v,) = o.violations
+    assert (v["cpu"], v["tag"], v["expected"], v["actual"]) == (
+        0, f"(K1, {A:#x})", D.hex(), actual.hex())
+    cause = v["cause"]
+    assert cause.startswith(f"key of K1 on package 0 changed at t={to_ns(t_key):g} ns")
+    assert "set_key by kernel" in cause
+    assert "under the old key" in cause
+    assert f"writeback of (K1, {A:#x}) (clflush by cpu0)" in cause
+
+
+def test_key_change_before_the_writeback_arrives_is_harmless():
+    """The dirty line is encrypted with the key in force on arrival, which the later read
+    also uses: nothing to report."""
+    plat, o, _ = make()
+    D = pattern(16)
+    plat.start_agent("kernel", [("set_key", 1, 0, ("key", KB, None), us(2))])
+    (log,) = run(plat, (0, [W(1, A, D, at=us(1)), FLUSH(1, A, at=us(3)), R(1, A, at=us(8))]))
+    assert plat.dram_read(A, 64) == xts(KB, A, D)
+    assert reads(log)[0][5] == D
+    assert o.violations == [] and counts(o)["checked"] == 1
+
+
+def test_violation_served_from_a_cache_names_the_cached_copy():
+    """A prefetch reads DRAM while a store's fill is in flight; the store completes, is
+    flushed, and only then does the prefetch fill arrive with the old bytes. The owner's
+    later read hits that stale prefetched copy."""
+    plat, o, L = make()
+    D1, D2 = pattern(17), pattern(18)
+    run(plat, (0, [W(1, A, D1), FLUSH(1, A)]))
+    ts = us(5)
+    # The prefetch leaves 40 ns after the store's miss: its DRAM read comes after the store's
+    # (bank free again), and its fill after the store's flush (ts + miss + clflush).
+    tp = ts + ns(40)
+    cycle = ns(1.0 / load_model(MODEL).platform.frequency_ghz)
+    assert tp + cycle + L.dram_local > ts + L.dram_local + L.clflush
+    assert tp < ts + L.dram_local
+    log0, log1 = run(plat, (0, [W(1, A, D2, at=ts), FLUSH(1, A)]),
+                     (1, [(O.PREFETCH, 1, A, None, tp), R(1, A, at=us(8))]))
+    assert plat.dram_read(A, 64) == xts(KA, A, D2)
+    r = reads(log1)[0]
+    assert r[5] == D1 and r[6] != "DRAM"
+    (v,) = o.violations
+    assert (v["cpu"], v["expected"], v["actual"]) == (1, D2.hex(), D1.hex())
+    assert v["served_by"] == r[6]
+    assert v["cause"] == (f"the cached copy of (K1, {A:#x}) (served by {r[6]}) does not hold "
+                          "the stored data")
+
+
+# -- classification -------------------------------------------------------------------------------
+
+
+def test_classes_expected_zero_stale_plaintext_garbage():
+    plat, o, _ = make(classify=True)
+    B, C, E = A + 0x1000, A + 0x2000, A + 0x3000
+    D1, D2, D3, D4 = (pattern(20 + i) for i in range(4))
+    # expected; zero (untouched no-encrypt line); plaintext (no-encrypt alias);
+    # garbage (wrong key); stale (the alias K2 wrote, K1 reads its own old data).
+    run(plat, (0, [W(1, A, D1, at=us(1)), W(3, B, D2), FLUSH(3, B), W(1, C, D3), FLUSH(1, C),
+                   W(1, E, D4), FLUSH(1, E)]),
+        (1, [W(2, E, pattern(30), at=us(3))]))
+    (log,) = run(plat, (0, [R(1, A, at=us(5)), R(3, A + 0x4000), R(4, B), R(2, C), R(1, E)]))
+    got = [(e[5], e[7]) for e in reads(log)]
+    assert got == [
+        (D1, "expected"),
+        (bytes(64), "zero"),
+        (D2, "plaintext"),
+        (xts(KB, C, xts(KA, C, D3), encrypt=False), "garbage"),
+        (D4, "stale"),
+    ]
+    c = counts(o)
+    for cls in ("expected", "zero", "plaintext", "garbage", "stale"):
+        assert c[f"class_{cls}"] == 1
+    assert c["violations"] == 0
+
+
+def test_stale_class_for_a_cached_copy_that_dram_no_longer_matches():
+    plat, o, _ = make(classify=True)
+    P, Q = pattern(31), pattern(32)
+    plat.start_agent("dma", [(O.RAW_WRITE, 0, A, xts(KA, A, P), us(1)),
+                             (O.RAW_WRITE, 0, A, xts(KA, A, Q), us(3))])
+    (log,) = run(plat, (0, [R(1, A, at=us(2)), R(1, A, at=us(4))]))
+    first, second = reads(log)
+    # Nobody stored P: valid ciphertext injected raw is not any class of stored data.
+    assert (first[5], first[7]) == (P, "garbage")
+    assert second[5] == P and second[6] != "DRAM"
+    assert second[7] == "stale"  # DRAM now decrypts to Q
+    assert o.violations == []
+
+
+def test_classify_off_returns_no_class():
+    plat, o, _ = make(classify=False)
+    (log,) = run(plat, (0, [W(1, A, pattern(33)), R(1, A)]))
+    assert reads(log)[0][7] is None
+    assert not any(k.startswith("class_") for k in counts(o))
+
+
+# -- raw DRAM reads ----------------------------------------------------------------------------
+
+
+def test_raw_class_plaintext_ciphertext_zero():
+    plat, o, _ = make()
+    B, C = A + 0x1000, A + 0x2000
+    D1, D2, D3 = pattern(40), pattern(41), pattern(42)
+    log: list = []
+    plat.start_agent("probe", [
+        (O.RAW_READ, 0, A, 64, us(5)),  # no-encrypt, written back: plaintext
+        (O.RAW_READ, 0, A + 8, 16, us(5)),  # a piece of it
+        (O.RAW_READ, 0, B, 64, us(5)),  # K1, written back: ciphertext
+        (O.RAW_READ, 0, C, 64, us(5)),  # no-encrypt but still only in the cache: zero
+        (O.RAW_READ, 0, A + 0x5000, 64, us(5)),  # never touched: zero
+        (O.RAW_READ, 0, B - 64, 128, us(5)),  # never-stored line + ciphertext line
+    ], log)
+    run(plat, (0, [W(3, A, D1, at=us(1)), FLUSH(3, A), W(1, B, D2), FLUSH(1, B), W(3, C, D3)]))
+    assert log[0][5] == D1 and log[2][5] == xts(KA, B, D2)
+    assert [e[7] for e in log] == ["plaintext", "plaintext", "ciphertext", "zero", "zero",
+                                   "ciphertext"]
+    assert counts(o)["raw_reads"] == 6
+
+
+def test_raw_class_of_two_plaintext_lines():
+    plat, o, _ = make()
+    D1, D2 = pattern(43), pattern(44)
+    log: list = []
+    plat.start_agent("probe", [(O.RAW_READ, 0, A + 32, 64, us(5))], log)
+    run(plat, (0, [W(3, A, D1, at=us(1)), W(4, A + 64, D2), FLUSH(3, A), FLUSH(4, A + 64)]))
+    assert log[0][5] == (D1 + D2)[32:96]
+    assert log[0][7] == "plaintext"
+
+
+# -- reboot ------------------------------------------------------------------------------------
+
+
+def _reboot_run(persistent: bool, flush: bool, overrides=STABLE, flush_line: bool = True):
+    plat, o, L = make(overrides=overrides)
+    D = pattern(50)
+    plat.start_agent("firmware", [("reboot", 0, 0, (persistent, flush), us(5)),
+                                  ("set_key", 1, 0, ("key", KA, None), us(6))])
+    ops = [W(1, A, D, at=us(1))] + ([FLUSH(1, A)] if flush_line else [])
+    ops.append(R(1, A, at=us(8)))
+    (log,) = run(plat, (0, ops))
+    return plat, o, D, reads(log)[0]
+
+
+def test_reboot_of_volatile_memory_forgets_expectations():
+    plat, o, D, r = _reboot_run(persistent=False, flush=True)
+    assert r[5] == xts(KA, A, bytes(64), encrypt=False)  # DRAM was wiped
+    assert o.violations == []
+    assert counts(o)["unchecked"] == 1 and counts(o)["checked"] == 0
+
+
+def test_reboot_of_persistent_memory_keeps_expectations():
+    plat, o, D, r = _reboot_run(persistent=True, flush=True)
+    assert (r[5], r[6]) == (D, "DRAM")
+    assert o.violations == [] and counts(o)["checked"] == 1
+
+
+def test_reboot_flushes_dirty_lines_to_persistent_memory():
+    plat, o, D, r = _reboot_run(persistent=True, flush=True, flush_line=False)
+    assert (r[5], r[6]) == (D, "DRAM")
+    assert o.violations == []
+
+
+def test_persistent_reboot_without_flush_loses_the_dirty_line():
+    plat, o, D, r = _reboot_run(persistent=True, flush=False, flush_line=False)
+    assert r[5] == xts(KA, A, bytes(64), encrypt=False)
+    (v,) = o.violations
+    assert v["expected"] == D.hex()
+    assert v["cause"] == f"(K1, {A:#x}) never reached DRAM: the dirty line was lost"
+
+
+def test_persistent_reboot_with_a_new_boot_tweak_is_named():
+    plat, o, D, r = _reboot_run(persistent=True, flush=True, overrides=None)
+    boot0 = Platform(load_model(MODEL), seed=3).boot_tweak
+    assert plat.boot_tweak != boot0
+    cipher = xts(KA, A, D, boot=boot0)
+    assert r[5] == xts(KA, A, cipher, boot=plat.boot_tweak, encrypt=False)
+    (v,) = o.violations
+    assert v["cause"] == "the platform rebooted: the tweak changed since the line was written"
