@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mktme_des.config.schema import Context, Section, build, param, read_toml
 from mktme_des.config.model import merge
+from mktme_des.config.schema import Context, Section, build, param, read_toml
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "models" / "kernel"
 
