@@ -50,6 +50,7 @@ class Oracle:
         self.expected: dict[int, bytearray] = {}
         self.valid: dict[int, int] = {}
         self.owner: dict[int, int] = {}  # line PA -> tag of last store, or RAW
+        self.intended_via: dict[int, int] = {}  # tag -> tag software really stored through
         self.history: dict[int, list[bytes]] = {}  # tag -> earlier line images (classify only)
         self.line_history: dict[int, list[bytes]] = {}  # line PA -> images stored via any tag
         self.counts = Counter()
@@ -73,6 +74,8 @@ class Oracle:
         if self.owner.get(pa) != tag:
             self.owner[pa] = tag
             self.valid[tag] = 0
+            if self.intended_via:
+                self.intended_via.pop(tag, None)
         if self.classify:
             self.history.setdefault(tag, []).append(bytes(exp))
         exp[off : off + n] = data
@@ -89,11 +92,16 @@ class Oracle:
         self.owner[pa] = RAW
         self.counts.add("raw_writes")
 
-    def intend(self, tag: int, data: bytes) -> None:
+    def intend(self, tag: int, data: bytes, via: int | None = None) -> None:
         """Software means a read through ``tag`` to return ``data`` from now on, although it
         wrote the bytes through another mapping (the kernel zeroing or swapping in a user page
-        through its direct map). ``tag`` becomes the line's owner with ``data`` expected."""
+        through its direct map). ``tag`` becomes the line's owner with ``data`` expected;
+        ``via`` is the tag the bytes were actually stored through."""
         pa = tag & self.pa_mask
+        if via is not None and via != tag:
+            self.intended_via[tag] = via
+        else:
+            self.intended_via.pop(tag, None)
         self.expected[tag] = bytearray(data)
         self.valid[tag] = FULL
         self.owner[pa] = tag
@@ -189,6 +197,10 @@ class Oracle:
         keyid = tag >> self.amap.keyid_shift
         rec = mc.store.record(pa)
         why = plat.cause_text(rec.cause) if rec is not None else ""
+        via = self.intended_via.get(tag)
+        if via is not None:
+            return (f"the kernel stored the data meant for {describe(tag)} through "
+                    f"{describe(via)}, a mapping with another KeyID")
         if served not in ("DRAM", "DRAM-remote"):
             return f"the cached copy of {describe(tag)} (served by {served}) does not hold the stored data"
         if rec is None:

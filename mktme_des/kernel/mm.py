@@ -236,7 +236,8 @@ class MM:
             intent = lines if intent is None else intent
             for i in range(LINES):
                 if intent[i] is not None:
-                    oracle.intend(self.plat.amap.tag(keyid, pa + i * 64), intent[i])
+                    oracle.intend(self.plat.amap.tag(keyid, pa + i * 64), intent[i],
+                                  via=self.plat.amap.tag(k, pa + i * 64))
 
     def kernel_read_page(self, cpu: int, pa: int, keyid: int):
         k = self._map_keyid(keyid)

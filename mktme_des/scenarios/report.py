@@ -39,6 +39,13 @@ def verdict_text(res: Result, trace: bool = False) -> str:
         lines.append(f"    t={v['time_ns']:g} ns cpu{v['cpu']} {v['tag']}: {v['cause']}")
         lines.append(f"      expected {_short(v['expected'])}")
         lines.append(f"      actual   {_short(v['actual'])}")
+    kernel = res.stats.get("kernel")
+    if kernel:
+        lines.append(f"  kernel policy {kernel['policy']}; KeyIDs in use {kernel['keys']['keyids_in_use']}")
+        for b in kernel["keys"]["broadcasts"]:
+            lines.append(f"    broadcast K{b['keyid']} {b['command']} at {b['start_ns']:g} ns: "
+                         f"{b['duration_ns']:g} ns, packages disagreed for {b['window_ns']:g} ns; "
+                         + ", ".join(f"pkg{p} {s}" for p, s in b["statuses"].items()))
     lines.append("")
     lines.append(f"  verdict: {'PASS' if res.ok else 'FAIL'} "
                  f"({sum(c['ok'] for c in res.checks)}/{len(res.checks)} expectations hold)")

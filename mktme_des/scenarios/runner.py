@@ -118,6 +118,9 @@ def run_scenario(name_or_path) -> Result:
         elif chk.expect in READ_CLASSES or chk.expect in RAW_CLASSES:
             item["ok"] = cls == chk.expect
             item["detail"] = f"read returned {cls} data"
+        elif chk.expect.startswith("not:"):
+            item["ok"] = data != bytes.fromhex(chk.expect[4:])
+            item["detail"] = f"bytes differ (class {cls})" if item["ok"] else "bytes match"
         else:
             item["ok"] = data == bytes.fromhex(chk.expect)
             item["detail"] = "bytes match" if item["ok"] else f"bytes differ (class {cls})"

@@ -41,6 +41,7 @@ from mktme_des.hw import ops as O
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
+# An expectation is one of these classes, hex bytes, or "not:" and hex bytes.
 RAW_CLASSES = ("ciphertext", "plaintext", "zero")
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
 
@@ -185,7 +186,7 @@ def _expect(op: dict, ctx: Context, classes: tuple[str, ...]) -> str:
     if not exp or exp in classes:
         return exp
     try:
-        bytes.fromhex(exp)
+        bytes.fromhex(exp.removeprefix("not:"))
     except ValueError:
         raise ctx.error("expect", f"{exp!r} is neither hex bytes nor one of "
                         f"{', '.join(classes)}") from None
@@ -223,7 +224,8 @@ def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -
             raise ctx.error("size", f"{size} bytes at offset {off} cross the 64-byte line; "
                             f"allowed 1..{64 - off}")
         expect = _expect(op, ctx, READ_CLASSES)
-        if expect and len(expect) > 2 and expect not in READ_CLASSES and len(expect) // 2 != size:
+        hexpart = expect.removeprefix("not:")
+        if expect and expect not in READ_CLASSES and len(hexpart) // 2 != size:
             raise ctx.error("expect", f"{len(expect) // 2} bytes expected but the read is {size}")
         label = _get(op, "name", str, ctx, default="")
         if expect or label:
@@ -321,6 +323,7 @@ PROCESS_OPS = {
 }
 SYSTEM_OPS = {
     "add_key": ({"key", "options"}, {"at", "expect", "name"}),
+    "update_key": ({"key", "options"}, {"at", "expect", "name"}),
     "revoke": ({"key"}, {"at", "expect", "name"}),
     "online": ({"package"}, {"at", "expect", "name"}),
     "offline": ({"package"}, {"at", "expect", "name"}),
