@@ -4,6 +4,8 @@
     mktme-des simulate MODEL [-w key=value ...]   run a workload, print statistics
     mktme-des scenario run NAME [--json|--trace]  run a scenario, print its verdict
     mktme-des bench [--json]                      the simulator's own speed on this machine
+    mktme-des run EXPERIMENT [--workers N]        run an experiment's sweep (resumable)
+    mktme-des plot RESULTS_DIR                    redraw an experiment's figures
     mktme-des demo                                what `make demo` runs
 
 A mistake in the input (a bad file, field or value) prints one line naming it and exits 2.
@@ -133,6 +135,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from mktme_des.experiments.runner import run_experiment
+
+    summary = run_experiment(args.experiment, workers=args.workers, scheduler=args.scheduler,
+                             out=args.out, force=args.force)
+    print(summary.text())
+    return summary.exit_code
+
+
+def cmd_plot(args) -> int:
+    from mktme_des.experiments.plots import plot_results
+
+    for path in plot_results(args.results):
+        print(path)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from mktme_des.demo import demo
 
@@ -170,6 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--quick", action="store_true", help="smaller runs (noisier)")
     s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("run", help="run an experiment's sweep; results in results/NAME/")
+    s.add_argument("experiment", help="experiment name (experiments/NAME.toml) or path")
+    s.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local worker processes (default: one per core; 0: in this process)")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
+    s.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME)")
+    s.add_argument("--force", action="store_true", help="recompute every run")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("plot", help="redraw an experiment's figures from its results folder")
+    s.add_argument("results", metavar="RESULTS_DIR", help="e.g. results/e1-aes-latency")
+    s.set_defaults(fn=cmd_plot)
 
     s = sub.add_parser("demo", help="run the demo and write its results")
     s.add_argument("--out", default="results/demo")

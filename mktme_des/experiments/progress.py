@@ -70,12 +70,12 @@ class Progress:
     def update(self, ok: bool, what: str = "") -> None:
         """One more run finished; ``what`` describes it in plain-line mode and on failure."""
         self.done += 1
-        if not ok:
-            self.message(f"{self.label}: FAILED {what}")
         if self.tty:
+            if not ok:
+                self.message(f"{self.label}: FAILED {what}")
             self._draw()
         else:
-            status = "ok" if ok else "failed"
+            status = "ok" if ok else "FAILED"
             self.message(f"{self.label} {self._counts()}  {status} {what}".rstrip())
 
     def close(self) -> None:

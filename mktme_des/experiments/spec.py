@@ -405,10 +405,10 @@ def _expand(sweep: Sweep, base: dict[str, Any], info: ExperimentInfo, driver: dr
                 config_in = dotted.assign(config_in, name, value)
             except ValueError as exc:
                 raise _sweep_error(ctx, name, gidx, pidx, str(exc)) from None
-        if driver.warmup:
-            config_in = dict(config_in, warmup=info.warmup)
         try:
             config = driver.resolve_config(config_in, base_ctx)
+            if driver.warmup:
+                config["warmup"] = info.warmup
         except ConfigError as err:
             raise _attribute(err, ctx, assigned, gidx, pidx) from None
         except UserError as err:
@@ -493,7 +493,7 @@ def _check_derive(exp: Experiment, ctx: Context) -> None:
         index = derive_mod.baseline_index(rows, d.baseline, match)
         if not index:
             raise here.error("baseline", "no point of the sweep matches it")
-        for key, cands in index.items():
+        for cands in index.values():
             if len(cands) > 1:
                 raise here.error("baseline", "several points match it with the same "
                                  f"{', '.join(match) or 'columns'}: add columns to 'match' or "

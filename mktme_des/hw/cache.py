@@ -24,7 +24,9 @@ class Cache:
         self.name = name
         self.level_name = spec.name
         self.bit = bit  # this cache's bit in a Directory line's holder mask
-        self.sets: dict[int, dict[int, None]] = {}  # set index -> tags, LRU first
+        # One dict per set (tags, least recently used first), allocated up front: indexing
+        # a list is the cheapest lookup on the hot path.
+        self.sets: list[dict[int, None]] = [{} for _ in range(spec.sets)]
         self.mask = spec.sets - 1
         self.ways = spec.ways
         self.hit = hit_ticks
@@ -37,8 +39,8 @@ class Cache:
 
     def lookup(self, tag: int) -> bool:
         """Whether ``tag`` is present; a hit becomes most recently used under LRU."""
-        s = self.sets.get((tag >> 6) & self.mask)
-        if s is None or tag not in s:
+        s = self.sets[(tag >> 6) & self.mask]
+        if tag not in s:
             return False
         if self.policy == "lru":
             del s[tag]
@@ -46,8 +48,7 @@ class Cache:
         return True
 
     def contains(self, tag: int) -> bool:
-        s = self.sets.get((tag >> 6) & self.mask)
-        return s is not None and tag in s
+        return tag in self.sets[(tag >> 6) & self.mask]
 
     def victim(self, s: dict[int, None]) -> int:
         """The tag a full set gives up: least recently used (LRU), oldest (FIFO) or random.
@@ -65,19 +66,20 @@ class Cache:
                 "invalidations": self.invalidations}
 
     def remove(self, tag: int) -> bool:
-        s = self.sets.get((tag >> 6) & self.mask)
-        if s is not None and tag in s:
+        s = self.sets[(tag >> 6) & self.mask]
+        if tag in s:
             del s[tag]
             return True
         return False
 
     def tags(self) -> list[int]:
-        return [t for s in self.sets.values() for t in s]
+        return [t for s in self.sets for t in s]
 
     def clear(self) -> list[int]:
         tags = self.tags()
-        self.sets.clear()
+        for s in self.sets:
+            s.clear()
         return tags
 
     def occupancy(self) -> int:
-        return sum(len(s) for s in self.sets.values())
+        return sum(len(s) for s in self.sets)

@@ -100,6 +100,12 @@ class Core:
         log = self.log if log is None else log
         cls = None
         READ, WRITE = O.READ, O.WRITE
+        miss_cost = self.miss_cost
+        package = self.package
+        amap = plat.amap
+        interleave, npackages, package_bytes = amap.interleave, amap.packages, amap.package_bytes
+        routes = [plat.route(package, p.index * package_bytes) for p in plat.packages]
+        routes = [(mc, there) for mc, there, _back in routes]
         t = env.now
         horizon = env.peek()  # nothing else happens before this time
         for op in ops:
@@ -112,8 +118,8 @@ class Core:
             if code <= WRITE:
                 off = pa & 63
                 tag = (keyid << shift) | (pa & LINE_MASK)
-                s = l1_sets.get((tag >> 6) & l1_mask)
-                if s is not None and tag in s:
+                s = l1_sets[(tag >> 6) & l1_mask]
+                if tag in s:
                     line = directory[tag]
                     if code == READ:
                         if lru:
@@ -147,20 +153,27 @@ class Core:
                         log.append((t0, t, code, keyid, pa, arg, l1_name, None))
                     continue
                 t0 = t
-                line, t, where = self._lookup(t, tag)
-                if line is None:
+                line = directory.get(tag)
+                if line is not None:
+                    line, t, where = self._lookup(t, tag, line)
+                else:
                     # Miss in every cache: a request to the home memory controller. Each
                     # step is done inline when it falls before the next pending event.
-                    ctrl, there, back = plat.route(self.package, pa)
+                    t += miss_cost
+                    home = (pa // interleave) % npackages if interleave else pa // package_bytes
+                    ctrl, there = routes[home]
+                    back = there
                     arrive = t + there
                     if arrive >= horizon:
                         yield env.timeout(arrive - env.now)
                     data, done = ctrl.read(arrive, tag)
                     t = done + back
-                    if t >= env.peek():
+                    horizon = env.peek()
+                    if t >= horizon:
                         yield env.timeout(t - env.now)
+                        horizon = env.peek()
                     line = self._fill(t, tag, data)
-                    where = "DRAM" if ctrl.package == self.package else "DRAM-remote"
+                    where = "DRAM" if home == package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1
                 if code == WRITE:
                     if line.holders & foreign:
@@ -180,7 +193,8 @@ class Core:
                     cls = oracle.load(t, cpu, tag, off, data, where) if oracle else None
                     if log is not None:
                         log.append((t0, t, code, keyid, pa, data, where, cls))
-                horizon = env.peek()
+                # No refresh of the horizon: a writeback scheduled above is an event no
+                # earlier than it (earlier ones were delivered inline).
                 continue
             self.op_counts.add(O.NAMES[code])
             t0 = t
@@ -221,16 +235,9 @@ class Core:
         self.finished_at = env.now
 
     # -- helpers (all act at local time t, in global time order) -------------------------------
-    def _lookup(self, t: int, tag: int):
-        """Serve ``tag`` from the caches below L1 or from another cache.
-
-        Returns ``(line, t_done, where)``, or ``(None, t_after_miss, None)`` when no cache
-        holds the tag and memory must be asked.
-        """
-        directory = self.plat.directory
-        line = directory.get(tag)
-        if line is None:  # cached nowhere: skip the walk
-            return None, t + self.miss_cost, None
+    def _lookup(self, t: int, tag: int, line: Line):
+        """Serve ``tag``, which some cache holds, from this core's levels below L1 or from
+        another cache. Returns ``(line, t_done, where)``."""
         holders = line.holders
         levels = self.levels
         for i in range(1, len(levels)):
@@ -261,11 +268,8 @@ class Core:
         for c, bit, sets, mask, ways in self.fill_path:
             if holders & bit:
                 continue
-            idx = key & mask
-            s = sets.get(idx)
-            if s is None:
-                s = sets[idx] = {}
-            elif len(s) >= ways:
+            s = sets[key & mask]
+            if len(s) >= ways:
                 self._evict(t, c, s)
             s[tag] = None
             holders |= bit
@@ -277,11 +281,8 @@ class Core:
         if line.holders & bit:
             cache.lookup(tag)
             return
-        idx = (tag >> 6) & cache.mask
-        s = cache.sets.get(idx)
-        if s is None:
-            s = cache.sets[idx] = {}
-        elif len(s) >= cache.ways:
+        s = cache.sets[(tag >> 6) & cache.mask]
+        if len(s) >= cache.ways:
             self._evict(t, cache, s)
         s[tag] = None
         line.holders |= bit

@@ -152,16 +152,24 @@ class DramTiming:
     def access(self, now: int, pa: int, write: bool) -> int:
         """Schedule one line access arriving at ``now``; returns when its data is done."""
         bank = (pa >> 6) % self.banks
-        start = max(now, self.bank_free[bank])
-        self.bank_free[bank] = start + (self.write_busy if write else self.bank_busy)
-        ready = start + (self.write_busy if write else self.read_latency) - self.transfer
-        xfer = max(ready, self.channel_free)
-        self.channel_free = xfer + self.transfer
-        done = xfer + self.transfer
-        wait = (start - now) + (xfer - ready)
-        self.stat.record(wait, done - now - wait)
+        free = self.bank_free[bank]
+        start = now if now >= free else free
+        transfer = self.transfer
         if write:
+            self.bank_free[bank] = start + self.write_busy
+            ready = start + self.write_busy - transfer
             self.writes += 1
         else:
+            self.bank_free[bank] = start + self.bank_busy
+            ready = start + self.read_latency - transfer
             self.reads += 1
+        xfer = ready if ready >= self.channel_free else self.channel_free
+        done = self.channel_free = xfer + transfer
+        wait = (start - now) + (xfer - ready)
+        stat = self.stat  # ServerStat.record, inline: this runs once per DRAM access
+        stat.jobs += 1
+        stat.busy += done - now - wait
+        stat.queue += wait
+        if wait > stat.queue_max:
+            stat.queue_max = wait
         return done

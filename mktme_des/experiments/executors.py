@@ -1,0 +1,191 @@
+"""Where runs execute: worker processes on this machine, this process, or a Dask cluster.
+
+Every backend runs the same pure function, :func:`execute_run`, on the same task tuples
+``(driver module, driver name, config, seed)`` and hands back its result dicts as they finish;
+the parent process alone writes result files. So results are byte-for-byte the same whichever
+backend ran them, and a worker on another machine needs the package installed (and any trace
+file a configuration names) but no access to the results folder.
+
+* :class:`LocalBackend`: a ``concurrent.futures.ProcessPoolExecutor`` with ``workers``
+  processes. Workers ignore SIGINT; on Ctrl-C the parent cancels what has not started and
+  terminates the workers.
+* :class:`InlineBackend` (``workers=0``): runs in this process, one after the other (for
+  debugging; tracebacks point into the driver).
+* :class:`DaskBackend`: ``distributed.Client(address)``; tasks are submitted and collected with
+  ``distributed.as_completed``. Dask is imported only here, and only then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from mktme_des.errors import UserError
+from mktme_des.experiments import drivers
+
+Task = tuple[str, str, dict[str, Any], int]
+
+
+class WorkerLost(RuntimeError):
+    """A worker process died (killed, out of memory) and the pool cannot go on."""
+
+
+def execute_run(module: str, name: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Run one task in whatever process this is; never raises for a driver's error.
+
+    Returns ``{"status": "ok", "metrics": ..., "series": ..., "wall_s": ...}`` or
+    ``{"status": "failed", "error": "Type: message", "traceback": ..., "wall_s": ...}``."""
+    start = time.perf_counter()
+    try:
+        importlib.import_module(module)
+        fn = drivers.get(name).fn
+        out = fn(config, seed)
+        metrics, series = out if isinstance(out, tuple) else (out, {})
+        if not isinstance(metrics, dict):
+            raise TypeError(f"driver {name!r} returned {type(metrics).__name__}, not a dict")
+        for k, v in metrics.items():
+            if v is not None and not isinstance(v, str | int | float) and not hasattr(v, "item"):
+                raise TypeError(f"metric {k!r} is {type(v).__name__}; metrics are numbers or "
+                                "strings (put other data in the series dict)")
+        return {"status": "ok", "metrics": metrics, "series": series or {},
+                "wall_s": time.perf_counter() - start}
+    except Exception as exc:  # noqa: BLE001 - recorded in the run's result file
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(), "wall_s": time.perf_counter() - start}
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def failure(exc: BaseException) -> dict[str, Any]:
+    """A result dict for a task whose execution itself failed (not the driver)."""
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc)), "wall_s": None}
+
+
+class InlineBackend:
+    """Runs tasks one after the other in this process."""
+
+    name = "inline"
+    workers = 1
+    address = None
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
+        for i, task in enumerate(tasks):
+            yield i, execute_run(*task)
+
+    def cancel(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LocalBackend:
+    """A pool of ``workers`` processes on this machine."""
+
+    name = "local"
+    address = None
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint)
+        pending = {self.pool.submit(execute_run, *t): i for i, t in enumerate(tasks)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: pending[f]):
+                i = pending.pop(fut)
+                try:
+                    yield i, fut.result()
+                except BrokenProcessPool as exc:
+                    raise WorkerLost("a worker process died (killed, or out of memory?)") from exc
+                except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                    yield i, failure(exc)
+
+    def cancel(self) -> None:
+        """Drop queued tasks and stop the workers now (runs in progress are lost)."""
+        pool = self.pool
+        if pool is None:
+            return
+        terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+        if terminate is not None:
+            terminate()
+            return
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskBackend:
+    """Tasks on a Dask distributed cluster, through its scheduler at ``address``."""
+
+    name = "dask"
+
+    def __init__(self, address: str) -> None:
+        try:
+            import distributed
+        except ImportError:
+            raise UserError("--scheduler needs Dask distributed, which is not installed: "
+                            "pip install 'mktme-des[dask]'") from None
+        self._distributed = distributed
+        self.address = address
+        try:
+            self.client = distributed.Client(address, timeout=15, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        self.workers = sum(self.client.nthreads().values())
+        self.futures: list[Any] = []
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
+        index = {}
+        for i, task in enumerate(tasks):
+            fut = self.client.submit(execute_run, *task, pure=False)
+            index[fut.key] = i
+            self.futures.append(fut)
+        for fut in self._distributed.as_completed(self.futures):
+            i = index[fut.key]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker, a serialisation error
+                res = failure(exc)
+            fut.release()
+            yield i, res
+
+    def cancel(self) -> None:
+        if self.futures:
+            self.client.cancel(self.futures)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_backend(workers: int | None, scheduler: str | None) -> LocalBackend | InlineBackend | DaskBackend:
+    """The backend for ``--workers``/``--scheduler`` (``workers`` None: every core)."""
+    import os
+
+    if scheduler:
+        if workers is not None:
+            raise UserError("--workers is for local runs; a Dask cluster brings its own workers")
+        return DaskBackend(scheduler)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers < 0:
+        raise UserError(f"--workers {workers}: must be at least 0 (0: run in this process)")
+    return InlineBackend() if workers == 0 else LocalBackend(workers)
