@@ -162,8 +162,8 @@ class FlushSpec(Section):
                                 unit="cycles", min=0)
     clflushopt_cycles: int = param(doc="core cost of issuing a CLFLUSHOPT/CLWB", unit="cycles",
                                    min=0)
-    wbinvd_line_ns: float = param(doc="time WBINVD spends per cache line it walks", unit="ns",
-                                  min=0.0)
+    wbinvd_line_ns: float = param(doc="time WBINVD spends per way of every set it walks (the "
+                                  "whole capacity of the package's caches)", unit="ns", min=0.0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -160,6 +160,10 @@ def _axes(fig_spec: FigureSpec, n: int):
 
     width = 6.4 if n == 1 else min(3.6 * n + 0.8, 14.0)
     fig, axes = new_figure(ncols=n, sharey=True, figsize=(width, 4.0), squeeze=False)
+    for ax in axes[0]:
+        # Scales first: setting a scale resets the tick locators categorical axes set later.
+        ax.set_xscale(fig_spec.xscale)
+        ax.set_yscale(fig_spec.yscale)
     return fig, list(axes[0])
 
 
@@ -169,8 +173,6 @@ def _finish(fig_spec: FigureSpec, fig, axes, facet_vals: list, xlabel: str, ylab
         ax.set_xlabel(xlabel)
         if i == 0:
             ax.set_ylabel(ylabel)
-        ax.set_xscale(fig_spec.xscale)
-        ax.set_yscale(fig_spec.yscale)
         if fig_spec.facet is not None:
             value = facet_vals[i]
             if fmt(value) in fig_spec.labels:

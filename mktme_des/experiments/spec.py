@@ -466,9 +466,10 @@ def _check_metrics(exp: Experiment, ctx: Context) -> None:
         available = set(exp.driver.metrics_for(p.config))
         for i, m in enumerate(exp.metrics):
             if m not in available:
+                like = [a for a in sorted(available) if a.rsplit("_", 1)[0] == m.rsplit("_", 1)[0]]
                 raise ctx.error(f"metrics.record[{i}]", f"the {exp.driver.name!r} driver "
                                 f"cannot report {m!r} for the point {_describe(p.assigned)}; "
-                                f"it reports: {', '.join(sorted(available))}")
+                                f"it reports: {', '.join(like or sorted(available))}")
 
 
 def _check_derive(exp: Experiment, ctx: Context) -> None:

@@ -180,20 +180,26 @@ class Platform:
         del self.directory[tag]
 
     def wbinvd(self, t: int, package: int, cpu: int) -> int:
-        """WBINVD on ``package``: write back every dirty line its caches hold, drop them all."""
+        """WBINVD on ``package``: write back every dirty line its caches hold, drop them all.
+
+        It walks every way of every set of the package's caches (``wbinvd_line_ns`` each,
+        whether the way holds a line or not), so its cost grows with the cache size, not with
+        what is dirty; dirty lines are sent to memory as the walk reaches them, and the
+        instruction completes when the walk is over and the last writeback has arrived.
+        """
         pkg = self.packages[package]
         tags: set[int] = set()
-        walked = 0
         for c in pkg.caches:
             for tag in c.clear():
-                walked += 1
                 tags.add(tag)
                 self.directory[tag].holders &= ~(1 << c.bit)
-        done = t + walked * self.wbinvd_line
+        capacity = sum(len(c.sets) * c.ways for c in pkg.caches)
+        step = self.wbinvd_line * capacity // max(1, len(tags)) if tags else 0
+        done = t + capacity * self.wbinvd_line
         for i, tag in enumerate(sorted(tags)):
             line = self.directory[tag]
             if line.dirty:
-                arrival = self.writeback(t + i * self.wbinvd_line, package, tag, bytes(line.data),
+                arrival = self.writeback(t + i * step, package, tag, bytes(line.data),
                                          "wbinvd by", f"cpu{cpu}")
                 line.dirty = False
                 done = max(done, arrival)
