@@ -138,8 +138,13 @@ def cmd_bench(args) -> int:
 def cmd_run(args) -> int:
     from mktme_des.experiments.runner import run_experiment
 
-    summary = run_experiment(args.experiment, workers=args.workers, scheduler=args.scheduler,
-                             out=args.out, force=args.force)
+    try:
+        summary = run_experiment(args.experiment, workers=args.workers,
+                                 scheduler=args.scheduler, out=args.out, force=args.force)
+    except KeyboardInterrupt:  # outside the runs (validating, drawing): nothing half-written
+        print("mktme-des: interrupted; finished runs are kept, run again to continue",
+              file=sys.stderr)
+        return 130
     print(summary.text())
     return summary.exit_code
 

@@ -110,6 +110,7 @@ def _template(metric: str) -> re.Pattern[str]:
 
 _REGISTRY: dict[str, Driver] = {}
 _DISCOVERED = False
+_BROKEN: dict[str, str] = {}  # driver modules that failed to import -> the error
 
 
 def register(
@@ -143,7 +144,10 @@ def register(
 
 
 def discover() -> None:
-    """Import every ``*_driver`` module of this package (once)."""
+    """Import every ``*_driver`` module of this package (once).
+
+    A module that fails to import does not hide the others; :func:`get` reports it when the
+    driver asked for is not found."""
     global _DISCOVERED
     if _DISCOVERED:
         return
@@ -151,28 +155,39 @@ def discover() -> None:
     package = importlib.import_module("mktme_des.experiments")
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name.endswith("_driver"):
-            importlib.import_module(f"mktme_des.experiments.{info.name}")
+            module = f"mktme_des.experiments.{info.name}"
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # a broken driver module must not break the others
+                _BROKEN[module] = f"{type(exc).__name__}: {exc}"
 
 
 def get(name: str) -> Driver:
-    """The driver ``name`` (or ``"module:name"``); ``KeyError`` when there is none."""
+    """The driver ``name`` (or ``"module:name"``).
+
+    Raises ``KeyError`` whose argument says why, when there is none."""
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" in name:
         module, _, short = name.partition(":")
         try:
             importlib.import_module(module)
-        except ImportError as exc:
-            raise KeyError(f"cannot import driver module {module!r}: {exc}") from None
+        except Exception as exc:
+            raise KeyError(f"cannot import its module {module!r}: {exc}") from None
         if short in _REGISTRY:
-            _REGISTRY.setdefault(name, _REGISTRY[short])
             return _REGISTRY[short]
-        raise KeyError(name)
+        raise KeyError(f"module {module!r} registers no driver {short!r}")
     discover()
+    if name not in _REGISTRY:
+        why = "not registered"
+        if _BROKEN:
+            why += "; driver modules that failed to import: " + "; ".join(
+                f"{m} ({e})" for m, e in sorted(_BROKEN.items()))
+        raise KeyError(why)
     return _REGISTRY[name]
 
 
 def names() -> list[str]:
     """Every registered driver name, after discovery."""
     discover()
-    return sorted(n for n in _REGISTRY if ":" not in n)
+    return sorted(_REGISTRY)

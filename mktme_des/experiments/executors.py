@@ -18,7 +18,9 @@ file a configuration names) but no access to the results folder.
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -55,9 +57,19 @@ def execute_run(module: str, name: str, config: dict[str, Any], seed: int) -> di
                                 "strings (put other data in the series dict)")
         return {"status": "ok", "metrics": metrics, "series": series or {},
                 "wall_s": time.perf_counter() - start}
-    except Exception as exc:  # noqa: BLE001 - recorded in the run's result file
+    except Exception as exc:  # recorded in the run's result file
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(), "wall_s": time.perf_counter() - start}
+
+
+def _context() -> multiprocessing.context.BaseContext | None:
+    """The platform's default start method, except that a process that already runs other
+    threads (a Jupyter kernel, a Dask client) starts its workers from a fork server: forking a
+    multi-threaded process can copy a lock some thread holds and hang the child. Results do not
+    depend on the start method; drivers must live in importable modules for it."""
+    if threading.active_count() > 1 and "forkserver" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("forkserver")
+    return None
 
 
 def _ignore_sigint() -> None:
@@ -99,7 +111,8 @@ class LocalBackend:
         self.pool: ProcessPoolExecutor | None = None
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint)
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint,
+                                        mp_context=_context())
         pending = {self.pool.submit(execute_run, *t): i for i, t in enumerate(tasks)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -109,7 +122,7 @@ class LocalBackend:
                     yield i, fut.result()
                 except BrokenProcessPool as exc:
                     raise WorkerLost("a worker process died (killed, or out of memory?)") from exc
-                except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                except Exception as exc:  # e.g. a result that cannot be pickled
                     yield i, failure(exc)
 
     def cancel(self) -> None:
@@ -159,11 +172,11 @@ class DaskBackend:
             fut = self.client.submit(execute_run, *task, pure=False)
             index[fut.key] = i
             self.futures.append(fut)
-        for fut in self._distributed.as_completed(self.futures):
+        for fut in self._distributed.as_completed(self.futures, loop=self.client.loop):
             i = index[fut.key]
             try:
                 res = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a lost worker, a serialisation error
+            except Exception as exc:  # a lost worker, a serialisation error
                 res = failure(exc)
             fut.release()
             yield i, res

@@ -26,8 +26,9 @@ A ``[[figure]]`` table::
 
 * ``line``: one line per hue value, the mean over replications at each x, with a 95%
   confidence band (mean +- t * sd / sqrt(n), :mod:`confidence`).
-* ``cdf``: the distribution of a stored histogram series (``series``, default
-  ``read_latency_hist``) per hue value, every replication's histogram merged.
+* ``cdf``: the distribution of a histogram the driver stored in each run's result file
+  (``histogram``, default ``read_latency_hist``) per hue value, every replication's histogram
+  merged.
 * ``stacked``: at each x, a bar stacking the mean of each ``y`` metric (e.g. an overhead
   breakdown); several hue values make side-by-side bars told apart by hatching.
 
@@ -40,7 +41,6 @@ categories keep the order in which the table first lists their values (numbers a
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -122,16 +122,38 @@ def _key(row: dict[str, Any], cols: list[str]) -> tuple:
     return tuple(derive._hashable(row.get(c)) for c in cols)
 
 
-def _groups(rows: list[dict[str, Any]], cols: list[str]) -> list[tuple[tuple, list[dict]]]:
-    """Rows grouped by the values of ``cols``, groups in order of first appearance (numbers
-    sorted when ``cols`` is one numeric column)."""
+class Group:
+    """Rows sharing the values of some columns: ``key`` to match, ``values`` to show."""
+
+    def __init__(self, cols: list[str], rows: list[dict[str, Any]]) -> None:
+        self.cols = cols
+        self.rows = rows
+        self.key = _key(rows[0], cols) if rows else ()
+        self.values = tuple(rows[0].get(c) for c in cols) if rows else ()
+
+    def label(self, fig: FigureSpec, default: str = "") -> str:
+        if not self.cols:
+            return default
+        if len(self.values) == 1:
+            return _label(fig, self.values[0])
+        return _label(fig, self.values)
+
+    def subset(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in rows if _key(r, self.cols) == self.key]
+
+
+def groups(rows: list[dict[str, Any]], cols: list[str]) -> list[Group]:
+    """Rows grouped by the values of ``cols``, in order of first appearance (numbers sorted
+    when ``cols`` is one numeric column); one group of every row when ``cols`` is empty."""
+    if not cols:
+        return [Group([], rows)]
     out: dict[tuple, list[dict]] = {}
     for r in rows:
         out.setdefault(_key(r, cols), []).append(r)
-    keys = list(out)
-    if len(cols) == 1 and keys and all(_numeric(k[0]) for k in keys):
-        keys.sort()
-    return [(k, out[k]) for k in keys]
+    gs = [Group(cols, rs) for rs in out.values()]
+    if len(cols) == 1 and all(_numeric(g.values[0]) for g in gs):
+        gs.sort(key=lambda g: g.values[0])
+    return gs
 
 
 def _check_unique(fig: FigureSpec, rows: list[dict[str, Any]], fixed: list[str],
@@ -167,14 +189,14 @@ def _axes(fig_spec: FigureSpec, n: int):
     return fig, list(axes[0])
 
 
-def _finish(fig_spec: FigureSpec, fig, axes, facet_vals: list, xlabel: str, ylabel: str,
-            handles=None, legend_title: str | None = None) -> None:
+def _finish(fig_spec: FigureSpec, fig, axes, facets: list[Group], xlabel: str, ylabel: str,
+            handles=None) -> None:
     for i, ax in enumerate(axes):
         ax.set_xlabel(xlabel)
         if i == 0:
             ax.set_ylabel(ylabel)
         if fig_spec.facet is not None:
-            value = facet_vals[i]
+            value = facets[i].values[0]
             if fmt(value) in fig_spec.labels:
                 ax.set_title(fig_spec.labels[fmt(value)])
             else:
@@ -184,10 +206,11 @@ def _finish(fig_spec: FigureSpec, fig, axes, facet_vals: list, xlabel: str, ylab
             fig.suptitle(fig_spec.title)
         else:
             axes[0].set_title(fig_spec.title)
+    title = _legend_title(fig_spec)
     if handles is not None:
-        axes[-1].legend(handles=handles, title=legend_title)
+        axes[-1].legend(handles=handles, title=title)
     elif axes[-1].get_legend_handles_labels()[0]:
-        axes[-1].legend(title=legend_title)
+        axes[-1].legend(title=title)
 
 
 def _legend_title(fig: FigureSpec) -> str | None:
@@ -196,41 +219,51 @@ def _legend_title(fig: FigureSpec) -> str | None:
     return ", ".join(column_label(h) for h in fig.hue_list) or None
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _style(j: int, n: int) -> dict[str, Any]:
+    """Series ``j`` of ``n``: colour, marker and dashes differ, and earlier series are drawn
+    wider so that a later series lying on top of one (TME on MKTME) leaves it visible."""
+    return {"color": f"C{j % 10}", "linestyle": LINESTYLES[j % len(LINESTYLES)],
+            "linewidth": 1.2 + 1.2 * (n - 1 - j) / max(n - 1, 1)}
+
+
 def draw_line(fig_spec: FigureSpec, rows: list[dict[str, Any]], params: list[str]):
     hue, facet, x, y = fig_spec.hue_list, fig_spec.facet, fig_spec.x, fig_spec.y
-    facets = _groups(rows, [facet]) if facet else [((None,), rows)]
-    hues = [k for k, _ in _groups(rows, hue)] if hue else [()]
+    facets = groups(rows, [facet] if facet else [])
+    hues = groups(rows, hue)
     fig, axes = _axes(fig_spec, len(facets))
     categorical = not all(_numeric(r.get(x)) for r in rows)
     xcats = ordered([r.get(x) for r in rows]) if categorical else []
     fixed = [c for c in [x, facet, *hue] if c] + list(fig_spec.where)
-    for ax, (_fkey, frows) in zip(axes, facets, strict=True):
-        for j, hkey in enumerate(hues):
-            hrows = [r for r in frows if _key(r, hue) == hkey]
+    for ax, fg in zip(axes, facets, strict=True):
+        for j, hg in enumerate(hues):
             xs, means, lows, highs = [], [], [], []
-            for (xv,), xrows in _groups(hrows, [x]):
-                _check_unique(fig_spec, xrows, fixed, params, f"{x} = {fmt(xv)}")
-                ys = [r[y] for r in xrows if isinstance(r.get(y), int | float)
-                      and not (isinstance(r[y], float) and math.isnan(r[y]))]
+            for xg in groups(hg.subset(fg.rows), [x]):
+                xv = xg.values[0]
+                _check_unique(fig_spec, xg.rows, fixed, params, f"{x} = {fmt(xv)}")
+                ys = [r[y] for r in xg.rows if _numeric(r.get(y))]
                 if not ys:
                     continue
                 m, lo, hi = mean_ci(ys)
-                pos = next(i for i, c in enumerate(xcats) if derive.same(c, xv)) if categorical else xv
-                xs.append(pos)
+                xs.append(next(i for i, c in enumerate(xcats) if derive.same(c, xv))
+                          if categorical else xv)
                 means.append(m)
                 lows.append(lo)
                 highs.append(hi)
             if not xs:
                 continue
-            label = _label(fig_spec, hkey if len(hkey) > 1 else hkey[0]) if hue else y
-            ax.plot(xs, means, marker="o", markersize=3.5, linewidth=1.4, color=f"C{j % 10}",
-                    label=label)
+            style = _style(j, len(hues))
+            ax.plot(xs, means, marker=MARKERS[j % len(MARKERS)], markersize=4,
+                    fillstyle="full" if j % 2 == 0 else "none", label=hg.label(fig_spec, y),
+                    **style)
             if fig_spec.ci and any(h != lo for h, lo in zip(highs, lows, strict=True)):
-                ax.fill_between(xs, lows, highs, color=f"C{j % 10}", alpha=0.2, linewidth=0)
+                ax.fill_between(xs, lows, highs, color=style["color"], alpha=0.2, linewidth=0)
         if categorical:
             ax.set_xticks(range(len(xcats)), [_label(fig_spec, c) for c in xcats])
-    _finish(fig_spec, fig, axes, [k[0] for k, _ in facets], fig_spec.xlabel or column_label(x),
-            fig_spec.ylabel or y, legend_title=_legend_title(fig_spec))
+    _finish(fig_spec, fig, axes, facets, fig_spec.xlabel or column_label(x), fig_spec.ylabel or y)
     return fig
 
 
@@ -239,32 +272,29 @@ def draw_cdf(fig_spec: FigureSpec, rows: list[dict[str, Any]], params: list[str]
     from mktme_des.figures import cdf
 
     hue, facet = fig_spec.hue_list, fig_spec.facet
-    facets = _groups(rows, [facet]) if facet else [((None,), rows)]
-    hues = [k for k, _ in _groups(rows, hue)] if hue else [()]
+    facets = groups(rows, [facet] if facet else [])
+    hues = groups(rows, hue)
     fig, axes = _axes(fig_spec, len(facets))
     fixed = [c for c in [facet, *hue] if c] + list(fig_spec.where)
-    styles = ("-", "--", ":", "-.")
-    for ax, (_fkey, frows) in zip(axes, facets, strict=True):
-        for j, hkey in enumerate(hues):
-            hrows = [r for r in frows if _key(r, hue) == hkey]
+    for ax, fg in zip(axes, facets, strict=True):
+        for j, hg in enumerate(hues):
+            hrows = hg.subset(fg.rows)
             if not hrows:
                 continue
-            _check_unique(fig_spec, hrows, fixed, params,
-                          f"{', '.join(hue)} = {', '.join(fmt(v) for v in hkey)}" if hue else "all")
+            where = ", ".join(f"{c} = {fmt(v)}" for c, v in zip(hue, hg.values, strict=True))
+            _check_unique(fig_spec, hrows, fixed, params, where or "all rows")
             merged: dict[float, int] = {}
             for r in hrows:
-                h = series(r["point"], fig_spec.series)
+                h = series(r["point"], fig_spec.histogram)
                 for v, c in zip(h["values_ns"], h["counts"], strict=True):
                     merged[v] = merged.get(v, 0) + c
             if not merged:
                 continue
             values = sorted(merged)
-            label = _label(fig_spec, hkey if len(hkey) > 1 else hkey[0]) if hue else fig_spec.series
-            cdf(ax, values, [merged[v] for v in values], label, color=f"C{j % 10}",
-                linestyle=styles[(j // 10) % len(styles)], linewidth=1.4)
-    _finish(fig_spec, fig, axes, [k[0] for k, _ in facets],
-            fig_spec.xlabel or "read latency (ns)", fig_spec.ylabel or "fraction of reads",
-            legend_title=_legend_title(fig_spec))
+            cdf(ax, values, [merged[v] for v in values], hg.label(fig_spec, fig_spec.histogram),
+                **_style(j, len(hues)))
+    _finish(fig_spec, fig, axes, facets, fig_spec.xlabel or "read latency (ns)",
+            fig_spec.ylabel or "fraction of reads")
     return fig
 
 
@@ -273,15 +303,15 @@ def draw_stacked(fig_spec: FigureSpec, rows: list[dict[str, Any]], params: list[
 
     hue, facet, x = fig_spec.hue_list, fig_spec.facet, fig_spec.x
     parts = fig_spec.y_list
-    facets = _groups(rows, [facet]) if facet else [((None,), rows)]
-    hues = [k for k, _ in _groups(rows, hue)] if hue else [()]
+    facets = groups(rows, [facet] if facet else [])
+    hues = groups(rows, hue)
     xcats = ordered([r.get(x) for r in rows])
     fig, axes = _axes(fig_spec, len(facets))
     fixed = [c for c in [x, facet, *hue] if c] + list(fig_spec.where)
     width = 0.8 / len(hues)
-    for ax, (_fkey, frows) in zip(axes, facets, strict=True):
-        for j, hkey in enumerate(hues):
-            hrows = [r for r in frows if _key(r, hue) == hkey]
+    for ax, fg in zip(axes, facets, strict=True):
+        for j, hg in enumerate(hues):
+            hrows = hg.subset(fg.rows)
             for i, xv in enumerate(xcats):
                 xrows = [r for r in hrows if derive.same(r.get(x), xv)]
                 if not xrows:
@@ -290,7 +320,7 @@ def draw_stacked(fig_spec: FigureSpec, rows: list[dict[str, Any]], params: list[
                 pos = i + (j - (len(hues) - 1) / 2) * width
                 bottom = 0.0
                 for k, part in enumerate(parts):
-                    ys = [r[part] for r in xrows if isinstance(r.get(part), int | float)]
+                    ys = [r[part] for r in xrows if _numeric(r.get(part))]
                     h = mean_ci(ys)[0] if ys else 0.0
                     ax.bar(pos, h, width * 0.95, bottom=bottom, color=f"C{k % 10}",
                            hatch=HATCHES[j % len(HATCHES)], edgecolor="white", linewidth=0.5)
@@ -300,11 +330,9 @@ def draw_stacked(fig_spec: FigureSpec, rows: list[dict[str, Any]], params: list[
                for k, p in enumerate(parts)]
     if hue:
         handles += [Patch(facecolor="white", edgecolor="0.3", hatch=HATCHES[j % len(HATCHES)],
-                          label=_label(fig_spec, h if len(h) > 1 else h[0]))
-                    for j, h in enumerate(hues)]
-    _finish(fig_spec, fig, axes, [k[0] for k, _ in facets], fig_spec.xlabel or column_label(x),
-            fig_spec.ylabel or ", ".join(parts), handles=handles,
-            legend_title=fig_spec.legend or None)
+                          label=hg.label(fig_spec)) for j, hg in enumerate(hues)]
+    _finish(fig_spec, fig, axes, facets, fig_spec.xlabel or column_label(x),
+            fig_spec.ylabel or ", ".join(parts), handles=handles)
     return fig
 
 

@@ -58,6 +58,7 @@ class RunSummary:
     rows: int = 0
     figures: list[Path] = field(default_factory=list)
     figure_error: str | None = None
+    stale: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -84,6 +85,9 @@ class RunSummary:
             lines.append("  figures: " + ", ".join(str(f) for f in self.figures))
         if self.figure_error:
             lines.append(f"  figures: FAILED: {self.figure_error}")
+        if self.stale:
+            lines.append(f"  {self.stale} result files in {self.out / 'points'} belong to points "
+                         "no longer in the experiment; they are not in the table")
         if self.failed:
             lines.append(f"  failed runs ({len(self.failed)}; they are retried by the next run):")
             for f in self.failed:
@@ -117,10 +121,13 @@ def _record(exp: Experiment, run: Run, res: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-def _old_walls(store: Store) -> dict[str, float]:
+def _old_runs(store: Store) -> dict[str, dict[str, Any]]:
+    """Wall time and executor of every run the previous manifest lists (runs cached now
+    keep them)."""
     try:
         old = json.loads((store.root / "manifest.json").read_text())
-        return {r["key"]: r["wall_s"] for r in old.get("run_list", []) if r.get("wall_s")}
+        return {r["key"]: {"wall_s": r.get("wall_s"), "executor": r.get("executor")}
+                for r in old.get("run_list", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
@@ -151,7 +158,9 @@ def run_experiment(experiment: str | Path | Experiment, *, workers: int | None =
             todo.append(run)
     summary = RunSummary(experiment=exp.name, out=out, points=len(exp.points),
                          runs=len(exp.runs), cached=len(exp.runs) - len(todo))
-    walls = _old_walls(store)
+    keys = {run.key for run in exp.runs}
+    summary.stale = sum(1 for p in store.points.glob("*.json") if p.stem not in keys)
+    timing = _old_runs(store)
     computed: set[str] = set()
     backend = None
     if todo:
@@ -169,7 +178,7 @@ def run_experiment(experiment: str | Path | Experiment, *, workers: int | None =
                 path = store.save_point(rec)
                 records[run.key] = rec
                 computed.add(run.key)
-                walls[run.key] = res.get("wall_s")
+                timing[run.key] = {"wall_s": res.get("wall_s"), "executor": backend.name}
                 ok = rec["status"] == "ok"
                 if not ok:
                     summary.failed.append({"key": run.key, "what": describe(run),
@@ -202,7 +211,8 @@ def run_experiment(experiment: str | Path | Experiment, *, workers: int | None =
         run_list.append({"key": run.key, "params": run.point.params,
                          "replication": run.replication, "seed": run.seed,
                          "status": rec["status"] if rec else "missing",
-                         "computed": run.key in computed, "wall_s": walls.get(run.key)})
+                         "computed": run.key in computed,
+                         **timing.get(run.key, {"wall_s": None, "executor": None})})
     store.write_json("manifest.json", manifest_mod.manifest(
         exp, started=started, wall_s=summary.wall_s, backend=backend, runs=run_list,
         interrupted=summary.interrupted))

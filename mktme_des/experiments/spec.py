@@ -168,7 +168,8 @@ class FigureSpec(Section):
     hue: Any = param(None, doc="column, or list of columns, whose values make the series")
     facet: str | None = param(None, doc="column whose values make side-by-side panels")
     where: dict[str, Any] = param({}, doc="column -> value (or list of values) to keep")
-    series: str = param("read_latency_hist", doc="cdf: the stored histogram to draw")
+    histogram: str = param("read_latency_hist", doc="cdf: the histogram series (stored in "
+                           "each run's result file) to draw")
     xlabel: str | None = param(None, doc="x-axis label, with unit")
     ylabel: str | None = param(None, doc="y-axis label, with unit")
     legend: str | None = param(None, doc="legend title (default: the hue column names)")
@@ -214,7 +215,7 @@ class FigureSpec(Section):
                 raise ctx.error("y", "a stacked figure needs y, a list of metric names")
         else:
             if self.y is not None:
-                raise ctx.error("y", "a cdf figure draws its 'series'; it has no y")
+                raise ctx.error("y", "a cdf figure draws its 'histogram'; it has no y")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,7 +283,7 @@ class Experiment:
 
     @property
     def needed_series(self) -> list[str]:
-        return sorted({f.series for f in self.spec.figure if f.kind == "cdf"})
+        return sorted({f.histogram for f in self.spec.figure if f.kind == "cdf"})
 
     def plot_spec(self) -> dict[str, Any]:
         """What ``plot`` needs besides the table: stored as spec.json in the results."""
@@ -336,10 +337,10 @@ def load_experiment(name_or_path: str | Path) -> Experiment:
     info = spec.experiment
     try:
         driver = drivers.get(info.driver)
-    except KeyError:
+    except KeyError as exc:
         known = ", ".join(drivers.names()) or "(none)"
-        raise ctx.error("experiment.driver", f"unknown driver {info.driver!r}; registered "
-                        f"drivers: {known}") from None
+        raise ctx.error("experiment.driver", f"unknown driver {info.driver!r} ({exc.args[0]}); "
+                        f"registered drivers: {known}") from None
     if info.warmup and not driver.warmup:
         raise ctx.error("experiment.warmup", f"the {driver.name!r} driver does not support a "
                         "warm-up; remove it or set it to 0")
@@ -529,6 +530,6 @@ def check_figures(figures: list[FigureSpec], params: list[str], metrics: list[st
                 raise here.error("y" if isinstance(f.y, str) else f"y[{j}]",
                                  f"{col!r} is not a recorded or derived metric; recorded: "
                                  f"{', '.join(list(metrics) + list(derived))}")
-        if f.kind == "cdf" and f.series not in series:
-            raise here.error("series", f"{f.series!r} is not a series the driver stores; it "
+        if f.kind == "cdf" and f.histogram not in series:
+            raise here.error("histogram", f"{f.histogram!r} is not a series the driver stores; it "
                              f"stores: {', '.join(series) or '(none)'}")

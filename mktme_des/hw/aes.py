@@ -12,22 +12,21 @@ class only says *when*.
 
 from __future__ import annotations
 
-from mktme_des.engine.stats import ServerStat
+from mktme_des.engine.server import Stage
 from mktme_des.engine.time import ns
 
 
 class AesEngine:
-    """A FIFO server: fixed latency, and one line accepted per issue interval."""
+    """Fixed latency, and one line accepted per issue interval (the whole latency when the
+    engine is not pipelined). Busy time counts the issue interval a line occupies."""
 
     def __init__(self, latency_ns: float, pipelined: bool, lines_per_ns: float) -> None:
         self.latency = ns(latency_ns)
         self.interval = max(1, ns(1.0 / lines_per_ns)) if pipelined else max(1, self.latency)
-        self.next_accept = 0
-        self.stat = ServerStat()
+        self.stage = Stage(self.interval)
+        self.stat = self.stage.stat
 
-    def process(self, now: int) -> int:
-        """A line enters at ``now``; returns when it leaves the engine."""
-        start = now if now >= self.next_accept else self.next_accept
-        self.next_accept = start + self.interval
-        self.stat.record(start - now, self.latency)
-        return start + self.latency
+    def process(self, t: int, floor: int | None = None) -> int:
+        """A line reaches the engine at ``t``; returns when it leaves it. ``floor``: the
+        request's arrival at the controller (see :meth:`Stage.reserve`)."""
+        return self.stage.reserve(t, floor=floor) + self.latency

@@ -25,6 +25,7 @@ waiting for a bank or the channel is accounted apart from service time.
 from __future__ import annotations
 
 from mktme_des.crypto import line_tweak, xts_decrypt, xts_encrypt
+from mktme_des.engine.server import Stage
 from mktme_des.engine.stats import ServerStat
 from mktme_des.engine.time import ns
 
@@ -135,41 +136,41 @@ class DramStore:
 
 
 class DramTiming:
-    """Bank and channel occupancy of one memory controller, first come first served."""
+    """Bank and channel occupancy of one memory controller.
+
+    A bank is held ``bank_busy_ns`` by a read (``write_latency_ns`` by a write) from when the
+    access starts; a read's data is ready ``access_latency_ns`` after it starts and then takes
+    the data channel for one line's transfer time. Banks and the channel are booked
+    earliest-fit (:class:`~mktme_des.engine.server.Stage`), so a request never waits behind
+    one that reaches the same resource later.
+    """
 
     def __init__(self, spec) -> None:
-        self.banks = spec.banks
         self.read_latency = ns(spec.access_latency_ns)
         self.write_busy = ns(spec.write_latency_ns)
         self.bank_busy = ns(spec.bank_busy_ns)
         self.transfer = max(1, ns(LINE / spec.bandwidth_gbps))  # GB/s == bytes/ns
-        self.bank_free = [0] * spec.banks
-        self.channel_free = 0
+        self.banks = [Stage(self.bank_busy) for _ in range(spec.banks)]
+        self.channel = Stage(self.transfer)
         self.stat = ServerStat()
         self.reads = 0
         self.writes = 0
 
-    def access(self, now: int, pa: int, write: bool) -> int:
-        """Schedule one line access arriving at ``now``; returns when its data is done."""
-        bank = (pa >> 6) % self.banks
-        free = self.bank_free[bank]
-        start = now if now >= free else free
-        transfer = self.transfer
+    def access(self, now: int, pa: int, write: bool, floor: int | None = None) -> int:
+        """Book one line access arriving at ``now``; returns when its data is done.
+        ``floor``: the request's arrival at the controller, when earlier than ``now``."""
+        floor = now if floor is None else floor
+        bank = self.banks[(pa >> 6) % len(self.banks)]
         if write:
-            self.bank_free[bank] = start + self.write_busy
-            ready = start + self.write_busy - transfer
+            start = bank.reserve(now, self.write_busy, floor=floor)
+            ready = start + self.write_busy - self.transfer
             self.writes += 1
         else:
-            self.bank_free[bank] = start + self.bank_busy
-            ready = start + self.read_latency - transfer
+            start = bank.reserve(now, floor=floor)
+            ready = start + self.read_latency - self.transfer
             self.reads += 1
-        xfer = ready if ready >= self.channel_free else self.channel_free
-        done = self.channel_free = xfer + transfer
+        xfer = self.channel.reserve(ready, floor=floor)
+        done = xfer + self.transfer
         wait = (start - now) + (xfer - ready)
-        stat = self.stat  # ServerStat.record, inline: this runs once per DRAM access
-        stat.jobs += 1
-        stat.busy += done - now - wait
-        stat.queue += wait
-        if wait > stat.queue_max:
-            stat.queue_max = wait
+        self.stat.record(wait, done - now - wait)
         return done

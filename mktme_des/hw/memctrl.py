@@ -40,12 +40,7 @@ class MemoryController:
         data = self.store.read(pa, key, self._boot[0])
         done = self.timing.access(now, pa, False)
         if key is not None:
-            # Inline AesEngine.process: this is the hot path of every DRAM read.
-            engine = self.engine
-            start = done if done >= engine.next_accept else engine.next_accept
-            engine.next_accept = start + engine.interval
-            engine.stat.record(start - done, engine.latency)
-            done = start + engine.latency
+            done = self.engine.process(done, floor=now)
         self.reads += 1
         return data, done
 
@@ -57,7 +52,7 @@ class MemoryController:
         self.store.write(pa, data, key, self._boot[0], tag, now, cause)
         start = self.engine.process(now) if key is not None else now
         self.writes += 1
-        return self.timing.access(start, pa, True)
+        return self.timing.access(start, pa, True, floor=now)
 
     def stats(self, elapsed: int) -> dict:
         return {

@@ -179,6 +179,18 @@ class Platform:
         line.holders = 0
         del self.directory[tag]
 
+    def evict(self, t: int, tag: int, why: str = "capacity eviction") -> int | None:
+        """Hardware drops ``tag`` from every cache at ``t`` (as replacement would), writing
+        it back when dirty; returns the writeback's arrival time, or None."""
+        line = self.directory.get(tag)
+        if line is None:
+            return None
+        package = next(c.package for c in self.caches if (line.holders >> c.bit) & 1)
+        self.invalidate_everywhere(tag, line)
+        if line.dirty:
+            return self.writeback(t, package, tag, bytes(line.data), why, "")
+        return None
+
     def wbinvd(self, t: int, package: int, cpu: int) -> int:
         """WBINVD on ``package``: write back every dirty line its caches hold, drop them all.
 
