@@ -57,15 +57,21 @@ def cmd_list(args) -> int:
     for p in list_scenarios():
         sc = load_scenario(p)
         scenarios.append({"name": p.stem, "id": sc.info.name, "title": sc.info.title})
+    from mktme_des.kernel.policy import list_policies, load_policy
+
+    policies = [{"name": n, "description": load_policy(n).description} for n in list_policies()]
     exp_dir = MODELS_DIR.parent / "experiments"
     experiments = [{"name": p.stem} for p in sorted(exp_dir.glob("*.toml"))]
     if args.json:
-        print(json.dumps({"models": models, "experiments": experiments, "scenarios": scenarios},
-                         indent=2))
+        print(json.dumps({"models": models, "policies": policies, "experiments": experiments,
+                          "scenarios": scenarios}, indent=2))
         return 0
     print("models:")
     for m in models:
         print(f"  {m['name']:<14} {m['description']}")
+    print("kernel policies:")
+    for pol in policies:
+        print(f"  {pol['name']:<26} {pol['description']}")
     print("experiments:")
     for e in experiments:
         print(f"  {e['name']}")
@@ -200,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, metavar="N",
                    help="local worker processes (default: one per core; 0: in this process)")
     s.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786")
+                   help="run on a Dask distributed cluster, e.g. tcp://HOST:8786")
     s.add_argument("--out", metavar="DIR", help="results folder (default: results/NAME)")
     s.add_argument("--force", action="store_true", help="recompute every run")
     s.set_defaults(fn=cmd_run)

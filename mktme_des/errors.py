@@ -19,18 +19,24 @@ class ConfigError(UserError):
     """
 
     def __init__(self, file: str, field: str, reason: str) -> None:
+        super().__init__(str(file), field, reason)  # re-creatable from args (pickling)
         self.file = str(file)
         self.field = field
         self.reason = reason
-        where = f"{self.file}: {field}" if field else self.file
-        super().__init__(f"{where}: {reason}")
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.field}" if self.field else self.file
+        return f"{where}: {self.reason}"
 
 
 class TraceError(UserError):
     """A malformed memory-trace file: names the file, the line number and the reason."""
 
     def __init__(self, file: str, line: int, reason: str) -> None:
+        super().__init__(str(file), line, reason)  # re-creatable from args (pickling)
         self.file = str(file)
         self.line = line
         self.reason = reason
-        super().__init__(f"{self.file}:{line}: {reason}")
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"

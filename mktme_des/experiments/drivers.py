@@ -21,6 +21,7 @@ Registering a driver::
             "flushed_lines": "lines written back by the flush",
             "hit_rate_<LEVEL>": "hit rate of each cache level",   # a template
         },
+        series={"flush_hist": "histogram of flush times"},   # optional non-scalar outputs
         base=RekeyBase,            # optional Section (config/schema.py) for the [base] table
         resolve=resolve_rekey,     # optional: (base dict, Context) -> resolved config dict
     )

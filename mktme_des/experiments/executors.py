@@ -109,6 +109,7 @@ class LocalBackend:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
+        self.cancelled = False
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
         self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint,
@@ -130,6 +131,7 @@ class LocalBackend:
         pool = self.pool
         if pool is None:
             return
+        self.cancelled = True
         terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
         if terminate is not None:
             terminate()
@@ -142,7 +144,7 @@ class LocalBackend:
             p.join(timeout=5)
 
     def close(self) -> None:
-        if self.pool is not None:
+        if self.pool is not None and not self.cancelled:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -170,7 +170,6 @@ def run_experiment(experiment: str | Path | Experiment, *, workers: int | None =
         progress.message(f"{exp.name}: {len(todo)} of {len(exp.runs)} runs to do on "
                          f"{backend.name} x{backend.workers}")
         tasks = [(exp.driver.module, exp.driver.name, r.point.config, r.seed) for r in todo]
-        cancelled = False
         try:
             for i, res in backend.run(tasks):
                 run = todo[i]
@@ -185,16 +184,14 @@ def run_experiment(experiment: str | Path | Experiment, *, workers: int | None =
                                            "error": rec["error"], "file": str(path)})
                 progress.update(ok, describe(run) + ("" if ok else f": {rec['error']}"))
         except KeyboardInterrupt:
-            summary.interrupted = cancelled = True
+            summary.interrupted = True
             backend.cancel()
         except WorkerLost as exc:
             summary.worker_lost = str(exc)
-            cancelled = True
             backend.cancel()
         finally:
             progress.close()
-            if not cancelled:
-                backend.close()
+            backend.close()
         summary.computed = len(computed)
         summary.missing = len(todo) - len(computed)
 

@@ -33,7 +33,7 @@ An experiment is described once and run over a grid of parameters::
 Semantics:
 
 * **Points.** Every combination of the grid (keys in file order, the last varying fastest),
-  each combined with every entry of ``points`` (or just the grid when there are no points, or
+  each combined with every entry of ``points`` (which vary fastest of all) (or just the grid when there are no points, or
   just the points when there is no grid; neither gives the single point ``[base]``). A dotted
   name may not be both a grid key and a key of a point. ``tag.NAME`` keys are labels (see
   dotted.py). Sweep values are strings, numbers or booleans.

@@ -10,6 +10,11 @@ class Errno(Exception):
     """
 
     def __init__(self, name: str, reason: str) -> None:
+        # args carry both, so the exception can be re-created (SimPy re-raises it in the
+        # waiting process; pickling sends it between processes).
+        super().__init__(name, reason)
         self.name = name
         self.reason = reason
-        super().__init__(f"{name}: {reason}")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"

@@ -1,11 +1,14 @@
 """CPU and package hotplug with the RFC v2 MKTME rules (patches 12-13).
 
-* A package that comes online has an empty key table (it was powered down).
+* A package goes offline with its memory: it is refused (EBUSY) while any allocated page is
+  homed on it (memory would first have to be migrated away, which is not modelled), and it
+  comes back online powered up afresh, with an empty key table.
 * With user-type keys in use and no saved key data (``mktme_savekeys`` off), onlining a
   package is refused: the kernel cannot program those keys there.
 * Otherwise every KeyID in use is programmed on the new package by one of its CPUs: user keys
   from the saved data, CPU-generated keys as a fresh SET_KEY_RANDOM (a different key there,
-  which is fine: each package encrypts only its own memory), CLEAR and NO_ENCRYPT as such.
+  which is fine: each package encrypts only its own memory, and none of it holds data from
+  before), CLEAR and NO_ENCRYPT as such.
   Programming stops at the first failure and the online is refused.
 * A lead CPU going offline hands the package over to an online sibling.
 * Online and offline take the hotplug lock as writers; the key broadcast takes it as a reader
@@ -71,7 +74,7 @@ class Hotplug:
         return pc.KeyProgram(keyid, cmd, alg if self.k.policy.clear_sends_alg else 0)
 
     def offline_package(self, package: int):
-        """Take ``package``'s CPUs offline (its memory stays reachable)."""
+        """Take ``package`` offline: its CPUs, and its memory, which must hold no page."""
         plat = self.plat
         if not 0 <= package < len(plat.packages):
             raise Errno("EINVAL", f"no package {package}")
@@ -80,6 +83,9 @@ class Hotplug:
             raise Errno("EINVAL", f"package {package} is already offline")
         if sum(p.online for p in plat.packages) == 1:
             raise Errno("EBUSY", "the last online package cannot go offline")
+        used = self.k.mm.pages_homed_on(package)
+        if used:
+            raise Errno("EBUSY", f"{used} allocated page(s) are homed on package {package}")
         yield self.k.hotplug.write_acquire()
         try:
             yield self.env.timeout(ns(self.k.policy.syscall_ns))

@@ -172,8 +172,12 @@ class KeyService:
             self.user_type.discard(keyid)
             self.types.pop(keyid, None)
             self.counts["keyids_freed"] = self.counts.get("keyids_freed", 0) + 1
-            if self.waiters:
-                self.waiters.pop(0).succeed()
+            self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        """A KeyID became free: wake the oldest add_key waiting for one (policy "wait")."""
+        if self.waiters:
+            self.waiters.pop(0).succeed()
 
     def _free_keyid(self) -> int:
         for k in range(1, self.nr_keyids + 1):
@@ -283,6 +287,7 @@ class KeyService:
             status = yield from self.program(caller, keyid, opts["type"], data_key, tweak_key)
             if status != pc.PROG_SUCCESS:
                 self.owner[keyid] = None
+                self._wake_waiter()
                 self.counts["enokey_program"] = self.counts.get("enokey_program", 0) + 1
                 raise Errno("ENOKEY", f"programming KeyID {keyid} failed: {pc.STATUS[status]}")
             serial = self.next_serial
@@ -314,11 +319,14 @@ class KeyService:
         yield from self._update(caller, key, opts)
 
     def _update(self, caller: int, key: MktmeKey, opts: dict):
-        if self.refs[key.keyid] > 1 and not self.k.policy.reprogram_in_use:
-            raise Errno("EBUSY", f"KeyID {key.keyid} is in use by {self.refs[key.keyid] - 1} "
-                        "mapping(s)")
         yield self.k.map_lock.acquire()
         try:
+            # Checked under the lock: an encrypt_mprotect queued on it may add a user.
+            if not key.live:
+                raise Errno("ENOKEY", f"key {key.serial} was revoked")
+            if self.refs[key.keyid] > 1 and not self.k.policy.reprogram_in_use:
+                raise Errno("EBUSY", f"KeyID {key.keyid} is in use by "
+                            f"{self.refs[key.keyid] - 1} mapping(s)")
             data_key = bytes.fromhex(opts.get("key", "")) or b""
             tweak_key = bytes.fromhex(opts.get("tweak", "")) or b""
             status = yield from self.program(caller, key.keyid, opts["type"], data_key, tweak_key)

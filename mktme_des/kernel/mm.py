@@ -102,6 +102,12 @@ class MM:
         self.next_pid = 100
         self.counts: dict[str, int] = {}
 
+    def pages_homed_on(self, package: int) -> int:
+        """Allocated pages (of any process) whose frame is homed on ``package``."""
+        home = self.plat.amap.home
+        return sum(1 for proc in self.procs.values() for page in proc.pages.values()
+                   if home(page.pa) == package)
+
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
@@ -160,12 +166,14 @@ class MM:
             raise Errno("EINVAL", f"length {length:#x} is not page aligned")
         if addr % PAGE:
             raise Errno("EINVAL", f"address {addr:#x} is not page aligned")
-        key = keys.lookup(serial)
-        keyid = key.keyid
-        if not keyid or keys.owner[keyid] != serial:
-            raise Errno("EINVAL", f"key {serial} has no KeyID")
+        keys.lookup(serial)  # ENOKEY early for a serial that never existed
         yield self.k.map_lock.acquire()
         try:
+            # Under mktme_map_lock, as RFC v2 does: the key may have gone while we waited.
+            key = keys.lookup(serial)
+            keyid = key.keyid
+            if not keyid or keys.owner[keyid] != serial:
+                raise Errno("EINVAL", f"key {serial} has no KeyID")
             end = addr + length
             va = addr
             while va < end:

@@ -496,4 +496,10 @@ def find_scenario(name_or_path: str | Path) -> Path:
 
 
 def list_scenarios() -> list[Path]:
-    return sorted(SCENARIO_DIR.glob("*.toml"))
+    """The shipped scenario files, S1 before S2 before S10."""
+    import re
+
+    def key(p: Path):
+        return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.stem)]
+
+    return sorted(SCENARIO_DIR.glob("*.toml"), key=key)
