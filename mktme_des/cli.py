@@ -3,6 +3,9 @@
     mktme-des list [--json]                       models, experiments and scenarios that ship
     mktme-des simulate MODEL [-w key=value ...]   run a workload, print statistics
     mktme-des scenario run NAME [--json|--trace]  run a scenario, print its verdict
+    mktme-des run EXPERIMENT [--workers N]        run a parameter sweep; results/EXPERIMENT/
+    mktme-des plot RESULTS_DIR                    redraw an experiment's figures
+    mktme-des calibrate                           the model against published MKTME figures
     mktme-des bench [--json]                      the simulator's own speed on this machine
     mktme-des run EXPERIMENT [--workers N]        run an experiment's sweep (resumable)
     mktme-des plot RESULTS_DIR                    redraw an experiment's figures
@@ -163,6 +166,32 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    """Run experiments/calibration.toml and print model against source, side by side."""
+    import csv
+
+    from mktme_des.experiments.runner import run_experiment
+
+    summary = run_experiment("calibration", workers=args.workers, out=args.out)
+    if summary.exit_code:
+        print(summary.text())
+        return summary.exit_code
+    with open(summary.table, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = {"a": "MKTME compiled in, no encrypted memory",
+             "b": "all anonymous memory encrypted (page churn)",
+             "c": "counterless AES-XTS, irregular workloads"}
+    print(f"{'':2}{'figure':<46}{'model':>9}{'source':>9}{'miss':>9}")
+    for r in rows:
+        print(f"{r['figure']:<2}{names[r['figure']]:<46}{float(r['model_pct']):>8.1f}%"
+              f"{float(r['source_pct']):>8.1f}%{float(r['difference_pct']):>+8.1f}pp")
+    print()
+    for r in rows:
+        print(f"  {r['figure']}: {r['source']}")
+    print(f"\n  table: {summary.table}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from mktme_des.demo import demo
 
@@ -214,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plot", help="redraw an experiment's figures from its results folder")
     s.add_argument("results", metavar="RESULTS_DIR", help="e.g. results/e1-aes-latency")
     s.set_defaults(fn=cmd_plot)
+
+    s = sub.add_parser("calibrate", help="the model against published MKTME figures")
+    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--out", default=None, help="results folder (default results/calibration)")
+    s.set_defaults(fn=cmd_calibrate)
 
     s = sub.add_parser("demo", help="run the demo and write its results")
     s.add_argument("--out", default="results/demo")

@@ -91,3 +91,7 @@ def test_demo_writes_results(tmp_path, capsys):
     assert rows["MKTME (KeyID 1)"]["mean_ns"] > rows["no encryption (NO_ENCRYPT KeyID)"]["mean_ns"]
     assert summary["scenarios"]["s2-stale-writeback-no-flush"]["violations"] >= 1
     assert not list(tmp_path.glob(".*.tmp"))
+    # The small sweep ran through the experiment runner and left its table and figures.
+    table = (tmp_path / "sweep" / "table.csv").read_text().splitlines()
+    assert len(table) == 1 + 12
+    assert (tmp_path / "sweep" / "figures" / "demo-slowdown.png").stat().st_size > 0

@@ -844,9 +844,14 @@ def test_broadcast_window_is_the_difference_of_completion_times(caller):
     local, remote = ns(m.ipi.local_ns), ns(m.ipi.remote_ns)
     caller_pkg = caller // cpp
     delays = {}
+    sent = 0  # IPIs leave the caller one after another, send_ns apart, in package order
     for pkg in (0, 1):
         lead = pkg * cpp
-        delays[pkg] = 0 if caller == lead else (local if pkg == caller_pkg else remote)
+        if caller == lead:
+            delays[pkg] = 0
+        else:
+            sent += 1
+            delays[pkg] = sent * ns(m.ipi.send_ns) + (local if pkg == caller_pkg else remote)
     sim.add("k", cpu=caller)
     (bc,) = sim.keys.broadcasts
     assert bc.first_change - bc.start == min(delays.values()) + L

@@ -154,6 +154,8 @@ class PconfigSpec(Section):
 class IpiSpec(Section):
     local_ns: float = param(doc="IPI send-to-handler within a package", unit="ns", min=0.0)
     remote_ns: float = param(doc="IPI send-to-handler to another package", unit="ns", min=0.0)
+    send_ns: float = param(100.0, doc="the sender's cost per IPI: a broadcast sends them one "
+                           "after another", unit="ns", min=0.0)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -222,12 +222,15 @@ class KeyService:
             leads = k.lead_cpus()
             procs = {}
             caller_pkg = self.plat.cores[caller].package
+            ipi = self.plat.model.ipi
+            sent = 0
             for pkg, cpu in leads.items():
                 if cpu == caller:
-                    delay = 0
+                    delay = 0  # on_each_cpu_mask runs the function locally too
                 else:
-                    ipi = self.plat.model.ipi
-                    delay = ns(ipi.local_ns if pkg == caller_pkg else ipi.remote_ns)
+                    sent += 1  # IPIs leave one after another
+                    delay = ns(sent * ipi.send_ns
+                               + (ipi.local_ns if pkg == caller_pkg else ipi.remote_ns))
                 procs[pkg] = env.process(self._on_lead(cpu, delay, prog))
             if procs:
                 yield env.all_of(list(procs.values()))
