@@ -11,12 +11,12 @@ import json
 import random
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mktme_des.config.model import load_model
 from mktme_des.engine.time import ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.platform import Platform
+from tests.helpers import R, W, pattern, us, xts
 
 MODEL = "server-2s"
 STABLE = {"mktme": {"boot_tweak": "stable"}}
@@ -26,27 +26,9 @@ KX = bytes(range(200, 232))
 MB2 = 2 << 20
 
 
-def us(x: float) -> int:
-    return ns(1000 * x)
 
 
-def pattern(seed: int, n: int = 64) -> bytes:
-    return random.Random(seed).randbytes(n)
 
-
-def xts(key: bytes, pa: int, data: bytes, boot: int = 0, encrypt: bool = True) -> bytes:
-    tweak = ((pa // 64) ^ boot).to_bytes(16, "little")
-    c = Cipher(algorithms.AES(key), modes.XTS(tweak))
-    op = c.encryptor() if encrypt else c.decryptor()
-    return op.update(data) + op.finalize()
-
-
-def R(keyid, pa, at=None, n=64):
-    return (O.READ, keyid, pa, n, at)
-
-
-def W(keyid, pa, data, at=None):
-    return (O.WRITE, keyid, pa, data, at)
 
 
 def OP(code, keyid=0, pa=0, at=None, arg=None):

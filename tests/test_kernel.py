@@ -11,10 +11,7 @@ independent AES-XTS (the ``cryptography`` package).
 
 from __future__ import annotations
 
-import random
-
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mktme_des.config.model import load_model
 from mktme_des.engine.time import ns, to_ns
@@ -27,6 +24,7 @@ from mktme_des.kernel.kernel import Kernel
 from mktme_des.kernel.mm import PAGE
 from mktme_des.kernel.policy import load_policy
 from mktme_des.oracle import Oracle
+from tests.helpers import pattern, xts
 
 LINES = PAGE // 64
 CPU_KEY = "type=cpu algorithm=aes-xts-128"
@@ -36,14 +34,6 @@ USER_KEY = f"type=user algorithm=aes-xts-128 key={KHEX} tweak={THEX}"
 USER_XTS = bytes.fromhex(KHEX) + bytes.fromhex(THEX)  # data key then tweak key
 
 
-def pattern(seed: int, n: int = 64) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def xts(key: bytes, pa: int, data: bytes, boot: int) -> bytes:
-    tweak = ((pa // 64) ^ boot).to_bytes(16, "little")
-    enc = Cipher(algorithms.AES(key), modes.XTS(tweak)).encryptor()
-    return enc.update(data) + enc.finalize()
 
 
 class Sim:

@@ -7,16 +7,14 @@ from the model parameters.
 
 from __future__ import annotations
 
-import random
-
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mktme_des.config.model import load_model
 from mktme_des.engine.time import ns, to_ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
+from tests.helpers import R, W, pattern, us, xts
 
 MODEL = "server-2s"
 STABLE = {"mktme": {"boot_tweak": "stable"}}
@@ -25,27 +23,9 @@ KB = bytes(range(100, 132))
 A = 0x20_0000  # homed on package 0, where cpus 0 and 1 live
 
 
-def us(x: float) -> int:
-    return ns(1000 * x)
 
 
-def pattern(seed: int, n: int = 64) -> bytes:
-    return random.Random(seed).randbytes(n)
 
-
-def xts(key: bytes, pa: int, data: bytes, boot: int = 0, encrypt: bool = True) -> bytes:
-    tweak = ((pa // 64) ^ boot).to_bytes(16, "little")
-    c = Cipher(algorithms.AES(key), modes.XTS(tweak))
-    op = c.encryptor() if encrypt else c.decryptor()
-    return op.update(data) + op.finalize()
-
-
-def R(keyid, pa, at=None, n=64):
-    return (O.READ, keyid, pa, n, at)
-
-
-def W(keyid, pa, data, at=None):
-    return (O.WRITE, keyid, pa, data, at)
 
 
 def FLUSH(keyid, pa, at=None):

@@ -8,10 +8,7 @@ expected DRAM bytes come from an independent AES-XTS (the ``cryptography`` packa
 
 from __future__ import annotations
 
-import random
-
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from mktme_des.config.model import load_model
 from mktme_des.engine.time import ns
@@ -19,18 +16,11 @@ from mktme_des.hw import ops as O
 from mktme_des.hw import pconfig as pc
 from mktme_des.hw.keytable import KEY, NO_ENCRYPT, TME
 from mktme_des.hw.platform import Platform
+from tests.helpers import pattern, xts
 
 A = 0x40_0000  # a line homed on package 0 (server-2s: 64 GiB per package)
 
 
-def pattern(seed: int, n: int = 64) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def xts(key: bytes, pa: int, data: bytes, boot: int) -> bytes:
-    tweak = ((pa // 64) ^ boot).to_bytes(16, "little")
-    enc = Cipher(algorithms.AES(key), modes.XTS(tweak)).encryptor()
-    return enc.update(data) + enc.finalize()
 
 
 def make(model: str = "server-2s", overrides: dict | None = None, seed: int = 7) -> Platform:

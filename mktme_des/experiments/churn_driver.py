@@ -16,14 +16,8 @@ from typing import Any
 
 from mktme_des.config.schema import Context, param
 from mktme_des.engine.time import ns, to_ns
+from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
-from mktme_des.experiments.platform_base import (
-    PlatformBase,
-    build_platform,
-    param_value,
-    resolve_platform,
-    run_process,
-)
 from mktme_des.hw import ops as O
 
 METRICS = {
@@ -37,7 +31,7 @@ METRICS = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class ChurnBase(PlatformBase):
+class ChurnBase(pb.PlatformBase):
     processes: int = param(2, doc="processes, one per cpu", min=1, max=256)
     iterations: int = param(4, doc="mmap/touch/munmap rounds per process", min=1)
     pages: int = param(16, doc="pages mapped per round", min=1, max=4096)
@@ -48,7 +42,7 @@ class ChurnBase(PlatformBase):
 
 
 def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    out = resolve_platform(base, ctx)
+    out = pb.resolve_platform(base, ctx)
     topo = out["model_resolved"]["topology"]
     if base["processes"] > topo["packages"] * topo["cores_per_package"]:
         raise ctx.error("processes", "more processes than cpus in the model")
@@ -56,7 +50,7 @@ def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def run_churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    plat, kernel = build_platform(config, seed)
+    plat, kernel = pb.build_platform(config, seed)
     mm, keys, env = kernel.mm, kernel.keys, plat.env
     length = config["pages"] * 4096
     state = {"serial": None, "ready": env.event()}
@@ -85,7 +79,7 @@ def run_churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
             yield from mm.munmap(proc, addr, length)
 
     procs = [env.process(process(cpu)) for cpu in range(config["processes"])]
-    run_process(plat, _wait_all(env, procs))
+    pb.run_process(plat, _wait_all(env, procs))
     clflushes = sum(c.op_counts.get("clflush", 0) for c in plat.cores)
     return {
         "time_ns": to_ns(env.now),
@@ -101,6 +95,6 @@ def _wait_all(env, procs):
     yield env.all_of(procs)
 
 
-@register("churn", metrics=METRICS, base=ChurnBase, resolve=resolve, param_value=param_value)
+@register("churn", metrics=METRICS, base=ChurnBase, resolve=resolve, param_value=pb.param_value)
 def churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
     return run_churn(config, seed)

@@ -13,17 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mktme_des.config.schema import Context, param
+from mktme_des.config.schema import param
 from mktme_des.engine.stats import LatencyStat
 from mktme_des.engine.time import ns, to_ns
+from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
-from mktme_des.experiments.platform_base import (
-    PlatformBase,
-    build_platform,
-    param_value,
-    resolve_platform,
-    run_process,
-)
 
 METRICS = {
     "offered_lines_per_ns": "offered load [lines/ns]",
@@ -39,7 +33,7 @@ SPAN = 1 << 30
 
 
 @dataclass(frozen=True, kw_only=True)
-class LoadBase(PlatformBase):
+class LoadBase(pb.PlatformBase):
     rate_lines_per_ns: float = param(0.5, doc="offered load", unit="lines/ns", min=0.0,
                                      min_exclusive=True)
     requests: int = param(20000, doc="requests to offer", min=10)
@@ -47,13 +41,9 @@ class LoadBase(PlatformBase):
     encrypted: bool = param(True, doc="through an MKTME KeyID (else a NO_ENCRYPT one)")
 
 
-def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    return resolve_platform(base, ctx)
-
-
-@register("loadgen", metrics=METRICS, base=LoadBase, resolve=resolve, param_value=param_value)
+@register("loadgen", metrics=METRICS, base=LoadBase, resolve=pb.resolve_platform, param_value=pb.param_value)
 def loadgen(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    plat, _kernel = build_platform(config, seed, oracle=False)
+    plat, _kernel = pb.build_platform(config, seed, oracle=False)
     plat.program(1, "key" if config["encrypted"] else "no-encrypt")
     mc = plat.packages[0].mc
     rng = plat.streams.get("loadgen")
@@ -74,7 +64,7 @@ def loadgen(config: dict[str, Any], seed: int) -> dict[str, Any]:
             lat.record(done - env.now)
             finish["last"] = max(finish["last"], done)
 
-    run_process(plat, generator())
+    pb.run_process(plat, generator())
     elapsed = finish["last"]
     d = lat.to_dict()
     st = mc.stats(elapsed)

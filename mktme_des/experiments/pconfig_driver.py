@@ -17,14 +17,8 @@ from typing import Any
 
 from mktme_des.config.schema import Context, param
 from mktme_des.engine.time import to_ns
+from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
-from mktme_des.experiments.platform_base import (
-    PlatformBase,
-    build_platform,
-    param_value,
-    resolve_platform,
-    run_process,
-)
 
 METRICS = {
     "packages": "packages in the model",
@@ -37,13 +31,13 @@ METRICS = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class PconfigBase(PlatformBase):
+class PconfigBase(pb.PlatformBase):
     measure: str = param("broadcast", doc="what to time", choices=("broadcast", "online"))
     keys: int = param(1, doc="keys to add", min=1, max=32767)
 
 
 def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    out = resolve_platform(base, ctx)
+    out = pb.resolve_platform(base, ctx)
     m = out["model_resolved"]
     if base["keys"] > m["mktme"]["max_keys"]:
         raise ctx.error("keys", f"{base['keys']} keys but the model has {m['mktme']['max_keys']} KeyIDs")
@@ -52,9 +46,9 @@ def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return out
 
 
-@register("pconfig", metrics=METRICS, base=PconfigBase, resolve=resolve, param_value=param_value)
+@register("pconfig", metrics=METRICS, base=PconfigBase, resolve=resolve, param_value=pb.param_value)
 def pconfig(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    plat, kernel = build_platform(config, seed, oracle=False)
+    plat, kernel = pb.build_platform(config, seed, oracle=False)
     last = len(plat.packages) - 1
     out: dict[str, Any] = {"packages": len(plat.packages), "keys": config["keys"]}
 
@@ -77,5 +71,5 @@ def pconfig(config: dict[str, Any], seed: int) -> dict[str, Any]:
         else:
             out["online_ns"] = None
 
-    run_process(plat, body())
+    pb.run_process(plat, body())
     return out

@@ -27,16 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from mktme_des.config.schema import Context, param
+from mktme_des.config.schema import param
 from mktme_des.engine.time import ns
+from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
-from mktme_des.experiments.platform_base import (
-    PlatformBase,
-    build_platform,
-    param_value,
-    resolve_platform,
-    run_process,
-)
 from mktme_des.hw import ops as O
 from mktme_des.kernel.errno import Errno
 
@@ -52,7 +46,7 @@ DATA = b"victim data. " * 5
 
 
 @dataclass(frozen=True, kw_only=True)
-class RaceBase(PlatformBase):
+class RaceBase(pb.PlatformBase):
     race: str = param("s4", doc="which race", choices=("s2", "s4"))
     trials: int = param(40, doc="independent trials", min=1, max=100000)
     evict_mean_ns: float = param(2000.0, doc="mean time until the stale line is evicted",
@@ -60,10 +54,6 @@ class RaceBase(PlatformBase):
     change_at_ns: float = param(2000.0, doc="s4: when the key update starts; s2: when the "
                                 "frame's new owner flushes its data, after the free", unit="ns",
                                 min=0.0)
-
-
-def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    return resolve_platform(base, ctx)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -77,7 +67,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def _trial_s4(config: dict[str, Any], seed: int, delay: int) -> tuple[bool, bool]:
-    plat, kernel = build_platform(config, seed)
+    plat, kernel = pb.build_platform(config, seed)
     mm, keys, env = kernel.mm, kernel.keys, plat.env
     result = {}
 
@@ -102,12 +92,12 @@ def _trial_s4(config: dict[str, Any], seed: int, delay: int) -> tuple[bool, bool
         with contextlib.suppress(Errno):
             yield from keys.update_key(1, serial, "type=cpu algorithm=aes-xts-128")
 
-    run_process(plat, tenant())
+    pb.run_process(plat, tenant())
     return result["data"] != DATA[:64], bool(plat.oracle.violations)
 
 
 def _trial_s2(config: dict[str, Any], seed: int, delay: int) -> tuple[bool, bool]:
-    plat, kernel = build_platform(config, seed)
+    plat, kernel = pb.build_platform(config, seed)
     mm, keys, env = kernel.mm, kernel.keys, plat.env
     result = {}
 
@@ -136,11 +126,11 @@ def _trial_s2(config: dict[str, Any], seed: int, delay: int) -> tuple[bool, bool
         yield from core.run([(O.READ, k2, pa2, 64, None)], log)
         result["data"] = log[0][5]
 
-    run_process(plat, run())
+    pb.run_process(plat, run())
     return result["data"] != DATA[:64], bool(plat.oracle.violations)
 
 
-@register("race", metrics=METRICS, base=RaceBase, resolve=resolve, param_value=param_value)
+@register("race", metrics=METRICS, base=RaceBase, resolve=pb.resolve_platform, param_value=pb.param_value)
 def race(config: dict[str, Any], seed: int) -> dict[str, Any]:
     trial = _trial_s4 if config["race"] == "s4" else _trial_s2
     corrupted = flagged = 0

@@ -20,14 +20,8 @@ from typing import Any
 
 from mktme_des.config.schema import Context, param
 from mktme_des.engine.time import to_ns
+from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
-from mktme_des.experiments.platform_base import (
-    PlatformBase,
-    build_platform,
-    param_value,
-    resolve_platform,
-    run_process,
-)
 from mktme_des.hw import ops as O
 
 METRICS = {
@@ -40,22 +34,22 @@ METRICS = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class RekeyBase(PlatformBase):
+class RekeyBase(pb.PlatformBase):
     region_kib: int = param(64, doc="region to re-key", unit="KiB", min=4, max=1 << 22)
     method: str = param("clflush", doc="how to flush", choices=("clflush", "clflushopt", "wbinvd"))
 
 
 def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    out = resolve_platform(base, ctx)
+    out = pb.resolve_platform(base, ctx)
     pkg_bytes = out["model_resolved"]["memory"]["gib_per_package"] << 30
     if base["region_kib"] * 1024 + (256 << 20) > pkg_bytes:
         raise ctx.error("region_kib", "the region does not fit in package 0's memory")
     return out
 
 
-@register("rekey", metrics=METRICS, base=RekeyBase, resolve=resolve, param_value=param_value)
+@register("rekey", metrics=METRICS, base=RekeyBase, resolve=resolve, param_value=pb.param_value)
 def rekey(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    plat, _kernel = build_platform(config, seed, oracle=False)
+    plat, _kernel = pb.build_platform(config, seed, oracle=False)
     plat.program(1, "key")
     base = 256 << 20
     lines = config["region_kib"] * 1024 // 64
@@ -80,5 +74,5 @@ def rekey(config: dict[str, Any], seed: int) -> dict[str, Any]:
         out["flush_ns_per_line"] = out["flush_ns"] / lines
         out["written_back"] = plat.writebacks - before
 
-    run_process(plat, body())
+    pb.run_process(plat, body())
     return out

@@ -14,16 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mktme_des.config.schema import Context, param
+from mktme_des.config.schema import param
 from mktme_des.engine.time import ns, to_ns
+from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
-from mktme_des.experiments.platform_base import (
-    PlatformBase,
-    build_platform,
-    param_value,
-    resolve_platform,
-    run_process,
-)
 from mktme_des.kernel.errno import Errno
 
 METRICS = {
@@ -39,7 +33,7 @@ METRICS = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class SlotsBase(PlatformBase):
+class SlotsBase(pb.PlatformBase):
     arrival_per_us: float = param(0.5, doc="tenant arrival rate", unit="1/us", min=0.0,
                                   min_exclusive=True)
     lifetime_us: float = param(20.0, doc="mean tenant lifetime", unit="us", min=0.0,
@@ -49,13 +43,9 @@ class SlotsBase(PlatformBase):
                            min=0)
 
 
-def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    return resolve_platform(base, ctx)
-
-
-@register("slots", metrics=METRICS, base=SlotsBase, resolve=resolve, param_value=param_value)
+@register("slots", metrics=METRICS, base=SlotsBase, resolve=pb.resolve_platform, param_value=pb.param_value)
 def slots(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    plat, kernel = build_platform(config, seed, oracle=False)
+    plat, kernel = pb.build_platform(config, seed, oracle=False)
     env = plat.env
     rng = plat.streams.get("slots/arrivals")
     keys = kernel.keys
@@ -101,7 +91,7 @@ def slots(config: dict[str, Any], seed: int) -> dict[str, Any]:
             env.process(tenant(i))
             i += 1
 
-    run_process(plat, arrivals())
+    pb.run_process(plat, arrivals())
     n = stats["tenants"]
     return {
         "keyids": min(plat.amap.max_keyid, plat.model.mktme.max_keys),

@@ -32,11 +32,7 @@ class Hotplug:
     def online_package(self, package: int):
         """Bring ``package`` and its CPUs online; raises Errno when the kernel refuses."""
         plat, keys = self.plat, self.k.keys
-        if not 0 <= package < len(plat.packages):
-            raise Errno("EINVAL", f"no package {package}")
-        pkg = plat.packages[package]
-        if pkg.online:
-            raise Errno("EINVAL", f"package {package} is already online")
+        pkg = self._package(package, online=False)
         yield self.k.hotplug.write_acquire()
         start = self.env.now
         try:
@@ -73,14 +69,19 @@ class Hotplug:
         cmd = pc.CLEAR_KEY if kind == "clear" else pc.NO_ENCRYPT_CMD
         return pc.KeyProgram(keyid, cmd, alg if self.k.policy.clear_sends_alg else 0)
 
+    def _package(self, package: int, online: bool):
+        """The package ``package``, which must exist and be ``online`` (else EINVAL)."""
+        if not 0 <= package < len(self.plat.packages):
+            raise Errno("EINVAL", f"no package {package}")
+        pkg = self.plat.packages[package]
+        if pkg.online != online:
+            raise Errno("EINVAL", f"package {package} is already {'offline' if online else 'online'}")
+        return pkg
+
     def offline_package(self, package: int):
         """Take ``package`` offline: its CPUs, and its memory, which must hold no page."""
         plat = self.plat
-        if not 0 <= package < len(plat.packages):
-            raise Errno("EINVAL", f"no package {package}")
-        pkg = plat.packages[package]
-        if not pkg.online:
-            raise Errno("EINVAL", f"package {package} is already offline")
+        pkg = self._package(package, online=True)
         if sum(p.online for p in plat.packages) == 1:
             raise Errno("EBUSY", "the last online package cannot go offline")
         used = self.k.mm.pages_homed_on(package)

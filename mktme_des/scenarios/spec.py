@@ -193,19 +193,25 @@ def _expect(op: dict, ctx: Context, classes: tuple[str, ...]) -> str:
     return exp.lower()
 
 
-def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -> tuple:
+def _op_header(op: Any, ctx: Context, table: dict, kind: str, hint: str = "") -> tuple[str, int | None]:
+    """Check an op's name and fields against ``table`` (name -> allowed fields); returns the
+    name and its ``at`` time in ticks (None: after the previous op)."""
     if not isinstance(op, dict) or not isinstance(op.get("op"), str):
         raise ctx.error(None, "each op is a table with a string field 'op'")
     name = op["op"]
-    if name not in CPU_OPS:
-        raise ctx.error("op", f"{name!r} is not a CPU op; choose one of {', '.join(CPU_OPS)}"
-                        + (" (raw DRAM ops belong to an [[agent]])" if name in AGENT_OPS else ""))
-    extra = sorted(set(op) - CPU_OPS[name] - {"op"})
+    if name not in table:
+        raise ctx.error("op", f"{name!r} is not {kind} op; choose one of {', '.join(table)}{hint}")
+    extra = sorted(set(op) - table[name] - {"op"})
     if extra:
         raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
-                        f"{', '.join(sorted(CPU_OPS[name]))}")
+                        f"{', '.join(sorted(table[name]))}")
     at = _get(op, "at", float, ctx)
-    at = None if at is None else ns(at)
+    return name, None if at is None else ns(at)
+
+
+def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -> tuple:
+    hint = " (raw DRAM ops belong to an [[agent]])" if isinstance(op, dict) and op.get("op") in AGENT_OPS else ""
+    name, at = _op_header(op, ctx, CPU_OPS, "a CPU", hint)
     code = O.CODES[name]
     if name in ("sfence", "mfence", "fence", "wbinvd"):
         return (code, 0, 0, None, at)
@@ -248,17 +254,7 @@ def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -
 
 
 def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int, captures: set) -> tuple:
-    if not isinstance(op, dict) or not isinstance(op.get("op"), str):
-        raise ctx.error(None, "each op is a table with a string field 'op'")
-    name = op["op"]
-    if name not in AGENT_OPS:
-        raise ctx.error("op", f"{name!r} is not an agent op; choose one of {', '.join(AGENT_OPS)}")
-    extra = sorted(set(op) - AGENT_OPS[name] - {"op"})
-    if extra:
-        raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
-                        f"{', '.join(sorted(AGENT_OPS[name]))}")
-    at = _get(op, "at", float, ctx)
-    at = None if at is None else ns(at)
+    name, at = _op_header(op, ctx, AGENT_OPS, "an agent")
 
     def addr_of(field_name: str, size: int) -> int:
         a = _get(op, field_name, int, ctx, required=True)

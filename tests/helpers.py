@@ -1,0 +1,35 @@
+"""Helpers shared by the tests: an independent AES-XTS, data patterns, op constructors."""
+
+from __future__ import annotations
+
+import random
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from mktme_des.engine.time import ns
+from mktme_des.hw import ops as O
+
+
+def xts(key: bytes, pa: int, data: bytes, boot: int = 0, encrypt: bool = True) -> bytes:
+    """AES-XTS from the `cryptography` package with the simulator's documented tweak,
+    ((pa / 64) XOR boot) as 16 little-endian bytes: the independent reference."""
+    tweak = ((pa // 64) ^ boot).to_bytes(16, "little")
+    c = Cipher(algorithms.AES(key), modes.XTS(tweak))
+    op = c.encryptor() if encrypt else c.decryptor()
+    return op.update(data) + op.finalize()
+
+
+def pattern(seed: int, n: int = 64) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def us(x: float) -> int:
+    return ns(1000 * x)
+
+
+def R(keyid: int, pa: int, at: int | None = None, n: int = 64) -> tuple:
+    return (O.READ, keyid, pa, n, at)
+
+
+def W(keyid: int, pa: int, data: bytes, at: int | None = None) -> tuple:
+    return (O.WRITE, keyid, pa, data, at)
