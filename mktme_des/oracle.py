@@ -143,30 +143,42 @@ class Oracle:
 
     def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str) -> str | None:
         """Check one load; returns its class when classifying, else None."""
-        pa = tag & self.pa_mask
-        n = len(data)
-        status = None
-        if self.owner.get(pa) == tag:
+        if self.owner.get(tag & self.pa_mask) == tag:
+            n = len(data)
             full = (1 << n) - 1
-            valid = self.valid[tag] >> off & full
-            exp = self.expected[tag]
-            if valid == full and exp[off : off + n] == data:
+            if (self.valid[tag] >> off) & full == full and self.expected[tag][off : off + n] == data:
+                # The common case, kept short: every byte was stored and is right.
+                self.checked += 1
+                if self.classify:
+                    self.counts.add("class_expected")
+                    return "expected"
+                return None
+            return self._check_partial(t, cpu, tag, off, data, served, full)
+        self.unchecked += 1
+        return self._classified(None, tag, off, data, served)
+
+    def _check_partial(self, t, cpu, tag, off, data, served, full) -> str | None:
+        """A checked load that is wrong, or reads bytes of which only some were stored."""
+        valid = self.valid[tag] >> off & full
+        status = None
+        if valid:
+            want = self.expected[tag][off : off + len(data)]
+            if any((valid >> i) & 1 and data[i] != want[i] for i in range(len(data))):
+                self.violation_count += 1
+                self._violation(t, cpu, tag, off, bytes(want), data, valid, served)
+                status = "violation"
+            else:
+                # Every byte that was stored is right; the rest was never defined.
                 self.checked += 1
                 status = "expected"
-            elif valid:
-                want = exp[off : off + n]
-                if any((valid >> i) & 1 and data[i] != want[i] for i in range(n)):
-                    self.violation_count += 1
-                    self._violation(t, cpu, tag, off, bytes(want), data, valid, served)
-                    status = "violation"
-                else:
-                    # Every byte that was stored is right; the rest was never defined.
-                    self.checked += 1
-                    status = "expected"
-        if status is None:
+        else:
             self.unchecked += 1
+        return self._classified(status, tag, off, data, served)
+
+    def _classified(self, status, tag, off, data, served) -> str | None:
         if not self.classify:
             return None
+        pa = tag & self.pa_mask
         cls = status if status == "expected" else self._classify(tag, pa, off, data, served)
         self.counts.add(f"class_{cls}")
         return cls

@@ -60,5 +60,11 @@ class Stage:
                 cut = bisect_right(ends, floor)
                 del starts[:cut]
                 del ends[:cut]
-        self.stat.record(s - t, length if service is None else service)
+        stat = self.stat  # ServerStat.record, inline: a stage books once per line
+        wait = s - t
+        stat.jobs += 1
+        stat.busy += length if service is None else service
+        stat.queue += wait
+        if wait > stat.queue_max:
+            stat.queue_max = wait
         return s

@@ -95,7 +95,8 @@ class Core:
         read_hist = self.read_lat.hist
         write_hist = self.write_lat.hist
         served = self.served
-        served_l1 = 0
+        served_l1 = l1_reads = 0  # L1-hit counters, added to the statistics at the end
+        line_mask = LINE_MASK
         cpu = self.cpu
         log = self.log if log is None else log
         cls = None
@@ -117,7 +118,7 @@ class Core:
                 horizon = env.peek()
             if code <= WRITE:
                 off = pa & 63
-                tag = (keyid << shift) | (pa & LINE_MASK)
+                tag = (keyid << shift) | (pa & line_mask)
                 s = l1_sets[(tag >> 6) & l1_mask]
                 if tag in s:
                     line = directory[tag]
@@ -126,7 +127,7 @@ class Core:
                             del s[tag]
                             s[tag] = None
                         served_l1 += 1
-                        read_hist[l1_hit] = read_hist.get(l1_hit, 0) + 1
+                        l1_reads += 1
                         t += l1_hit
                         if oracle is not None:
                             cls = oracle.load(t, cpu, tag, off, line.data[off : off + arg], l1_name)
@@ -230,6 +231,8 @@ class Core:
             horizon = env.peek()
         if served_l1:
             served[l1.level_name] = served.get(l1.level_name, 0) + served_l1
+        if l1_reads:
+            read_hist[l1_hit] = read_hist.get(l1_hit, 0) + l1_reads
         if t > env.now:
             yield env.timeout(t - env.now)
         self.finished_at = env.now
