@@ -167,12 +167,16 @@ class Core:
                     arrive = t + there
                     if arrive >= horizon:
                         yield env.timeout(arrive - env.now)
+                    if plat.pending:
+                        plat.deliver_pending(pa & line_mask, arrive)
                     data, done = ctrl.read(arrive, tag)
                     t = done + back
                     horizon = env.peek()
                     if t >= horizon:
                         yield env.timeout(t - env.now)
                         horizon = env.peek()
+                    if tag not in directory:
+                        data = plat.settle_fill(tag, pa & line_mask, arrive, data)
                     line = self._fill(t, tag, data)
                     where = "DRAM" if home == package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1

@@ -66,6 +66,7 @@ class Platform:
         self.cores: list[Core] = []
         self.package_mask: list[int] = []
         self.writebacks = 0
+        self.pending: dict[int, list] = {}  # line PA -> writebacks on their way there
         self.rng_draws = 0
         self.pconfig_log: list[tuple] = []  # (time, cpu, package, keyid, command, what)
         self.counts: dict[str, int] = {}
@@ -155,8 +156,46 @@ class Platform:
             # Nothing else happens before it arrives: deliver it now (exact lookahead).
             self._arrive(mc, tag, data, cause, arrival)
         else:
-            self.later(arrival, self._arrive, mc, tag, data, cause, arrival)
+            entry = [mc, tag, data, cause, arrival, False]
+            self.pending.setdefault(pa, []).append(entry)
+            self.later(arrival, self._arrive_pending, pa, entry)
         return arrival
+
+    def _arrive_pending(self, pa: int, entry: list) -> None:
+        if entry[5]:
+            return  # a read already pulled it in
+        entry[5] = True
+        waiting = self.pending[pa]
+        waiting.remove(entry)
+        if not waiting:
+            del self.pending[pa]
+        self._arrive(entry[0], entry[1], entry[2], entry[3], entry[4])
+
+    def settle_fill(self, tag: int, pa: int, asked: int, data: bytes) -> bytes:
+        """The bytes a fill of ``tag`` installs, read from memory at ``asked``.
+
+        Coherence orders a fill after the stores that other cores made to the same tag while
+        the request was on its way: when the tag's newer data left the caches meanwhile
+        (a writeback still in flight, or one that reached DRAM after ``asked``), the fill
+        takes that data, as a directory or a snoop of the writeback buffer would give it.
+        """
+        for entry in reversed(self.pending.get(pa, ())):
+            if entry[1] == tag and not entry[5]:
+                return entry[2]
+        mc = self.mc_for(pa)
+        rec = mc.store.lines.get(pa)
+        if rec is not None and rec.writer == tag and rec.time > asked:
+            return mc.store.read(pa, mc.keys.key(tag >> self.amap.keyid_shift), self.boot_tweak)
+        return data
+
+    def deliver_pending(self, pa: int, now: int) -> None:
+        """A read reaching ``pa``'s controller at ``now`` is ordered after the writebacks to
+        ``pa`` already on their way (the dirty data is in the memory system, in no cache):
+        they are applied first, with the key in force now."""
+        for entry in self.pending.pop(pa, ()):
+            if not entry[5]:
+                entry[5] = True
+                self._arrive(entry[0], entry[1], entry[2], entry[3], now)
 
     def _arrive(self, mc: MemoryController, tag: int, data: bytes, cause: tuple, when: int) -> None:
         mc.write(when, tag, data, cause)
@@ -224,12 +263,14 @@ class Platform:
         mc, there, back = self.route(core.package, pa)
 
         def at_controller() -> None:
+            if self.pending:
+                self.deliver_pending(pa & LINE_MASK, self.env.now)
             data, done = mc.read(self.env.now, tag)
-            self.later(done + back, fill, data)
+            self.later(done + back, fill, data, self.env.now)
 
-        def fill(data: bytes) -> None:
+        def fill(data: bytes, asked: int) -> None:
             if tag not in self.directory:
-                core._fill(self.env.now, tag, data)
+                core._fill(self.env.now, tag, self.settle_fill(tag, pa & LINE_MASK, asked, data))
 
         self.later(t + core.levels[-1].hit + there, at_controller)
 
