@@ -85,7 +85,7 @@ def run(phases, flush_between: bool) -> Oracle:
     return oracle
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(phase_st, min_size=2, max_size=4))
 def test_flushing_before_a_keyid_change_never_corrupts(phases):
     oracle = run(phases, flush_between=True)
