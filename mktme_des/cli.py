@@ -105,7 +105,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_scenario(args) -> int:
-    from mktme_des.scenarios.report import timeline_figure, verdict_text
+    from mktme_des.scenarios.report import chrome_trace, timeline_figure, verdict_text
     from mktme_des.scenarios.runner import run_scenario
     from mktme_des.scenarios.spec import list_scenarios
 
@@ -124,6 +124,8 @@ def cmd_scenario(args) -> int:
     res = run_scenario(path)
     if args.plot:
         timeline_figure(res, args.plot)
+    if args.chrome_trace:
+        chrome_trace(res, args.chrome_trace)
     if args.json:
         out = res.to_dict()
         if not args.trace:
@@ -133,6 +135,8 @@ def cmd_scenario(args) -> int:
         print(verdict_text(res, trace=args.trace))
         if args.plot:
             print(f"  timeline: {args.plot}")
+        if args.chrome_trace:
+            print(f"  trace events: {args.chrome_trace}")
     return 0 if res.ok else 1
 
 
@@ -223,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--trace", action="store_true", help="print the numbered event trace")
     s.add_argument("--plot", metavar="PNG", help="draw the timeline to this file")
+    s.add_argument("--chrome-trace", metavar="JSON",
+                   help="write the trace for chrome://tracing or Perfetto")
     s.set_defaults(fn=cmd_scenario)
 
     s = sub.add_parser("bench", help="simulated accesses per second vs bare SimPy")

@@ -114,3 +114,16 @@ def test_trace_is_numbered_and_ordered(capsys):
     assert [e["n"] for e in trace] == list(range(1, len(trace) + 1))
     assert [e["start_ns"] for e in trace] == sorted(e["start_ns"] for e in trace)
     assert any(e["op"] == "raw_write" for e in trace)
+
+
+def test_chrome_trace_export(tmp_path, capsys):
+    out = tmp_path / "s4.json"
+    assert main(["scenario", "run", "s4-pconfig-vs-writeback-wb-first", "--chrome-trace",
+                 str(out)]) == 0
+    data = json.loads(out.read_text())["traceEvents"]
+    names = {e["args"]["name"] for e in data if e["ph"] == "M"}
+    assert {"cpu0", "admin", "mc0"} <= names
+    ops = [e for e in data if e["ph"] in ("X", "i")]
+    assert any(e["name"].startswith("writeback arrives (K1") for e in ops)
+    assert all(e["ts"] >= 0 for e in ops)
+    assert any(e["ph"] == "X" and e["dur"] > 0 for e in ops)

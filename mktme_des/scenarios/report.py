@@ -78,6 +78,37 @@ def trace_line(ev: dict) -> str:
     return f"#{ev['n']:<3} {t} {ev['actor']:<10} {what}" + (f"  [{'; '.join(extra)}]" if extra else "")
 
 
+def chrome_trace(res: Result, path: str | Path) -> Path:
+    """Write the scenario's trace in the Chrome trace-event format (chrome://tracing,
+    Perfetto): one track per actor, an op as a complete event, a zero-length event (a
+    writeback arriving, a key programmed) as an instant."""
+    import json
+
+    actors = sorted({e["actor"] for e in res.trace},
+                    key=lambda a: (not a.startswith("cpu"), a.startswith("mc"), a))
+    tid = {a: i + 1 for i, a in enumerate(actors)}
+    events: list[dict] = [{"name": "thread_name", "ph": "M", "pid": 1, "tid": tid[a],
+                           "args": {"name": a}} for a in actors]
+    for e in res.trace:
+        name = e["op"] + (f" (K{e['keyid']}, {e['addr']})" if "keyid" in e else "")
+        args = {k: v for k, v in e.items()
+                if k not in ("op", "actor", "start_ns", "end_ns", "keyid", "addr")}
+        ev = {"name": name, "pid": 1, "tid": tid[e["actor"]], "ts": e["start_ns"] / 1000,
+              "args": args}
+        dur = (e["end_ns"] - e["start_ns"]) / 1000
+        if dur > 0:
+            ev.update(ph="X", dur=dur)
+        else:
+            ev.update(ph="i", s="t")
+        events.append(ev)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}, indent=1))
+    tmp.replace(out)
+    return out
+
+
 COLOURS = {"read": "#1f77b4", "write": "#d62728", "clflush": "#2ca02c", "clflushopt": "#2ca02c",
            "clwb": "#98df8a", "prefetch": "#9467bd", "wbinvd": "#8c564b", "raw_read": "#7f7f7f",
            "raw_write": "#ff7f0e", "raw_copy": "#ff7f0e", "writeback arrives": "#2ca02c"}
@@ -130,8 +161,8 @@ def timeline_figure(res: Result, path: str | Path) -> Path:
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=120)
+    tmp = out.with_name(f".{out.name}.tmp")
+    fig.savefig(tmp, dpi=120, format=out.suffix.lstrip(".") or "png")
     plt.close(fig)
     tmp.replace(out)
     return out
