@@ -33,3 +33,13 @@ def R(keyid: int, pa: int, at: int | None = None, n: int = 64) -> tuple:
 
 def W(keyid: int, pa: int, data: bytes, at: int | None = None) -> tuple:
     return (O.WRITE, keyid, pa, data, at)
+
+
+def run(plat, *streams: tuple[int, list]) -> list[list]:
+    """Start ``(cpu, ops)`` streams with logging, run to the end; each core's op log."""
+    for cpu, _ in streams:
+        plat.cores[cpu].log = []
+    for cpu, ops in streams:
+        plat.start(cpu, ops)
+    plat.run()
+    return [plat.cores[cpu].log for cpu, _ in streams]

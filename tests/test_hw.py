@@ -16,7 +16,7 @@ from mktme_des.config.model import load_model
 from mktme_des.engine.time import ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.platform import Platform
-from tests.helpers import R, W, pattern, us, xts
+from tests.helpers import R, W, pattern, run, us, xts
 
 MODEL = "server-2s"
 STABLE = {"mktme": {"boot_tweak": "stable"}}
@@ -72,16 +72,6 @@ def make(seed: int = 1, overrides: dict | None = None, **kw):
     m = load_model(MODEL, overrides)
     plat = Platform(m, seed=seed, **kw)
     return plat, Lat(m)
-
-
-def run(plat, *streams):
-    """Start (cpu, ops) streams, run to completion, return each core's op log."""
-    for cpu, _ in streams:
-        plat.cores[cpu].log = []
-    for cpu, ops in streams:
-        plat.start(cpu, ops)
-    plat.run()
-    return [plat.cores[cpu].log for cpu, _ in streams]
 
 
 def entries(log, pa, code=O.READ):

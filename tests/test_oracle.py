@@ -14,7 +14,7 @@ from mktme_des.engine.time import ns, to_ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
-from tests.helpers import R, W, pattern, us, xts
+from tests.helpers import R, W, pattern, run, us, xts
 
 MODEL = "server-2s"
 STABLE = {"mktme": {"boot_tweak": "stable"}}
@@ -55,15 +55,6 @@ def make(classify=False, overrides=STABLE, seed=3):
     plat.set_key(3, "no-encrypt")
     plat.set_key(4, "no-encrypt")
     return plat, oracle, Lat(m)
-
-
-def run(plat, *streams):
-    for cpu, _ in streams:
-        plat.cores[cpu].log = []
-    for cpu, ops in streams:
-        plat.start(cpu, ops)
-    plat.run()
-    return [plat.cores[cpu].log for cpu, _ in streams]
 
 
 def reads(log):
