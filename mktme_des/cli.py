@@ -95,8 +95,6 @@ def cmd_simulate(args) -> int:
     spec = workload_from(data, args.workload or "command line")
     model = load_model(args.model, _parse_set(args.model_set or [], "-m") or None)
     stats = simulate(model, spec, seed=args.seed)
-    stats.pop("_wall_s", None)
-    stats.pop("_cores_raw", None)
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:

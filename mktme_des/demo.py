@@ -23,7 +23,7 @@ from mktme_des.engine.stats import LatencyStat
 from mktme_des.figures import cdf, new_figure, save
 from mktme_des.scenarios.report import timeline_figure, verdict_text
 from mktme_des.scenarios.runner import run_scenario
-from mktme_des.simulate import simulate, workload_from
+from mktme_des.simulate import run_workload, workload_from
 
 MODEL = "server-2s"
 CONFIGS = {
@@ -49,9 +49,9 @@ def latency_demo(out: Path) -> list[dict]:
                    {"linestyle": ":", "linewidth": 2}])
     for label, extra in CONFIGS.items():
         model = load_model(MODEL, MODEL_OVERRIDES)
-        stats = simulate(model, workload_from(dict(WORKLOAD, **extra), "demo"), seed=1)
+        stats, plat = run_workload(model, workload_from(dict(WORKLOAD, **extra), "demo"), seed=1)
         lat = LatencyStat()
-        for core in stats["_cores_raw"]:
+        for core in plat.cores:
             lat.merge(core.read_lat)
         values, counts = lat.samples_ns()
         cdf(ax, values, counts, label, **next(styles))

@@ -84,10 +84,6 @@ class Oracle:
             self.line_history.setdefault(pa, []).append(bytes(exp))
         self.stores += 1
 
-    def dram_write(self, t: int, pa: int, tag: int) -> None:
-        """A line reached DRAM through the memory controller (nothing to update: the
-        cause of a later mismatch is read from the DRAM record itself)."""
-
     def raw_write(self, t: int, pa: int) -> None:
         self.owner[pa] = RAW
         self.counts.add("raw_writes")

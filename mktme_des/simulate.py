@@ -6,7 +6,6 @@ workload and seed give byte-identical statistics, whatever process runs it.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from mktme_des.config.model import Model, load_model
@@ -27,22 +26,25 @@ def workload_file(path: str) -> dict[str, Any]:
     return data.get("workload", data)
 
 
-def simulate(model: Model | str, workload: WorkloadSpec, seed: int = 0,
-             oracle: bool = True) -> dict:
-    """Run ``workload`` on ``model`` and return its statistics (JSON-ready)."""
+def run_workload(model: Model | str, workload: WorkloadSpec, seed: int = 0,
+                 oracle: bool = True) -> tuple[dict, Platform]:
+    """Run ``workload`` on ``model``; its statistics (JSON-ready) and the platform, whose
+    cores keep the exact latency histograms figures are drawn from."""
     if not isinstance(model, Model):
         model = load_model(model)
     plat = Platform(model, seed=seed, oracle=Oracle() if oracle else None)
     cpus = start(plat, workload)
-    wall = time.perf_counter()
     plat.run()
-    wall = time.perf_counter() - wall
     stats = plat.stats()
     stats["run"] = {"model": model.platform.name, "seed": seed, "cpus": cpus,
                     "workload": resolved(workload)}
-    stats["_wall_s"] = wall  # not part of the deterministic result; callers drop it
-    stats["_cores_raw"] = plat.cores  # raw histograms for figures; callers drop it
-    return stats
+    return stats, plat
+
+
+def simulate(model: Model | str, workload: WorkloadSpec, seed: int = 0,
+             oracle: bool = True) -> dict:
+    """Run ``workload`` on ``model`` and return its statistics (JSON-ready, deterministic)."""
+    return run_workload(model, workload, seed, oracle)[0]
 
 
 def summary_text(stats: dict) -> str:

@@ -240,13 +240,13 @@ def _num(x: float) -> float | None:
           metrics_for=metrics_for, param_value=param_value)
 def workload(config: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the point's workload on its model with ``seed``; flat metrics and histograms."""
-    from mktme_des.simulate import simulate
+    from mktme_des.simulate import run_workload
 
     model = model_from_dict(config["model_resolved"], f"model {config['model']}")
     spec = build(WorkloadSpec, config["workload"], Context("<point>", "workload"))
-    stats = simulate(model, spec, seed)
+    stats, plat = run_workload(model, spec, seed)
     reads, writes = LatencyStat(), LatencyStat()
-    for core in stats["_cores_raw"]:
+    for core in plat.cores:
         reads.merge(core.read_lat)
         writes.merge(core.write_lat)
     rd, wr = reads.to_dict(), writes.to_dict()

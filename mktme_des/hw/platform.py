@@ -205,8 +205,6 @@ class Platform:
             self.events.append((when, f"mc{mc.package}", "writeback arrives", tag,
                                 f"{self.cause_text(cause)}; encrypted with K{keyid} "
                                 f"{entry.mode} v{entry.version}"))
-        if self.oracle is not None:
-            self.oracle.dram_write(when, tag & self.amap.pa_mask, tag)
 
     def invalidate_everywhere(self, tag: int, line: Line) -> None:
         holders, bit = line.holders, 0

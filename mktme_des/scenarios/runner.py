@@ -9,6 +9,7 @@ timeline picture.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mktme_des.config.model import load_model
 from mktme_des.engine.time import to_ns
@@ -51,9 +52,19 @@ def _label(code) -> str:
     return code if isinstance(code, str) else O.NAMES[code]
 
 
-def build_platform(sc: Scenario) -> tuple[Platform, dict[str, list]]:
-    """The platform of a scenario with its key tables set up and its actors started, and
-    the per-actor op logs the run will fill."""
+@dataclass
+class Setup:
+    """A scenario ready to run: the platform, the kernel (for kernel-level actors), and the
+    per-actor op logs and details the run will fill."""
+
+    plat: Platform
+    kernel: Any
+    logs: dict[str, list]
+    details: dict[str, list]
+
+
+def build_platform(sc: Scenario) -> Setup:
+    """The platform of a scenario with its key tables set up and its actors started."""
     f = sc.file
     model = load_model(f.scenario.model, f.model_overrides or None)
     plat = Platform(model, seed=f.scenario.seed, oracle=Oracle(classify=True))
@@ -62,37 +73,38 @@ def build_platform(sc: Scenario) -> tuple[Platform, dict[str, list]]:
         plat.program(k.keyid, k.mode, bytes.fromhex(k.key) if k.key else None,
                      k.packages or None, command="setup")
     logs: dict[str, list] = {}
+    details: dict[str, list] = {}
+    kernel = None
     if sc.kernel_ops:
         from mktme_des.kernel.kernel import Kernel
         from mktme_des.kernel.policy import load_policy
         from mktme_des.scenarios.actors import kernel_actor
 
-        plat.kernel = Kernel(plat, load_policy(f.scenario.policy, f.policy_overrides or None))
+        kernel = Kernel(plat, load_policy(f.scenario.policy, f.policy_overrides or None))
         serials: dict[str, int] = {}
-        plat.kernel_details = {}
         for name, (kind, cpu, ops) in sc.kernel_ops.items():
             log = logs[name] = []
-            details = plat.kernel_details[name] = []
-            plat.env.process(kernel_actor(plat, plat.kernel, name, kind, cpu, ops, log,
-                                          details, serials))
+            details[name] = []
+            plat.env.process(kernel_actor(plat, kernel, name, kind, cpu, ops, log,
+                                          details[name], serials))
     for cpu, ops in sc.cpu_ops.items():
         plat.cores[cpu].log = logs[f"cpu{cpu}"] = []
         plat.start(cpu, ops)
     for name, ops in sc.agent_ops.items():
         log = logs[name] = []
         plat.start_agent(name, ops, log)
-    return plat, logs
+    return Setup(plat, kernel, logs, details)
 
 
 def run_scenario(name_or_path) -> Result:
     """Load, run and judge one scenario."""
     sc = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
-    plat, logs = build_platform(sc)
+    setup = build_platform(sc)
+    plat, logs, details = setup.plat, setup.logs, setup.details
     plat.run()
     amap = plat.amap
 
     checks = []
-    details = getattr(plat, "kernel_details", {})
     for chk in sc.checks:
         entry = logs[chk.actor][chk.index]
         start, end, code, keyid, pa, data, served, cls = entry[:8]
@@ -195,7 +207,7 @@ def run_scenario(name_or_path) -> Result:
 
     ok = all(c["ok"] for c in checks)
     stats = plat.stats()
-    if getattr(plat, "kernel", None) is not None:
-        stats["kernel"] = plat.kernel.stats()
+    if setup.kernel is not None:
+        stats["kernel"] = setup.kernel.stats()
     return Result(sc, ok, checks, reads, plat.oracle.violations, counts, trace,
                   plat.now_ns, stats)
