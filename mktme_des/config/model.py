@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mktme_des.config.schema import Context, Section, build, param, read_toml, resolved
+from mktme_des.config.schema import Context, Section, build, param, read_toml
 
 LINE_BYTES = 64
 ALGORITHMS = ("aes-xts-128", "aes-xts-256")
@@ -248,9 +248,5 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def model_dict(model: Model) -> dict:
-    return resolved(model)
 
-
-__all__ = ["Model", "CacheSpec", "load_model", "find_model", "model_from_dict", "merge",
-           "model_dict"]
+__all__ = ["Model", "CacheSpec", "load_model", "find_model", "model_from_dict", "merge"]

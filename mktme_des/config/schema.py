@@ -20,7 +20,7 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -211,29 +211,3 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), "", f"not UTF-8 text: {exc}") from None
-
-
-def schema_doc(cls: type[Section], prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted field, default, doc) rows describing a schema, for documentation."""
-    rows: list[tuple[str, str, str]] = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        name = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        inner = typing.get_args(tp)[0] if typing.get_origin(tp) is list else tp
-        if isinstance(inner, type) and issubclass(inner, Section):
-            rows.extend(schema_doc(inner, name + "."))
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
-        else:
-            default = "(required)"
-        unit = f.metadata.get("unit")
-        doc = f.metadata.get("doc", "") + (f" [{unit}]" if unit else "")
-        rows.append((name, default, doc))
-    return rows
-
-
-Builder = Callable[[Any, Context], Any]

@@ -6,7 +6,6 @@ Everything here serialises to plain JSON-ready dicts with :meth:`to_dict`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 from mktme_des.engine.time import to_ns
 
@@ -117,10 +116,3 @@ class ServerStat:
             "queue_delay_mean_ns": to_ns(self.queue / self.jobs) if self.jobs else 0.0,
             "queue_delay_max_ns": to_ns(self.queue_max),
         }
-
-
-def merge_latency(stats: Iterable[LatencyStat]) -> LatencyStat:
-    out = LatencyStat()
-    for s in stats:
-        out.merge(s)
-    return out

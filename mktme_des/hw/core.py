@@ -63,7 +63,6 @@ class Core:
         # Time to find out that no cache level holds a line: the last level's lookup.
         self.miss_cost = self.levels[-1].hit
         self.online = True
-        self.busy_until = 0
         self.outstanding: list[int] = []  # completion times of unordered flushes
         self.served = Counter()
         self.read_lat = LatencyStat()

@@ -356,10 +356,6 @@ class Platform:
                 self.oracle.raw_write(t, line)
             line += 64
 
-    def dram_dump(self, start: int, size: int) -> bytes:
-        """A cold-boot image of ``[start, start+size)``: what a DRAM reader would capture."""
-        return self.dram_read(start, size)
-
     # -- key tables (hardware state; the kernel programs them through PCONFIG) ----------------
     def set_key(self, keyid: int, mode: str, key: bytes | None = None,
                 packages: Iterable[int] | None = None, command: str = "setup") -> None:
