@@ -63,6 +63,7 @@ class Core:
         # Time to find out that no cache level holds a line: the last level's lookup.
         self.miss_cost = self.levels[-1].hit
         self.online = True
+        self._routes: list[tuple] | None = None
         self.outstanding: list[int] = []  # completion times of unordered flushes
         self.served = Counter()
         self.read_lat = LatencyStat()
@@ -104,8 +105,7 @@ class Core:
         package = self.package
         amap = plat.amap
         interleave, npackages, package_bytes = amap.interleave, amap.packages, amap.package_bytes
-        routes = [plat.route(package, p.index * package_bytes) for p in plat.packages]
-        routes = [(mc, there) for mc, there, _back in routes]
+        routes = self.routes()
         t = env.now
         horizon = env.peek()  # nothing else happens before this time
         for op in ops:
@@ -160,7 +160,7 @@ class Core:
                     # Miss in every cache: a request to the home memory controller. Each
                     # step is done inline when it falls before the next pending event.
                     t += miss_cost
-                    home = (pa // interleave) % npackages if interleave else pa // package_bytes
+                    home = (pa // interleave) % npackages if interleave else pa // package_bytes  # AddressMap.home, inline
                     ctrl, there = routes[home]
                     back = there
                     arrive = t + there
@@ -239,6 +239,16 @@ class Core:
         if t > env.now:
             yield env.timeout(t - env.now)
         self.finished_at = env.now
+
+    def routes(self) -> list[tuple]:
+        """``(memory controller, one-way latency)`` for each home package, computed once (the
+        platform builds its controllers after its cores)."""
+        if self._routes is None:
+            plat = self.plat
+            pkg_bytes = plat.amap.package_bytes
+            self._routes = [plat.route(self.package, p.index * pkg_bytes)[:2]
+                            for p in plat.packages]
+        return self._routes
 
     # -- helpers (all act at local time t, in global time order) -------------------------------
     def _lookup(self, t: int, tag: int, line: Line):
