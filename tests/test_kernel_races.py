@@ -37,13 +37,19 @@ class World:
     def run(self) -> None:
         self.plat.run()
 
+    def mapped(self, cpu: int):
+        """A process on ``cpu`` with an unencrypted page mapped at r["va"], and a CPU key
+        added as r["S"]."""
+        p = self.k.mm.spawn(cpu)
+        self.at(0, "S", lambda: self.k.keys.add_key(0, "S", CPU))
+        self.at(0, "va", lambda: self.k.mm.mmap(p, 4096))
+        self.run()
+        return p
+
 
 def test_update_queued_behind_an_encrypt_mprotect_sees_the_new_user():
     w = World()
-    p = w.k.mm.spawn(4)
-    w.at(0, "S", lambda: w.k.keys.add_key(0, "S", CPU))
-    w.at(0, "va", lambda: w.k.mm.mmap(p, 4096))
-    w.run()
+    p = w.mapped(4)
     # A2 holds mktme_map_lock while it programs; the mprotect, then the update, queue on it.
     w.at(0, "A2", lambda: w.k.keys.add_key(2, "A2", CPU))
     w.at(100, "mprotect", lambda: w.k.mm.encrypt_mprotect(p, w.r["va"], 4096, 3, w.r["S"]))
@@ -57,10 +63,7 @@ def test_update_queued_behind_an_encrypt_mprotect_sees_the_new_user():
 
 def test_encrypt_mprotect_queued_behind_a_revoke_does_not_take_a_reused_keyid():
     w = World()
-    p = w.k.mm.spawn(4)
-    w.at(0, "S", lambda: w.k.keys.add_key(0, "S", CPU))
-    w.at(0, "va", lambda: w.k.mm.mmap(p, 4096))
-    w.run()
+    p = w.mapped(4)
     w.at(0, "A2", lambda: w.k.keys.add_key(2, "A2", CPU))  # holds mktme_map_lock
     w.at(50, "C", lambda: w.k.keys.add_key(3, "C", CPU))  # queued
     w.at(100, "mprotect", lambda: w.k.mm.encrypt_mprotect(p, w.r["va"], 4096, 3, w.r["S"]))
@@ -92,10 +95,7 @@ def test_a_waiter_whose_programming_fails_passes_the_free_keyid_on():
 
 def test_package_with_pages_cannot_go_offline():
     w = World()
-    p = w.k.mm.spawn(17)  # package 1
-    w.at(0, "S", lambda: w.k.keys.add_key(0, "S", CPU))
-    w.at(0, "va", lambda: w.k.mm.mmap(p, 4096))
-    w.run()
+    p = w.mapped(17)  # package 1
 
     def touch():
         yield from w.k.mm.encrypt_mprotect(p, w.r["va"], 4096, 3, w.r["S"])
