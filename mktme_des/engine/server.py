@@ -7,37 +7,36 @@ wait behind a later one. :meth:`Stage.reserve` instead books the earliest gap lo
 or after the job's arrival, wherever it falls among the bookings already made. Jobs presented
 in time order get exactly the FIFO schedule; jobs presented out of order never overlap and
 never start before they arrive, and an early job is no longer stuck behind a later one.
+
+A stage only books; what its owner wants to know about waiting and busy time it records
+itself (a DRAM access spans two stages but is one job of the DRAM's statistics).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 
-from mktme_des.engine.stats import ServerStat
-
 
 class Stage:
-    """Earliest-fit bookings of occupancies (``interval`` unless told otherwise); ``stat``
-    keeps the waiting apart from the service."""
+    """Earliest-fit bookings of occupancies (``interval`` unless told otherwise)."""
 
-    __slots__ = ("interval", "starts", "ends", "stat")
+    __slots__ = ("interval", "starts", "ends")
 
     def __init__(self, interval: int) -> None:
         self.interval = max(1, interval)
         # Bookings never overlap, so sorted by start they are sorted by end too.
         self.starts: list[int] = []
         self.ends: list[int] = []
-        self.stat = ServerStat()
 
-    def reserve(self, t: int, length: int | None = None, service: int | None = None,
-                floor: int | None = None) -> int:
+    def reserve(self, t: int, length: int | None = None, floor: int | None = None) -> int:
         """Book the earliest gap of ``length`` (default: the interval) at or after ``t``;
-        returns its start. ``service`` (default: the length) counts as busy time.
+        returns its start.
 
         ``floor`` (default ``t``) is a time no later request will reach this stage before:
         bookings that end by then are forgotten. Callers whose requests reach the stage out
         of time order pass the arrival time of the request at the controller."""
-        length = self.interval if length is None else length
+        if length is None:
+            length = self.interval
         starts, ends = self.starts, self.ends
         n = len(ends)
         if not n or t >= ends[-1]:  # the common case: free from t on
@@ -54,17 +53,11 @@ class Stage:
             starts.insert(i, s)
             ends.insert(i, s + length)
         if n > 32:
-            floor = t if floor is None else floor
+            if floor is None:
+                floor = t
             if ends[16] <= floor:
                 # Bookings that end before any later request can arrive are never in the way.
                 cut = bisect_right(ends, floor)
                 del starts[:cut]
                 del ends[:cut]
-        stat = self.stat  # ServerStat.record, inline: a stage books once per line
-        wait = s - t
-        stat.jobs += 1
-        stat.busy += length if service is None else service
-        stat.queue += wait
-        if wait > stat.queue_max:
-            stat.queue_max = wait
         return s

@@ -13,6 +13,7 @@ class only says *when*.
 from __future__ import annotations
 
 from mktme_des.engine.server import Stage
+from mktme_des.engine.stats import ServerStat
 from mktme_des.engine.time import ns
 
 
@@ -24,9 +25,11 @@ class AesEngine:
         self.latency = ns(latency_ns)
         self.interval = max(1, ns(1.0 / lines_per_ns)) if pipelined else max(1, self.latency)
         self.stage = Stage(self.interval)
-        self.stat = self.stage.stat
+        self.stat = ServerStat()
 
     def process(self, t: int, floor: int | None = None) -> int:
         """A line reaches the engine at ``t``; returns when it leaves it. ``floor``: the
         request's arrival at the controller (see :meth:`Stage.reserve`)."""
-        return self.stage.reserve(t, floor=floor) + self.latency
+        start = self.stage.reserve(t, None, floor)
+        self.stat.record(start - t, self.interval)
+        return start + self.latency

@@ -59,7 +59,10 @@ class Core:
         self.own_mask = 0
         for c in self.levels:
             self.own_mask |= 1 << c.bit
-        self.fill_path = [(c, 1 << c.bit, c.sets, c.mask, c.ways) for c in self.levels]
+        # Per level, what placing a line needs; the last field says the victim is simply the
+        # set's first tag (LRU and FIFO keep sets in replacement order).
+        self.fill_path = [(c, 1 << c.bit, c.sets, c.mask, c.ways, c.policy != "random")
+                          for c in self.levels]
         # Time to find out that no cache level holds a line: the last level's lookup.
         self.miss_cost = self.levels[-1].hit
         self.online = True
@@ -162,21 +165,31 @@ class Core:
                     t += miss_cost
                     home = (pa // interleave) % npackages if interleave else pa // package_bytes  # AddressMap.home, inline
                     ctrl, there = routes[home]
-                    back = there
                     arrive = t + there
-                    if arrive >= horizon:
+                    waited = arrive >= horizon
+                    if waited:
                         yield env.timeout(arrive - env.now)
+                        horizon = env.peek()
                     if plat.pending:
                         plat.deliver_pending(pa & line_mask, arrive)
                     data, done = ctrl.read(arrive, tag)
-                    t = done + back
-                    horizon = env.peek()
+                    t = done + there
                     if t >= horizon:
                         yield env.timeout(t - env.now)
                         horizon = env.peek()
-                    if tag not in directory:
-                        data = plat.settle_fill(tag, pa & line_mask, arrive, data)
-                    line = self._fill(t, tag, data)
+                        waited = True
+                    if waited:
+                        # Others ran meanwhile: they may have cached the tag, or written
+                        # it back after the read (see Platform.settle_fill).
+                        line = directory.get(tag)
+                        if line is None:
+                            data = plat.settle_fill(tag, pa & line_mask, arrive, data)
+                            line = directory[tag] = Line(data)
+                    else:
+                        # Nothing ran since the lookup missed: the tag is still uncached,
+                        # and every writeback to the line reached DRAM before the read did.
+                        line = directory[tag] = Line(data)
+                    self._place(t, tag, line, self.fill_path)
                     where = "DRAM" if home == package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1
                 if code == WRITE:
@@ -260,63 +273,54 @@ class Core:
             c = levels[i]
             if holders >> c.bit & 1:
                 c.lookup(tag)
-                for upper in levels[:i]:
-                    self._install(t, upper, tag, line)
+                self._place(t, tag, line, self.fill_path[:i])
                 return line, t + c.hit, c.level_name
         plat = self.plat
         if holders & plat.package_mask[self.package]:
             where, t = "peer", t + self.miss_cost + plat.snoop
         else:
             where, t = "remote", t + self.miss_cost + plat.snoop + 2 * plat.hop
-        for c in levels:
-            self._install(t, c, tag, line)
+        self._place(t, tag, line, self.fill_path)
         return line, t, where
 
     def _fill(self, t: int, tag: int, data: bytes) -> Line:
         """Install data fetched from memory in every level of this core's path (joining the
-        coherent copy if one appeared meanwhile); victims of dirty lines are written back."""
+        coherent copy if one appeared meanwhile)."""
         directory = self.plat.directory
         line = directory.get(tag)
         if line is None:
             line = directory[tag] = Line(data)
+        self._place(t, tag, line, self.fill_path)
+        return line
+
+    def _place(self, t: int, tag: int, line: Line, path: list[tuple]) -> None:
+        """Put ``line`` (the coherent copy of ``tag``) in each cache of ``path`` that lacks
+        it, evicting as replacement says; the last copy of a dirty victim is written back."""
         holders = line.holders
         key = tag >> 6
-        for c, bit, sets, mask, ways in self.fill_path:
+        directory = None
+        for c, bit, sets, mask, ways, first in path:
             if holders & bit:
                 continue
             s = sets[key & mask]
             if len(s) >= ways:
-                self._evict(t, c, s)
+                victim = next(iter(s)) if first else c.victim(s)
+                del s[victim]
+                if directory is None:
+                    directory = self.plat.directory
+                vline = directory[victim]
+                left = vline.holders & ~bit
+                vline.holders = left
+                c.evictions += 1
+                if not left:
+                    del directory[victim]
+                    if vline.dirty:
+                        c.writebacks += 1
+                        self.plat.writeback(t, self.package, victim, bytes(vline.data),
+                                            "eviction from", c.name)
             s[tag] = None
             holders |= bit
         line.holders = holders
-        return line
-
-    def _install(self, t: int, cache, tag: int, line: Line) -> None:
-        bit = 1 << cache.bit
-        if line.holders & bit:
-            cache.lookup(tag)
-            return
-        s = cache.sets[(tag >> 6) & cache.mask]
-        if len(s) >= cache.ways:
-            self._evict(t, cache, s)
-        s[tag] = None
-        line.holders |= bit
-
-    def _evict(self, t: int, cache, s: dict) -> None:
-        """Make room in the full set ``s``; the last copy of a dirty victim is written back."""
-        victim = cache.victim(s)
-        del s[victim]
-        plat = self.plat
-        vline = plat.directory[victim]
-        vline.holders &= ~(1 << cache.bit)
-        cache.evictions += 1
-        if not vline.holders:
-            del plat.directory[victim]
-            if vline.dirty:
-                cache.writebacks += 1
-                plat.writeback(t, self.package, victim, bytes(vline.data), "eviction from",
-                               cache.name)
 
     def _invalidate_others(self, t: int, tag: int, line: Line) -> int:
         """Take ownership for a store: remove every copy outside this core's path."""

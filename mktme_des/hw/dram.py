@@ -151,6 +151,7 @@ class DramTiming:
         self.bank_busy = ns(spec.bank_busy_ns)
         self.transfer = max(1, ns(LINE / spec.bandwidth_gbps))  # GB/s == bytes/ns
         self.banks = [Stage(self.bank_busy) for _ in range(spec.banks)]
+        self.nbanks = spec.banks
         self.channel = Stage(self.transfer)
         self.stat = ServerStat()
         self.reads = 0
@@ -159,18 +160,20 @@ class DramTiming:
     def access(self, now: int, pa: int, write: bool, floor: int | None = None) -> int:
         """Book one line access arriving at ``now``; returns when its data is done.
         ``floor``: the request's arrival at the controller, when earlier than ``now``."""
-        floor = now if floor is None else floor
-        bank = self.banks[(pa >> 6) % len(self.banks)]
+        if floor is None:
+            floor = now
+        bank = self.banks[(pa >> 6) % self.nbanks]
+        transfer = self.transfer
         if write:
-            start = bank.reserve(now, self.write_busy, floor=floor)
-            ready = start + self.write_busy - self.transfer
+            start = bank.reserve(now, self.write_busy, floor)
+            ready = start + self.write_busy - transfer
             self.writes += 1
         else:
-            start = bank.reserve(now, floor=floor)
-            ready = start + self.read_latency - self.transfer
+            start = bank.reserve(now, None, floor)
+            ready = start + self.read_latency - transfer
             self.reads += 1
-        xfer = self.channel.reserve(ready, floor=floor)
-        done = xfer + self.transfer
+        xfer = self.channel.reserve(ready, None, floor)
+        done = xfer + transfer
         wait = (start - now) + (xfer - ready)
         self.stat.record(wait, done - now - wait)
         return done
