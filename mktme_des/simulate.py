@@ -55,6 +55,9 @@ def summary_text(stats: dict) -> str:
              f" on cpus {run['cpus']}, seed {run['seed']}",
              f"  simulated {stats['time_ns']:.0f} ns, {stats['accesses']} accesses, "
              f"{stats['writebacks']} writebacks"]
+    if "measured_from_ns" in stats:
+        lines.append(f"  measured after a warm-up of {wl['warmup']} accesses per core, "
+                     f"from {stats['measured_from_ns']:.0f} ns")
     lines.append("  served by: " + ", ".join(f"{k} {v}" for k, v in stats["served_by"].items()))
     for name, lv in stats["levels"].items():
         lines.append(f"  {name:<4} hit rate {lv['hit_rate']:.3f} ({lv['hits']}/{lv['accesses']})")

@@ -477,3 +477,46 @@ def test_dask_cluster_gives_identical_results(tmp_path, small_run, capsys):
     assert _snapshot(out) == _snapshot(local)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["executor"] == "dask" and manifest["workers"] == 2
+
+
+WARM = """
+[experiment]
+name = "warm"
+{warmup}
+
+[base]
+model = "client-1s"
+
+[base.workload]
+pattern = "sequential"
+access_bytes = 64
+working_set_kib = 512
+accesses = 8192
+
+[sweep]
+grid."workload.read_fraction" = [1.0]
+{sweep}
+
+[metrics]
+record = ["dram_reads", "accesses"]
+"""
+
+
+@pytest.mark.parametrize("warmup, sweep, expect", [
+    ("", 'grid."workload.warmup" = [0, 8192]', {0: 8192, 8192: 0}),
+    ("warmup = 8192", "", {None: 0}),
+])
+def test_workload_warm_up_from_the_sweep_or_the_experiment(tmp_path, warmup, sweep, expect):
+    path = tmp_path / "warm.toml"
+    path.write_text(WARM.format(warmup=warmup, sweep=sweep))
+    out = tmp_path / "results"
+    summary = run_experiment(path, workers=1, out=out, stream=open(os.devnull, "w"))  # noqa: SIM115
+    assert summary.exit_code == 0, summary.text()
+    rows = [line.split(",") for line in (out / "table.csv").read_text().splitlines()]
+    header, rows = rows[0], rows[1:]
+    got = {}
+    for r in rows:
+        rec = dict(zip(header, r, strict=True))
+        assert rec["accesses"] == "8192"  # warm-up accesses are not counted
+        got[int(rec["workload.warmup"]) if "workload.warmup" in rec else None] = int(rec["dram_reads"])
+    assert got == expect

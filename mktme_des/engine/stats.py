@@ -95,6 +95,9 @@ class ServerStat:
     __slots__ = ("jobs", "busy", "queue", "queue_max")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.jobs = 0
         self.busy = 0
         self.queue = 0

@@ -31,13 +31,15 @@ controllers, weighted by their jobs. The merged read- and write-latency histogra
 in the point's result file as the series ``read_latency_hist`` and ``write_latency_hist``
 (``{"values_ns": [...], "counts": [...]}``), which CDF figures use.
 
-There is no warm-up support: :func:`~mktme_des.simulate.simulate` counts every access. (A
-warm-up would need a hook in ``simulate`` to reset statistics after N accesses per core.)
+A warm-up is ``workload.warmup`` (accesses per core before measurement starts; sweepable like
+any field); ``[experiment].warmup``, when given, is its default for every point. Metrics then
+cover the measured accesses only, and ``time_ns`` runs from the end of the warm-up.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
 import re
@@ -55,7 +57,7 @@ from mktme_des.experiments.drivers import register
 from mktme_des.workloads.synthetic import PAGE, WorkloadSpec, workload_cpus
 
 METRICS: dict[str, str] = {
-    "time_ns": "simulated time until the last core finished [ns]",
+    "time_ns": "simulated time until the last core finished (after any warm-up) [ns]",
     "accesses": "memory accesses executed, all cores",
     "reads": "loads executed",
     "writes": "stores executed",
@@ -237,13 +239,15 @@ def _num(x: float) -> float | None:
 
 
 @register("workload", metrics=METRICS, series=SERIES, base=WorkloadBase, resolve=resolve,
-          metrics_for=metrics_for, param_value=param_value)
+          metrics_for=metrics_for, param_value=param_value, warmup=True)
 def workload(config: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the point's workload on its model with ``seed``; flat metrics and histograms."""
     from mktme_des.simulate import run_workload
 
     model = model_from_dict(config["model_resolved"], f"model {config['model']}")
     spec = build(WorkloadSpec, config["workload"], Context("<point>", "workload"))
+    if config.get("warmup") and not spec.warmup:
+        spec = dataclasses.replace(spec, warmup=config["warmup"])
     stats, plat = run_workload(model, spec, seed)
     reads, writes = LatencyStat(), LatencyStat()
     for core in plat.cores:

@@ -61,6 +61,9 @@ class Cache:
             return tag
         raise ValueError("victim of an empty set")
 
+    def reset_counts(self) -> None:
+        self.evictions = self.writebacks = self.invalidations = 0
+
     def counts(self) -> dict[str, int]:
         return {"evictions": self.evictions, "writebacks": self.writebacks,
                 "invalidations": self.invalidations}

@@ -357,6 +357,13 @@ class Core:
         self.outstanding.append(done)
         return t
 
+    def reset_stats(self) -> None:
+        """Forget the counts so far, in place (a running ``run`` holds them)."""
+        self.served.clear()
+        self.read_lat.hist.clear()
+        self.write_lat.hist.clear()
+        self.op_counts.clear()
+
     def stats(self) -> dict:
         return {
             "served_by": self.served.to_dict(),

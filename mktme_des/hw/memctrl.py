@@ -54,6 +54,14 @@ class MemoryController:
         self.writes += 1
         return self.timing.access(start, pa, True, floor=now)
 
+    def reset_stats(self) -> None:
+        """Forget the counts so far (bookings, DRAM contents and keys stay)."""
+        self.reads = self.writes = 0
+        self.timing.reads = self.timing.writes = 0
+        self.timing.stat.reset()
+        self.engine.stat.reset()
+        self.store.decrypts = self.store.encrypts = 0
+
     def stats(self, elapsed: int) -> dict:
         return {
             "reads": self.reads,

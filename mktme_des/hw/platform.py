@@ -70,6 +70,7 @@ class Platform:
         self.rng_draws = 0
         self.pconfig_log: list[tuple] = []  # (time, cpu, package, keyid, command, what)
         self.counts: dict[str, int] = {}
+        self.measured_from = 0  # statistics count from this time (see reset_stats)
         self.events: list[tuple] | None = None  # platform event log, kept when asked
         self.captures: dict[str, bytes] = {}  # bytes agents captured, by label
         self._lazy = lazy_dram
@@ -435,9 +436,24 @@ class Platform:
     def now_ns(self) -> float:
         return to_ns(self.env.now)
 
+    def reset_stats(self) -> None:
+        """Restart every statistic now (the end of a warm-up): counts, latencies, queueing
+        and busy times count from here, and rates are over the time since. What the caches,
+        DRAM and key tables hold is untouched; so is the oracle, which checks every read of
+        the whole run and never forgets a violation."""
+        self.measured_from = self.env.now
+        self.writebacks = 0
+        for core in self.cores:
+            core.reset_stats()
+        for cache in self.caches:
+            cache.reset_counts()
+        for pkg in self.packages:
+            pkg.mc.reset_stats()
+
     def stats(self) -> dict:
-        """Structured, JSON-serialisable statistics of every component."""
-        elapsed = self.env.now
+        """Structured, JSON-serialisable statistics of every component (from the last
+        :meth:`reset_stats`, if any)."""
+        elapsed = self.env.now - self.measured_from
         cores = {f"cpu{c.cpu}": c.stats() for c in self.cores if c.op_counts or c.served}
         levels = {}
         names = [c.name for c in self.model.cache]
@@ -463,6 +479,8 @@ class Platform:
             "cores": cores,
             "memory_controllers": {f"pkg{p.index}": p.mc.stats(elapsed) for p in self.packages},
         }
+        if self.measured_from:
+            out["measured_from_ns"] = to_ns(self.measured_from)
         if self.oracle is not None:
             out["oracle"] = self.oracle.summary()
         return out

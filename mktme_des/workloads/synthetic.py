@@ -15,6 +15,7 @@ explicitly).
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ class WorkloadSpec(Section):
                         "package 0 first", choices=("packages", "fill"))
     accesses: int = param(100_000, doc="memory accesses per core (synthetic; a trace is "
                           "truncated to it when smaller than the trace)", min=1)
+    warmup: int = param(0, doc="accesses per core run before measurement starts: caches, "
+                        "DRAM and key tables keep what they did, their statistics are "
+                        "discarded (the oracle still checks every read)", min=0)
     read_fraction: float = param(0.7, doc="share of accesses that are loads", min=0.0, max=1.0)
     working_set_kib: int = param(4096, doc="bytes each core's stream touches", unit="KiB",
                                  min=4, max=64 * 1024 * 1024)
@@ -185,10 +189,11 @@ def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.G
     tag = cpu << 40
     perm = rng.permutation(region.size // 64) if spec.pattern == "zipf" else None
     READ, WRITE = O.READ, O.WRITE
+    total = spec.warmup + spec.accesses
     done = 0
     pos = 0
-    while done < spec.accesses:
-        n = min(CHUNK, spec.accesses - done)
+    while done < total:
+        n = min(CHUNK, total - done)
         if spec.pattern == "sequential":
             off = ((pos + np.arange(n, dtype=np.int64)) % slots) * ab
             pos += n
@@ -221,7 +226,7 @@ def trace_ops(spec: WorkloadSpec, cpu: int, region: Region, trace) -> Iterator[t
     pack = struct.Struct("<Q").pack
     pa = trace.pa.astype(np.int64) + region.base
     kid = region.keyids[(pa - region.base) // PAGE]
-    n = min(len(trace), spec.accesses)
+    n = min(len(trace), spec.warmup + spec.accesses)
     compute = ns(spec.compute_ns)
     sizes = trace.size.tolist()
     for i, (a, w, k) in enumerate(zip(pa[:n].tolist(), trace.is_write[:n].tolist(), kid[:n].tolist(), strict=True)):
@@ -239,21 +244,60 @@ def load_trace(spec: WorkloadSpec):
     from mktme_des.workloads.lackey import read_lackey
 
     return read_lackey(resolve_trace(spec.trace), include_instructions=spec.include_instructions,
-                       base_pa=0, limit=spec.accesses)
+                       base_pa=0, limit=spec.warmup + spec.accesses)
 
 
 def start(plat, spec: WorkloadSpec) -> list[int]:
-    """Prepare the platform and start every core of the workload; returns the cpus."""
+    """Prepare the platform and start every core of the workload; returns the cpus.
+
+    With a warm-up, each core runs its first ``spec.warmup`` accesses, waits until every core
+    of the workload has done so, and then the platform's statistics restart
+    (:meth:`~mktme_des.hw.platform.Platform.reset_stats`) for the measured accesses. The
+    cores start measuring together, as a benchmark's threads would after a barrier."""
+    from mktme_des.errors import UserError
+
     trace = None
     size = None
     if spec.kind == "lackey":
         trace = load_trace(spec)
         size = trace.pages * PAGE
+        if spec.warmup and len(trace) <= spec.warmup:
+            raise UserError(f"workload.warmup = {spec.warmup} leaves nothing to measure of the "
+                            f"{len(trace)}-access trace {spec.trace}")
     regions = prepare(plat, spec, size)
+    barrier = WarmupBarrier(plat, len(regions)) if spec.warmup else None
+    ops_per_access = 2 if spec.compute_ns else 1
     for cpu, region in regions.items():
         if trace is not None:
             ops = trace_ops(spec, cpu, region, trace)
         else:
             ops = synthetic_ops(spec, cpu, region, plat.streams.get(f"workload/cpu{cpu}"))
-        plat.start(cpu, ops)
+        if barrier is None:
+            plat.start(cpu, ops)
+        else:
+            plat.env.process(_warm_then_measure(plat.cores[cpu], ops,
+                                                spec.warmup * ops_per_access, barrier))
     return list(regions)
+
+
+class WarmupBarrier:
+    """Releases the workload's cores together once each finished its warm-up, restarting the
+    platform's statistics at that moment."""
+
+    def __init__(self, plat, cores: int) -> None:
+        self.plat = plat
+        self.waiting = cores
+        self.done = plat.env.event()
+
+    def arrive(self):
+        self.waiting -= 1
+        if not self.waiting:
+            self.plat.reset_stats()
+            self.done.succeed()
+        return self.done
+
+
+def _warm_then_measure(core, ops: Iterator[tuple], warm_ops: int, barrier: WarmupBarrier):
+    yield from core.run(itertools.islice(ops, warm_ops))
+    yield barrier.arrive()
+    yield from core.run(ops)

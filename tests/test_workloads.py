@@ -1,0 +1,86 @@
+"""Workload warm-up: statistics restart together after every core's warm-up, state does not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mktme_des.config.model import load_model
+from mktme_des.errors import UserError
+from mktme_des.hw.platform import Platform
+from mktme_des.oracle import Oracle
+from mktme_des.simulate import run_workload, simulate, workload_from
+from mktme_des.workloads.synthetic import start
+
+# 2 MiB per core fits the 24 MiB LLC of server-2s many times over, not its 1.25 MiB L2.
+FITS_LLC = {"pattern": "sequential", "working_set_kib": 2048, "read_fraction": 0.7,
+            "accesses": 4096, "access_bytes": 64, "cores": 2}
+LINES = 2048 * 1024 // 64
+
+
+def test_without_warm_up_a_first_pass_misses_to_dram():
+    stats = simulate("server-2s", workload_from(FITS_LLC))
+    assert stats["served_by"].get("DRAM", 0) == 2 * 4096  # every line touched once, cold
+    assert "measured_from_ns" not in stats
+
+
+def test_after_a_full_pass_of_warm_up_the_llc_serves_every_access():
+    stats = simulate("server-2s", workload_from(dict(FITS_LLC, warmup=LINES)))
+    assert stats["accesses"] == 2 * 4096  # only the measured accesses are counted
+    assert stats["served_by"] == {"LLC": 2 * 4096}
+    assert all(mc["reads"] == 0 for mc in stats["memory_controllers"].values())
+    assert stats["memory_controllers"]["pkg0"]["aes_engine"]["jobs"] == 0
+
+
+def test_every_core_starts_measuring_when_the_last_one_ends_its_warm_up():
+    plat = Platform(load_model("server-2s"), seed=0, oracle=Oracle())
+    for core in plat.cores:
+        core.log = []
+    # Random accesses: the two cores' warm-ups take different times.
+    cpus = start(plat, workload_from(dict(FITS_LLC, pattern="random", warmup=1000,
+                                          accesses=1000)))
+    plat.run()
+    t0 = plat.measured_from
+    logs = [plat.cores[cpu].log for cpu in cpus]
+    assert all(len(log) == 2000 for log in logs)
+    warm_ends = [log[999][1] for log in logs]
+    assert max(warm_ends) == t0 and min(warm_ends) < t0
+    assert all(log[1000][0] == t0 for log in logs)
+    stats = plat.stats()
+    assert stats["measured_from_ns"] == t0 / 1000
+    assert stats["time_ns"] == (max(c.finished_at for c in plat.cores) - t0) / 1000
+
+
+def test_warm_up_statistics_are_gone_but_the_oracle_saw_every_read():
+    spec = workload_from(dict(FITS_LLC, warmup=3000, accesses=1000))
+    stats, _ = run_workload("server-2s", spec)
+    reads = sum(c["read_latency"]["count"] for c in stats["cores"].values())
+    oracle = stats["oracle"]["counts"]
+    assert reads < 2 * 1000
+    assert oracle["checked"] + oracle.get("unchecked", 0) > reads  # warm-up reads too
+    assert oracle.get("violations", 0) == 0
+
+
+def test_warm_up_is_deterministic_and_changes_the_measured_phase():
+    spec = workload_from(dict(FITS_LLC, pattern="random", warmup=2000, accesses=2000))
+    a = json.dumps(simulate("server-2s", spec, seed=5), sort_keys=True)
+    b = json.dumps(simulate("server-2s", spec, seed=5), sort_keys=True)
+    cold = json.dumps(simulate("server-2s", workload_from(dict(FITS_LLC, pattern="random",
+                                                               accesses=2000)), seed=5))
+    assert a == b
+    assert a != cold
+
+
+def test_compute_between_accesses_counts_whole_accesses_of_warm_up():
+    spec = workload_from(dict(FITS_LLC, cores=1, compute_ns=2.0, warmup=LINES, accesses=500))
+    stats = simulate("server-2s", spec)
+    assert stats["cores"]["cpu0"]["ops"] == {"compute": 500}
+    assert stats["served_by"] == {"LLC": 500}
+
+
+def test_a_warm_up_as_long_as_the_trace_is_refused():
+    spec = workload_from({"kind": "lackey", "accesses": 1000, "warmup": 500_000})
+    with pytest.raises(UserError, match="warmup = 500000 leaves nothing to measure of the "
+                                        "458536-access trace"):
+        simulate("server-2s", spec)
