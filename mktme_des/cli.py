@@ -3,12 +3,11 @@
     mktme-des list [--json]                       models, experiments and scenarios that ship
     mktme-des simulate MODEL [-w key=value ...]   run a workload, print statistics
     mktme-des scenario run NAME [--json|--trace]  run a scenario, print its verdict
+    mktme-des scenario explore NAME [--runs N]    the outcomes of its race under jittered timing
     mktme-des run EXPERIMENT [--workers N]        run a parameter sweep; results/EXPERIMENT/
     mktme-des plot RESULTS_DIR                    redraw an experiment's figures
     mktme-des calibrate                           the model against published MKTME figures
     mktme-des bench [--json]                      the simulator's own speed on this machine
-    mktme-des run EXPERIMENT [--workers N]        run an experiment's sweep (resumable)
-    mktme-des plot RESULTS_DIR                    redraw an experiment's figures
     mktme-des demo                                what `make demo` runs
 
 A mistake in the input (a bad file, field or value) prints one line naming it and exits 2.
@@ -112,13 +111,21 @@ def cmd_scenario(args) -> int:
             print(p.stem)
         return 0
     if not args.name:
-        raise UserError("scenario run needs a scenario name or file (see `mktme-des scenario list`)")
+        raise UserError(f"scenario {args.action} needs a scenario name or file "
+                        "(see `mktme-des scenario list`)")
     from mktme_des.scenarios.spec import find_scenario
 
     path = find_scenario(args.name)
     if not path.exists():
         names = ", ".join(p.stem for p in list_scenarios())
         raise UserError(f"{args.name}: no such scenario file; shipped: {names}")
+    if args.action == "explore":
+        from mktme_des.scenarios.explore import explore
+
+        found = explore(path, runs=args.runs, jitter_ns=args.jitter_ns, seed=args.seed,
+                        save=args.save)
+        print(json.dumps(found.to_dict(), indent=2) if args.json else found.text())
+        return 0 if found.ok else 1
     res = run_scenario(path)
     if args.plot:
         timeline_figure(res, args.plot)
@@ -219,14 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="full statistics as JSON")
     s.set_defaults(fn=cmd_simulate)
 
-    s = sub.add_parser("scenario", help="run or list scenarios")
-    s.add_argument("action", choices=("run", "list"))
+    s = sub.add_parser("scenario", help="run, explore or list scenarios")
+    s.add_argument("action", choices=("run", "explore", "list"))
     s.add_argument("name", nargs="?", help="scenario name (e.g. s2-stale-writeback-no-flush), id or path")
     s.add_argument("--json", action="store_true")
     s.add_argument("--trace", action="store_true", help="print the numbered event trace")
     s.add_argument("--plot", metavar="PNG", help="draw the timeline to this file")
     s.add_argument("--chrome-trace", metavar="JSON",
                    help="write the trace for chrome://tracing or Perfetto")
+    s.add_argument("--runs", type=int, default=100, help="explore: runs (default 100)")
+    s.add_argument("--jitter-ns", type=float, default=500.0,
+                   help="explore: largest move of an op's time, in ns (default 500)")
+    s.add_argument("--seed", type=int, default=0, help="explore: seed of the random times")
+    s.add_argument("--save", metavar="DIR",
+                   help="explore: write the first run of each outcome there as a scenario file")
     s.set_defaults(fn=cmd_scenario)
 
     s = sub.add_parser("bench", help="simulated accesses per second vs bare SimPy")

@@ -406,20 +406,25 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Read and validate a scenario file (by path, or by name in experiments/scenarios/)."""
+    path = find_scenario(name_or_path)
+    return scenario_from(read_toml(path), str(path))
+
+
+def scenario_from(data: dict[str, Any], path: str) -> Scenario:
+    """Validate a scenario's parsed TOML ``data``; errors name ``path``."""
     from mktme_des.config.model import load_model
     from mktme_des.hw.address import AddressMap
 
-    path = find_scenario(name_or_path)
-    ctx = Context(str(path))
-    file = build(ScenarioFile, read_toml(path), ctx)
+    ctx = Context(path)
+    file = build(ScenarioFile, data, ctx)
     try:
         model = load_model(file.scenario.model, file.model_overrides or None)
     except ConfigError as err:
-        if err.file == str(path):
+        if err.file == path:
             raise
         raise ctx.error("scenario.model", f"{file.scenario.model!r}: {err}") from None
     amap = AddressMap(model)
-    sc = Scenario(str(path), file)
+    sc = Scenario(path, file)
     ncpu = model.topology.packages * model.topology.cores_per_package
     for i, k in enumerate(file.keys):
         kctx = ctx.child("keys").child(i)
@@ -471,7 +476,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         try:
             load_policy(file.scenario.policy, file.policy_overrides or None)
         except ConfigError as err:
-            if err.file == str(path):
+            if err.file == path:
                 raise
             raise ctx.error("scenario.policy", f"{file.scenario.policy!r}: {err}") from None
     if not sc.cpu_ops and not sc.agent_ops and not sc.kernel_ops:

@@ -1,0 +1,181 @@
+"""Exploring a scenario's timing: every outcome the race it stages can have.
+
+A scenario file fixes one timing, and a race has as many outcomes as there are orders its
+events can reach the memory controllers in. :func:`explore` runs the scenario many times,
+each time moving every op that has an ``at`` time by a random amount, uniform in
+``±jitter_ns`` (never before 0), and starting each actor whose first op is untimed at a
+random time in ``[0, jitter_ns]``: what interrupts, other work and skew do to software. Ops
+without ``at`` keep following the op before them, so program order and the dependencies in
+each actor stay as written.
+
+Each run is judged exactly as ``scenario run`` judges the file. Runs with the same verdict
+(which expectations held, whether the oracle saw a violation) form one *outcome*. The first
+run of every outcome is kept as a complete scenario file with that run's exact times, so
+``mktme-des scenario run`` on it reproduces the outcome, byte for byte.
+
+The random times come from the explorer's own seed; the scenario's seed (keys, tweaks) is the
+same in every run, so outcomes differ by timing alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mktme_des.config.schema import read_toml
+from mktme_des.config.toml_write import dumps
+from mktme_des.errors import UserError
+from mktme_des.scenarios.runner import Result, run_scenario
+from mktme_des.scenarios.spec import find_scenario, scenario_from
+
+ACTOR_TABLES = ("cpu", "agent", "process", "system")
+HEX_FIELDS = ("addr", "to")
+
+
+def perturb(data: dict[str, Any], rng: np.random.Generator, jitter_ns: float) -> dict[str, Any]:
+    """A copy of a scenario's data with its op times moved (see the module docstring)."""
+    out = copy.deepcopy(data)
+    for table in ACTOR_TABLES:
+        actors = out.get(table)
+        if not isinstance(actors, list):
+            continue  # validation names the problem
+        for actor in actors:
+            ops = actor.get("ops") if isinstance(actor, dict) else None
+            if not isinstance(ops, list):
+                continue
+            for j, op in enumerate(ops):
+                if not isinstance(op, dict):
+                    continue
+                at = op.get("at")
+                if isinstance(at, int | float) and not isinstance(at, bool):
+                    op["at"] = round(max(0.0, at + rng.uniform(-jitter_ns, jitter_ns)), 3)
+                elif j == 0 and at is None:
+                    op["at"] = round(rng.uniform(0.0, jitter_ns), 3)
+    return out
+
+
+def schedule(data: dict[str, Any]) -> dict[str, list[float | None]]:
+    """Each actor's op ``at`` times (None: after the previous op)."""
+    out = {}
+    for table in ACTOR_TABLES:
+        for i, actor in enumerate(data.get(table, [])):
+            name = f"cpu{actor['id']}" if table == "cpu" else actor.get("name") or f"{table}{i}"
+            out[name] = [op.get("at") for op in actor.get("ops", [])]
+    return out
+
+
+@dataclass
+class Outcome:
+    """Runs that reached one verdict; ``data`` is the first such run's scenario."""
+
+    ok: bool
+    checks: list[dict]  # name, ok and detail of each expectation, from the first run
+    violations: list[dict]  # the oracle's violations in the first run
+    runs: list[int] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None
+
+    def summary(self) -> str:
+        if self.ok and not self.violations:
+            return "every expectation holds"
+        parts = [f"{c['name']}: {c['detail']}" for c in self.checks if not c["ok"]]
+        if self.violations:
+            v = self.violations[0]
+            parts.append(f"{len(self.violations)} oracle violation(s), first at "
+                         f"{v['time_ns']:g} ns on cpu{v['cpu']}: {v['cause']}")
+        return ("FAIL: " if not self.ok else "holds, but ") + "; ".join(parts)
+
+
+@dataclass
+class Exploration:
+    path: str
+    name: str
+    title: str
+    runs: int
+    jitter_ns: float
+    seed: int
+    outcomes: list[Outcome]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+    def to_dict(self) -> dict:
+        return {
+            "scenario": {"name": self.name, "title": self.title, "file": self.path},
+            "runs": self.runs, "jitter_ns": self.jitter_ns, "seed": self.seed, "ok": self.ok,
+            "outcomes": [{
+                "ok": o.ok, "runs": len(o.runs), "fraction": len(o.runs) / self.runs,
+                "first_run": o.runs[0], "summary": o.summary(),
+                "checks": [{"name": c["name"], "ok": c["ok"], "detail": c["detail"]}
+                           for c in o.checks],
+                "violations": len(o.violations), "schedule": schedule(o.data),
+                "file": o.file,
+            } for o in self.outcomes],
+        }
+
+    def text(self) -> str:
+        lines = [f"{self.name}: {self.title}",
+                 f"  {self.runs} runs of {self.path}, op times moved by up to "
+                 f"±{self.jitter_ns:g} ns (explorer seed {self.seed})", ""]
+        for k, o in enumerate(self.outcomes, 1):
+            share = 100 * len(o.runs) / self.runs
+            lines.append(f"  outcome {k}: {len(o.runs)} runs ({share:.1f}%), first in run "
+                         f"{o.runs[0]}: {o.summary()}")
+            if o.file:
+                lines.append(f"    reproduce: mktme-des scenario run {o.file}")
+        lines.append("")
+        failed = sum(len(o.runs) for o in self.outcomes if not o.ok)
+        lines.append(f"  verdict: {'PASS' if not failed else 'FAIL'} "
+                     f"({self.runs - failed}/{self.runs} runs meet every expectation)")
+        return "\n".join(lines)
+
+
+def _signature(res: Result) -> tuple:
+    return res.ok, tuple((c["name"], c["ok"]) for c in res.checks), bool(res.violations)
+
+
+def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
+            seed: int = 0, save: str | Path | None = None) -> Exploration:
+    """Run a scenario ``runs`` times with jittered op times; group the runs by verdict.
+
+    With ``save``, the first run of each outcome is written there as a scenario file."""
+    if runs < 1:
+        raise UserError(f"--runs {runs}: at least one run")
+    if not jitter_ns > 0:
+        raise UserError(f"--jitter-ns {jitter_ns}: must be a positive number of ns")
+    path = find_scenario(name_or_path)
+    if not path.exists():
+        raise UserError(f"{name_or_path}: no such scenario file")
+    data = read_toml(path)
+    base = scenario_from(data, str(path))  # a bad file is reported once, as itself
+    outcomes: dict[tuple, Outcome] = {}
+    for run in range(runs):
+        rng = np.random.default_rng([seed, run])
+        trial = perturb(data, rng, jitter_ns)
+        res = run_scenario(scenario_from(trial, f"{path} (explored run {run})"))
+        sig = _signature(res)
+        if sig not in outcomes:
+            outcomes[sig] = Outcome(res.ok, res.checks, res.violations, data=trial)
+        outcomes[sig].runs.append(run)
+    found = list(outcomes.values())
+    if save is not None:
+        folder = Path(save)
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, o in enumerate(found, 1):
+            target = folder / f"{path.stem}-outcome{k}.toml"
+            header = (f"Outcome {k} of exploring {path.name}: run {o.runs[0]} of {runs}, op "
+                      f"times moved by up to ±{jitter_ns:g} ns (explorer seed {seed}).\n"
+                      f"{len(o.runs)} of {runs} runs ended so: {o.summary()}\n"
+                      f"Every time below is that run's; `mktme-des scenario run` on this file "
+                      f"reproduces it.")
+            tmp = target.with_suffix(".toml.tmp")
+            tmp.write_text(dumps(o.data, HEX_FIELDS, header))
+            tmp.replace(target)
+            o.file = str(target)
+    info = base.info
+    return Exploration(str(path), info.name, info.title, runs, jitter_ns, seed, found)
