@@ -213,6 +213,16 @@ class Core:
                 # No refresh of the horizon: a writeback scheduled above is an event no
                 # earlier than it (earlier ones were delivered inline).
                 continue
+            if code >= O.AWAIT:
+                if code == O.AWAIT:
+                    if t > env.now:
+                        yield env.timeout(t - env.now)
+                    yield plat.flag(arg)
+                    t = env.now
+                else:
+                    plat.raise_flag(arg, t)
+                horizon = env.peek()  # a waiter may now act before t
+                continue
             self.op_counts.add(O.NAMES[code])
             t0 = t
             if code == O.COMPUTE:

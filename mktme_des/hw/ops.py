@@ -28,14 +28,17 @@ RAW_WRITE = 11  # write bytes into DRAM directly, bypassing caches and the engin
 RAW_COPY = 12  # copy DRAM bytes from pa to arg (relocation of ciphertext)
 WRITE_CAPTURE = 13  # store bytes an agent captured earlier; arg = (label, key or None): with a
 #                     key, store the XTS decryption of the capture under it (a preimage)
+# Happens-before between actors (scenario ``label`` / ``after``); neither is logged or timed.
+AWAIT = 14  # wait until the op labelled ``arg`` (any actor) has completed
+SIGNAL = 15  # the op before this one, labelled ``arg``, has completed
 
 NAMES = {
     READ: "read", WRITE: "write", CLFLUSH: "clflush", CLFLUSHOPT: "clflushopt", CLWB: "clwb",
     SFENCE: "sfence", MFENCE: "mfence", WBINVD: "wbinvd", PREFETCH: "prefetch",
     COMPUTE: "compute", RAW_READ: "raw_read", RAW_WRITE: "raw_write", RAW_COPY: "raw_copy",
-    WRITE_CAPTURE: "write",
+    WRITE_CAPTURE: "write", AWAIT: "await", SIGNAL: "signal",
 }
-CODES = {v: k for k, v in NAMES.items() if k != WRITE_CAPTURE}
+CODES = {v: k for k, v in NAMES.items() if k not in (WRITE_CAPTURE, AWAIT, SIGNAL)}
 # "fence" is the scenario spelling of a full fence.
 CODES["fence"] = MFENCE
 

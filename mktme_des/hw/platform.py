@@ -73,6 +73,7 @@ class Platform:
         self.measured_from = 0  # statistics count from this time (see reset_stats)
         self.events: list[tuple] | None = None  # platform event log, kept when asked
         self.captures: dict[str, bytes] = {}  # bytes agents captured, by label
+        self.flags: dict[str, simpy.Event] = {}  # happens-before labels (see flag)
         self._lazy = lazy_dram
         self._build()
         if oracle is not None:
@@ -284,6 +285,12 @@ class Platform:
         env = self.env
         captures = self.captures
         for code, keyid, pa, arg, at in ops:
+            if code == O.AWAIT:
+                yield self.flag(arg)
+                continue
+            if code == O.SIGNAL:
+                self.raise_flag(arg, env.now)
+                continue
             if at is not None and at > env.now:
                 yield env.timeout(at - env.now)
             t = env.now
@@ -326,6 +333,22 @@ class Platform:
         if key is not None:
             data = xts_decrypt(key, line_tweak(pa & LINE_MASK, self.boot_tweak), data)
         return data
+
+    def flag(self, label: str) -> simpy.Event:
+        """The event of the op labelled ``label`` completing: an actor waits on it to run
+        after that op (a scenario's ``after``), whatever the timing."""
+        ev = self.flags.get(label)
+        if ev is None:
+            ev = self.flags[label] = self.env.event()
+        return ev
+
+    def raise_flag(self, label: str, t: int) -> None:
+        """The op labelled ``label`` completed at ``t`` (the actor's local time)."""
+        ev = self.flag(label)
+        if t > self.env.now:
+            self.later(t, ev.succeed)
+        else:
+            ev.succeed()
 
     def start_agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
         return self.env.process(self.agent(name, ops, log))

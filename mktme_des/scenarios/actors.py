@@ -36,6 +36,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
         return start + off
 
     for op in ops:
+        if op.get("after"):
+            yield plat.flag(op["after"])
         if op["at"] is not None and op["at"] > env.now:
             yield env.timeout(op["at"] - env.now)
         start = env.now
@@ -107,6 +109,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
             result, detail = err.name, err.reason
         log.append((start, env.now, what, keyid, pa, data, served, cls, result))
         details.append(detail)
+        if op.get("label"):
+            plat.raise_flag(op["label"], env.now)
 
 
 def _core_op(plat, cpu: int, op: tuple):

@@ -3,7 +3,11 @@
 A scenario names a model and a seed, sets up key tables, and gives each CPU (``[[cpu]]``) and
 each agent outside the CPUs (``[[agent]]``: a DRAM probe, an attacker with an interposer, the
 firmware) a list of operations. Each operation may carry an absolute start time ``at`` in ns;
-otherwise it follows the previous one. Reads may carry an expectation (``expect``): exact bytes
+otherwise it follows the previous one. Any op may carry a ``label``, and any op an ``after``
+naming a label: it then starts no earlier than the labelled op (of any actor) has completed.
+That is how software orders actors (a lock, a flag, the kernel freeing a page only after the
+flush): times say when things are *meant* to happen, ``after`` says what *must* come first, and
+``scenario explore``, which moves the times, keeps it. Reads may carry an expectation (``expect``): exact bytes
 in hex, or a class the simulator assigns (``expected``, ``zero``, ``stale``, ``plaintext``,
 ``garbage``; for raw DRAM reads also ``ciphertext``). Nothing in the file states an outcome
 except these expectations: the verdict is computed by the simulator.
@@ -43,6 +47,8 @@ SCENARIO_DIR = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 # An expectation is one of these classes, hex bytes, or "not:" and hex bytes.
 RAW_CLASSES = ("ciphertext", "plaintext", "zero")
+# Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
+SYNC_FIELDS = frozenset({"label", "after"})
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
 
 
@@ -201,12 +207,19 @@ def _op_header(op: Any, ctx: Context, table: dict, kind: str, hint: str = "") ->
     name = op["op"]
     if name not in table:
         raise ctx.error("op", f"{name!r} is not {kind} op; choose one of {', '.join(table)}{hint}")
-    extra = sorted(set(op) - table[name] - {"op"})
+    extra = sorted(set(op) - table[name] - {"op"} - SYNC_FIELDS)
     if extra:
         raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
-                        f"{', '.join(sorted(table[name]))}")
+                        f"{', '.join(sorted(table[name] | SYNC_FIELDS))}")
+    _sync_fields(op, ctx)
     at = _get(op, "at", float, ctx)
     return name, None if at is None else ns(at)
+
+
+def _sync_fields(op: dict, ctx: Context) -> None:
+    for f in SYNC_FIELDS:
+        if f in op and not _get(op, f, str, ctx):
+            raise ctx.error(f, "must not be empty")
 
 
 def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -> tuple:
@@ -349,10 +362,11 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     for f in sorted(required):
         if f not in op:
             raise ctx.error(f, f"is required for op {name!r}")
-    extra = sorted(set(op) - required - optional - {"op"})
+    extra = sorted(set(op) - required - optional - {"op"} - SYNC_FIELDS)
     if extra:
         raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
-                        f"{', '.join(sorted(required | optional))}")
+                        f"{', '.join(sorted(required | optional | SYNC_FIELDS))}")
+    _sync_fields(op, ctx)
     out = dict(op)
     at = _get(op, "at", float, ctx)
     out["at"] = None if at is None else ns(at)
@@ -425,6 +439,7 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
         raise ctx.error("scenario.model", f"{file.scenario.model!r}: {err}") from None
     amap = AddressMap(model)
     sc = Scenario(path, file)
+    sequences: list[tuple[str, Context, list]] = []  # actor, its context, its op tables
     ncpu = model.topology.packages * model.topology.cores_per_package
     for i, k in enumerate(file.keys):
         kctx = ctx.child("keys").child(i)
@@ -448,6 +463,7 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
             _cpu_op(op, actx.child("ops").child(j), amap, sc.checks, f"cpu{actor.id}", j)
             for j, op in enumerate(actor.ops)
         ]
+        sequences.append((f"cpu{actor.id}", actx, actor.ops))
     for i, actor in enumerate(file.agent):
         actx = ctx.child("agent").child(i)
         name = actor.name or f"agent{i}"
@@ -458,6 +474,7 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
             _agent_op(op, actx.child("ops").child(j), amap, sc.checks, name, j, captures)
             for j, op in enumerate(actor.ops)
         ]
+        sequences.append((name, actx, actor.ops))
     for kind, actors in (("process", file.process), ("system", file.system)):
         for i, actor in enumerate(actors):
             actx = ctx.child(kind).child(i)
@@ -470,6 +487,7 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
                 _kernel_op(op, actx.child("ops").child(j), kind, model, sc.checks, name, j)
                 for j, op in enumerate(actor.ops)
             ])
+            sequences.append((name, actx, actor.ops))
     if sc.kernel_ops:
         from mktme_des.kernel.policy import load_policy
 
@@ -481,7 +499,68 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
             raise ctx.error("scenario.policy", f"{file.scenario.policy!r}: {err}") from None
     if not sc.cpu_ops and not sc.agent_ops and not sc.kernel_ops:
         raise ctx.error("cpu", "a scenario needs at least one [[cpu]] or [[agent]] with ops")
+    _link(sc, sequences)
     return sc
+
+
+def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
+    """Check ``label``/``after`` across actors and wire them: an op with ``after`` waits for
+    the labelled op to complete (an AWAIT before it), a labelled op announces its completion
+    (a SIGNAL after it). Kernel-level actors read the two fields from their op tables."""
+    owner: dict[str, tuple[str, int]] = {}
+    for actor, actx, ops in sequences:
+        for j, op in enumerate(ops):
+            label = op.get("label")
+            if label in owner:
+                other = owner[label]
+                raise actx.child("ops").child(j).error(
+                    "label", f"{label!r} already labels op {other[1]} of {other[0]}")
+            if label:
+                owner[label] = (actor, j)
+    # Every op waits for its predecessor and for the op it names: that graph must be acyclic.
+    waits_for: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for actor, actx, ops in sequences:
+        for j, op in enumerate(ops):
+            deps = [(actor, j - 1)] if j else []
+            after = op.get("after")
+            if after:
+                if after not in owner:
+                    known = ", ".join(sorted(owner)) or "none"
+                    raise actx.child("ops").child(j).error(
+                        "after", f"no op is labelled {after!r} (labels: {known})")
+                deps.append(owner[after])
+            waits_for[(actor, j)] = deps
+    order = {actor: i for i, (actor, _, _) in enumerate(sequences)}
+    contexts = {actor: actx for actor, actx, _ in sequences}
+    done: set[tuple[str, int]] = set()
+    pending = dict(waits_for)
+    while pending:
+        ready = [n for n, deps in pending.items() if all(d in done for d in deps)]
+        if not ready:
+            # Each op left waits for another op left: walking back must close a cycle.
+            node, path = min(pending), []
+            while node not in path:
+                path.append(node)
+                node = next(d for d in pending[node] if d in pending)
+            cycle = path[path.index(node):]
+            actor, j = min((n for n in cycle if len(waits_for[n]) > (1 if n[1] else 0)),
+                           key=lambda n: (order[n[0]], n[1]))
+            raise contexts[actor].child("ops").child(j).error(
+                "after", "can never be satisfied: these ops wait for each other in a cycle")
+        for n in ready:
+            done.add(n)
+            del pending[n]
+    tables = {actor: ops for actor, _, ops in sequences}
+    for lists, name in ((sc.cpu_ops, "cpu{}".format), (sc.agent_ops, str)):
+        for actor, ops in lists.items():
+            wired = []
+            for op, spec in zip(ops, tables[name(actor)], strict=True):
+                if spec.get("after"):
+                    wired.append((O.AWAIT, 0, 0, spec["after"], None))
+                wired.append(op)
+                if spec.get("label"):
+                    wired.append((O.SIGNAL, 0, 0, spec["label"], None))
+            lists[actor] = wired
 
 
 def find_scenario(name_or_path: str | Path) -> Path:
