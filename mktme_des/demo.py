@@ -5,10 +5,13 @@
    socket), with the pages under an MKTME KeyID, under KeyID 0 (TME) and under a NO_ENCRYPT
    KeyID: a read-latency CDF and a table.
 2. Scenario S2 with and without the flush: the verdicts, and their timelines.
-3. A small real parameter sweep (``experiments/demo-sweep.toml``) through the experiment
+3. The S4 race explored: PCONFIG against a dirty line's writeback, rerun with jittered
+   timing; each outcome saved as a scenario file that reproduces it.
+4. A small real parameter sweep (``experiments/demo-sweep.toml``) through the experiment
    runner, with its progress bar: slowdown against AES-XTS latency.
 
-Everything lands in ``results/demo/`` (the sweep in ``results/demo/sweep/``).
+Everything lands in ``results/demo/`` (the exploration in ``explore/``, the sweep in
+``sweep/``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from mktme_des.config.model import load_model
 from mktme_des.engine.stats import LatencyStat
 from mktme_des.figures import cdf, new_figure, save
+from mktme_des.scenarios.explore import explore
 from mktme_des.scenarios.report import timeline_figure, verdict_text
 from mktme_des.scenarios.runner import run_scenario
 from mktme_des.simulate import run_workload, workload_from
@@ -34,6 +38,7 @@ CONFIGS = {
 WORKLOAD = {"pattern": "zipf", "zipf_alpha": 1.05, "working_set_kib": 262144,
             "read_fraction": 0.8, "accesses": 20000, "cores": 4}
 MODEL_OVERRIDES = {"memory": {"interleave_bytes": 4096}}
+EXPLORE = "s4-pconfig-vs-writeback-key-first"
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -80,12 +85,12 @@ def latency_demo(out: Path) -> list[dict]:
 
 def demo(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
-    print(f"1/3 read latency with and without encryption ({MODEL}) ...")
+    print(f"1/4 read latency with and without encryption ({MODEL}) ...")
     rows = latency_demo(out)
     for r in rows:
         print(f"    {r['config']:<34} mean {r['mean_ns']:7.2f} ns  p99 {r['p99_ns']:7.2f} ns"
               f"  (+{r['added_ns']:.2f} ns, {r['slowdown_pct']:+.2f}%)")
-    print("2/3 scenario S2: a stale K1 writeback clobbers data written through K2 ...")
+    print("2/4 scenario S2: a stale K1 writeback clobbers data written through K2 ...")
     verdicts = {}
     for name in ("s2-stale-writeback-no-flush", "s2-stale-writeback-flush"):
         res = run_scenario(name)
@@ -95,10 +100,14 @@ def demo(out: Path) -> int:
         print(f"    {name}: {'PASS' if res.ok else 'FAIL'}, {len(res.violations)} oracle violation(s)")
         for v in res.violations:
             print(f"      {v['cause']}")
-    _write_text(out / "summary.json", json.dumps({"latency": rows, "scenarios": verdicts},
-                                                 indent=2) + "\n")
     print(f"    results in {out}/: read_latency_cdf.png, read_latency.csv, S2 timelines, traces")
-    print("3/3 a small sweep: slowdown vs AES-XTS latency (experiments/demo-sweep.toml) ...")
+    print("3/4 exploring S4: PCONFIG vs a dirty line's writeback, timing jittered by ±1 µs ...")
+    found = explore(EXPLORE, runs=100, jitter_ns=1000, save=out / "explore")
+    print("\n".join("    " + line for line in found.text().splitlines()[3:-2]))
+    explored = found.to_dict()
+    _write_text(out / "summary.json", json.dumps({"latency": rows, "scenarios": verdicts,
+                                                  "explore": explored}, indent=2) + "\n")
+    print("4/4 a small sweep: slowdown vs AES-XTS latency (experiments/demo-sweep.toml) ...")
     from mktme_des.experiments.runner import run_experiment
 
     summary = run_experiment("demo-sweep", out=out / "sweep")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +91,10 @@ def test_demo_writes_results(tmp_path, capsys):
     # Encryption adds latency on DRAM reads: MKTME reads are slower on average.
     assert rows["MKTME (KeyID 1)"]["mean_ns"] > rows["no encryption (NO_ENCRYPT KeyID)"]["mean_ns"]
     assert summary["scenarios"]["s2-stale-writeback-no-flush"]["violations"] >= 1
+    # The S4 race shows both outcomes, each saved as a file that reproduces it.
+    outcomes = summary["explore"]["outcomes"]
+    assert {o["ok"] for o in outcomes} == {True, False}
+    assert all(Path(o["file"]).exists() for o in outcomes)
     assert not list(tmp_path.glob(".*.tmp"))
     # The small sweep ran through the experiment runner and left its table and figures.
     table = (tmp_path / "sweep" / "table.csv").read_text().splitlines()
