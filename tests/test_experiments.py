@@ -520,3 +520,50 @@ def test_workload_warm_up_from_the_sweep_or_the_experiment(tmp_path, warmup, swe
         assert rec["accesses"] == "8192"  # warm-up accesses are not counted
         got[int(rec["workload.warmup"]) if "workload.warmup" in rec else None] = int(rec["dram_reads"])
     assert got == expect
+
+
+EXPLORE = """
+[experiment]
+name = "x"
+driver = "explore"
+seed = 1
+
+[base]
+runs = 30
+
+[sweep]
+grid.jitter_ns = [100, 2000]
+points = [
+  {{ "scenario" = "s2-stale-writeback-flush" }},
+  {{ "scenario" = "{race}" }},
+]
+
+[metrics]
+record = ["p_fail", "failed", "outcomes", "p_fail_low", "p_fail_high"]
+"""
+
+
+def test_explore_driver_separates_orders_from_races(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text(EXPLORE.format(race="s7-hotplug-race-unsafe"))
+    out = tmp_path / "results"
+    summary = run_experiment(path, workers=1, out=out, stream=open(os.devnull, "w"))  # noqa: SIM115
+    assert summary.exit_code == 0, summary.text()
+    lines = (out / "table.csv").read_text().splitlines()
+    rows = [dict(zip(lines[0].split(","), line.split(","), strict=True)) for line in lines[1:]]
+    got = {(r["scenario"], float(r["jitter_ns"])): r for r in rows}
+    for jitter in (100.0, 2000.0):
+        safe = got[("s2-stale-writeback-flush", jitter)]
+        assert safe["failed"] == "0" and safe["outcomes"] == "1"
+    assert got[("s7-hotplug-race-unsafe", 100.0)]["failed"] == "0"
+    wide = got[("s7-hotplug-race-unsafe", 2000.0)]
+    assert int(wide["failed"]) > 0 and wide["outcomes"] == "2"
+    assert float(wide["p_fail_low"]) < float(wide["p_fail"]) < float(wide["p_fail_high"])
+
+
+def test_explore_driver_unknown_scenario_names_the_sweep_entry(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text(EXPLORE.format(race="s99-nothing"))
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert "sweep.points[1]" in str(err.value) and "s99-nothing" in str(err.value)

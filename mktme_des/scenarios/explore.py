@@ -151,7 +151,12 @@ def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
     path = find_scenario(name_or_path)
     if not path.exists():
         raise UserError(f"{name_or_path}: no such scenario file")
-    data = read_toml(path)
+    return explore_data(read_toml(path), path, runs, jitter_ns, seed, save)
+
+
+def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, seed: int,
+                 save: str | Path | None = None) -> Exploration:
+    """:func:`explore` on a scenario's parsed ``data`` (``path`` names it in messages)."""
     base = scenario_from(data, str(path))  # a bad file is reported once, as itself
     outcomes: dict[tuple, Outcome] = {}
     for run in range(runs):
