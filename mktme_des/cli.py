@@ -124,7 +124,8 @@ def cmd_scenario(args) -> int:
 
         found = explore(path, runs=args.runs, jitter_ns=args.jitter_ns, seed=args.seed,
                         save=args.save)
-        print(json.dumps(found.to_dict(), indent=2) if args.json else found.text())
+        print(json.dumps(found.to_dict(args.trace), indent=2) if args.json
+              else found.text(args.trace))
         return 0 if found.ok else 1
     res = run_scenario(path)
     if args.plot:
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the trace for chrome://tracing or Perfetto")
     s.add_argument("--runs", type=int, default=100, help="explore: runs (default 100)")
     s.add_argument("--jitter-ns", type=float, default=500.0,
-                   help="explore: largest move of an op's time, in ns (default 500)")
+                   help="explore: largest move of an op's time, in ns (default 500; 0 only "
+                   "shuffles same-time events)")
     s.add_argument("--seed", type=int, default=0, help="explore: seed of the random times")
     s.add_argument("--save", metavar="DIR",
                    help="explore: write the first run of each outcome there as a scenario file")

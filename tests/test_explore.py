@@ -226,3 +226,61 @@ def test_exploring_keeps_happens_before_so_only_real_races_vary():
     assert len(unsafe.outcomes) == 1
     assert unsafe.outcomes[0].violations
     assert "overwrote data written" in unsafe.outcomes[0].violations[0]["cause"]
+
+
+# --- the order of same-time events -------------------------------------------------------------
+
+def _order(env) -> list[str]:
+    seen = []
+    for name in "abcdefgh":
+        env.timeout(5).callbacks.append(lambda _ev, n=name: seen.append(n))
+    urgent = env.event()
+    urgent.callbacks.append(lambda _ev: seen.append("urgent"))
+    urgent._ok, urgent._value = True, None  # what Event.succeed sets, before scheduling
+    env.schedule(urgent, priority=0, delay=5)  # URGENT, due at the same instant
+    env.run()
+    return seen
+
+
+def test_shuffled_ties_are_seeded_and_keep_priorities():
+    import simpy
+
+    from mktme_des.engine.ties import ShuffledTies, environment
+
+    fifo = _order(simpy.Environment())
+    assert fifo == ["urgent", *"abcdefgh"]
+    orders = {tuple(_order(ShuffledTies(seed))) for seed in range(1, 9)}
+    assert len(orders) > 1  # other same-time orders do occur
+    assert all(o[0] == "urgent" and sorted(o[1:]) == list("abcdefgh") for o in orders)
+    assert _order(ShuffledTies(3)) == _order(ShuffledTies(3))
+    assert type(environment(0)) is simpy.Environment
+
+
+TIE = """
+[scenario]
+name = "tie"
+title = "a raw write and a raw read due at the same instant"
+model = "client-1s"
+{tie}
+
+[[agent]]
+name = "writer"
+ops = [ {{ op = "raw_write", addr = 0x1000, data = "ff", at = 1000 }} ]
+
+[[agent]]
+name = "reader"
+ops = [ {{ op = "raw_read", addr = 0x1000, size = 1, name = "read at the same instant", expect = "ff", at = 1000 }} ]
+"""
+
+
+def test_exploring_with_no_jitter_finds_both_orders_of_a_tie(tmp_path):
+    path = tmp_path / "tie.toml"
+    path.write_text(TIE.format(tie=""))
+    assert run_scenario(path).ok  # scheduling order: the writer started first
+    found = explore(path, runs=24, jitter_ns=0, save=tmp_path / "out")
+    assert sorted(o.ok for o in found.outcomes) == [False, True]
+    assert found.verdict("read at the same instant").startswith("sometimes")
+    for o in found.outcomes:
+        assert run_scenario(o.file).ok == o.ok  # the saved tie seed replays the order
+    path.write_text(TIE.format(tie="tie_seed = 0"))
+    assert run_scenario(path).ok

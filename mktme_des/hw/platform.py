@@ -13,6 +13,7 @@ import simpy
 
 from mktme_des.config.model import Model
 from mktme_des.engine.rng import Streams
+from mktme_des.engine.ties import environment
 from mktme_des.engine.time import ns, to_ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.address import LINE_MASK, AddressMap
@@ -42,13 +43,16 @@ class Platform:
     """A simulated machine built from ``model``, seeded with ``seed``.
 
     ``oracle`` (optional) is told of every load, store and DRAM write; ``lazy_dram=False``
-    makes DRAM encrypt eagerly (slow, for tests that prove laziness changes nothing).
+    makes DRAM encrypt eagerly (slow, for tests that prove laziness changes nothing);
+    ``tie_seed`` other than 0 shuffles the order of same-time events with that seed
+    (:mod:`mktme_des.engine.ties`).
     """
 
-    def __init__(self, model: Model, seed: int = 0, oracle=None, lazy_dram: bool = True) -> None:
+    def __init__(self, model: Model, seed: int = 0, oracle=None, lazy_dram: bool = True,
+                 tie_seed: int = 0) -> None:
         self.model = model
         self.seed = seed
-        self.env = simpy.Environment()
+        self.env = environment(tie_seed)
         self.streams = Streams(seed)
         self.amap = AddressMap(model)
         self.oracle = oracle

@@ -1,20 +1,26 @@
-"""Exploring a scenario's timing: every outcome the race it stages can have.
+"""Exploring a scenario: every outcome the race it stages can have.
 
 A scenario file fixes one timing, and a race has as many outcomes as there are orders its
-events can reach the memory controllers in. :func:`explore` runs the scenario many times,
-each time moving every op that has an ``at`` time by a random amount, uniform in
-``±jitter_ns`` (never before 0), and starting each actor whose first op is untimed at a
-random time in ``[0, jitter_ns]``: what interrupts, other work and skew do to software. Ops
-without ``at`` keep following the op before them, so program order and the dependencies in
-each actor stay as written.
+events can reach the memory controllers in. In a discrete-event model two things make that
+order: the timing, and the order of events due at the same instant. :func:`explore` runs the
+scenario many times and varies both:
+
+* every op that has an ``at`` time moves by a random amount, uniform in ``±jitter_ns`` (never
+  before 0), and each actor whose first op is untimed starts at a random time in
+  ``[0, jitter_ns]``: what interrupts, other work and skew do to software. Ops without ``at``
+  keep following the op before them, and ops with ``after`` keep waiting for the op they
+  name, so program order and the orders software enforces stay as written;
+* events due at the same instant run in a random order (the scenario's ``tie_seed``, see
+  :mod:`mktme_des.engine.ties`).
 
 Each run is judged exactly as ``scenario run`` judges the file. Runs with the same verdict
 (which expectations held, whether the oracle saw a violation) form one *outcome*. The first
-run of every outcome is kept as a complete scenario file with that run's exact times, so
-``mktme-des scenario run`` on it reproduces the outcome, byte for byte.
+run of every outcome is kept as a complete scenario file with that run's times and tie seed,
+so ``mktme-des scenario run`` on it reproduces the outcome, byte for byte. Each expectation is
+also summarised over all runs as holding always, sometimes or never.
 
-The random times come from the explorer's own seed; the scenario's seed (keys, tweaks) is the
-same in every run, so outcomes differ by timing alone.
+The random draws come from the explorer's own seed; the scenario's seed (keys, tweaks) is the
+same in every run, so outcomes differ by ordering alone.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ class Outcome:
     ok: bool
     checks: list[dict]  # name, ok and detail of each expectation, from the first run
     violations: list[dict]  # the oracle's violations in the first run
+    trace: list[dict]  # the first run's numbered event trace
     runs: list[int] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     file: str | None = None
@@ -99,35 +106,52 @@ class Exploration:
     jitter_ns: float
     seed: int
     outcomes: list[Outcome]
+    held: dict[str, int]  # expectation name -> runs in which it held
 
     @property
     def ok(self) -> bool:
         return all(o.ok for o in self.outcomes)
 
-    def to_dict(self) -> dict:
+    def verdict(self, name: str) -> str:
+        """``always``, ``never`` or ``sometimes (k/n)`` for one expectation."""
+        k = self.held[name]
+        return "always" if k == self.runs else "never" if not k else f"sometimes ({k}/{self.runs})"
+
+    def to_dict(self, trace: bool = False) -> dict:
         return {
             "scenario": {"name": self.name, "title": self.title, "file": self.path},
             "runs": self.runs, "jitter_ns": self.jitter_ns, "seed": self.seed, "ok": self.ok,
+            "expectations": [{"name": name, "held": k, "verdict": self.verdict(name)}
+                             for name, k in self.held.items()],
             "outcomes": [{
                 "ok": o.ok, "runs": len(o.runs), "fraction": len(o.runs) / self.runs,
                 "first_run": o.runs[0], "summary": o.summary(),
                 "checks": [{"name": c["name"], "ok": c["ok"], "detail": c["detail"]}
                            for c in o.checks],
                 "violations": len(o.violations), "schedule": schedule(o.data),
-                "file": o.file,
+                "tie_seed": o.data["scenario"]["tie_seed"], "file": o.file,
+                **({"trace": o.trace} if trace else {}),
             } for o in self.outcomes],
         }
 
-    def text(self) -> str:
+    def text(self, trace: bool = False) -> str:
+        from mktme_des.scenarios.report import trace_line
+
         lines = [f"{self.name}: {self.title}",
                  f"  {self.runs} runs of {self.path}, op times moved by up to "
-                 f"±{self.jitter_ns:g} ns (explorer seed {self.seed})", ""]
+                 f"±{self.jitter_ns:g} ns and same-time events shuffled (explorer seed "
+                 f"{self.seed})", ""]
+        for name in self.held:
+            lines.append(f"  [{self.verdict(name).upper()}] {name}")
+        lines.append("")
         for k, o in enumerate(self.outcomes, 1):
             share = 100 * len(o.runs) / self.runs
             lines.append(f"  outcome {k}: {len(o.runs)} runs ({share:.1f}%), first in run "
                          f"{o.runs[0]}: {o.summary()}")
             if o.file:
                 lines.append(f"    reproduce: mktme-des scenario run {o.file}")
+            if trace:
+                lines.extend("      " + trace_line(ev) for ev in o.trace)
         lines.append("")
         failed = sum(len(o.runs) for o in self.outcomes if not o.ok)
         lines.append(f"  verdict: {'PASS' if not failed else 'FAIL'} "
@@ -146,8 +170,9 @@ def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
     With ``save``, the first run of each outcome is written there as a scenario file."""
     if runs < 1:
         raise UserError(f"--runs {runs}: at least one run")
-    if not jitter_ns > 0:
-        raise UserError(f"--jitter-ns {jitter_ns}: must be a positive number of ns")
+    if not jitter_ns >= 0:
+        raise UserError(f"--jitter-ns {jitter_ns}: must be 0 (only same-time events are "
+                        "shuffled) or a positive number of ns")
     path = find_scenario(name_or_path)
     if not path.exists():
         raise UserError(f"{name_or_path}: no such scenario file")
@@ -159,13 +184,17 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
     """:func:`explore` on a scenario's parsed ``data`` (``path`` names it in messages)."""
     base = scenario_from(data, str(path))  # a bad file is reported once, as itself
     outcomes: dict[tuple, Outcome] = {}
+    held: dict[str, int] = {}
     for run in range(runs):
         rng = np.random.default_rng([seed, run])
         trial = perturb(data, rng, jitter_ns)
+        trial.setdefault("scenario", {})["tie_seed"] = int(rng.integers(1, 2**31))
         res = run_scenario(scenario_from(trial, f"{path} (explored run {run})"))
+        for c in res.checks:
+            held[c["name"]] = held.get(c["name"], 0) + bool(c["ok"])
         sig = _signature(res)
         if sig not in outcomes:
-            outcomes[sig] = Outcome(res.ok, res.checks, res.violations, data=trial)
+            outcomes[sig] = Outcome(res.ok, res.checks, res.violations, res.trace, data=trial)
         outcomes[sig].runs.append(run)
     found = list(outcomes.values())
     if save is not None:
@@ -176,11 +205,11 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
             header = (f"Outcome {k} of exploring {path.name}: run {o.runs[0]} of {runs}, op "
                       f"times moved by up to ±{jitter_ns:g} ns (explorer seed {seed}).\n"
                       f"{len(o.runs)} of {runs} runs ended so: {o.summary()}\n"
-                      f"Every time below is that run's; `mktme-des scenario run` on this file "
-                      f"reproduces it.")
+                      f"Every time below, and the tie seed, are that run's; `mktme-des "
+                      f"scenario run` on this file reproduces it.")
             tmp = target.with_suffix(".toml.tmp")
             tmp.write_text(dumps(o.data, HEX_FIELDS, header))
             tmp.replace(target)
             o.file = str(target)
     info = base.info
-    return Exploration(str(path), info.name, info.title, runs, jitter_ns, seed, found)
+    return Exploration(str(path), info.name, info.title, runs, jitter_ns, seed, found, held)

@@ -67,7 +67,8 @@ def build_platform(sc: Scenario) -> Setup:
     """The platform of a scenario with its key tables set up and its actors started."""
     f = sc.file
     model = load_model(f.scenario.model, f.model_overrides or None)
-    plat = Platform(model, seed=f.scenario.seed, oracle=Oracle(classify=True))
+    plat = Platform(model, seed=f.scenario.seed, oracle=Oracle(classify=True),
+                    tie_seed=f.scenario.tie_seed)
     plat.events = []
     for k in f.keys:
         plat.program(k.keyid, k.mode, bytes.fromhex(k.key) if k.key else None,

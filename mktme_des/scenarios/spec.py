@@ -60,6 +60,9 @@ class ScenarioInfo(Section):
     description: str = param("", doc="what to look for")
     model: str = param(doc="model name in models/ or a path")
     seed: int = param(0, doc="run seed", min=0)
+    tie_seed: int = param(0, doc="order of events due at the same instant: 0 keeps the order "
+                          "they were scheduled in; another value shuffles them with that seed "
+                          "(scenario explore varies it)", min=0)
     policy: str = param("rfc-v2", doc="kernel policy (models/kernel/NAME.toml), used when the "
                         "scenario has [[process]] or [[system]] actors")
 
