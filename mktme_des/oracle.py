@@ -37,6 +37,7 @@ from mktme_des.engine.time import to_ns
 from mktme_des.hw.dram import RAW
 
 FULL = (1 << 64) - 1
+MASKS = [(1 << n) - 1 for n in range(65)]  # MASKS[n]: n bytes stored
 CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 
 
@@ -47,8 +48,8 @@ class Oracle:
     def __init__(self, classify: bool = False, max_violations: int = 1000) -> None:
         self.classify = classify
         self.max_violations = max_violations
-        self.expected: dict[int, bytearray] = {}
-        self.valid: dict[int, int] = {}
+        # tag -> [the line image expected, mask of the bytes stored since it became the owner]
+        self.ref: dict[int, list] = {}
         self.owner: dict[int, int] = {}  # line PA -> tag of last store, or RAW
         self.intended_via: dict[int, int] = {}  # tag -> tag software really stored through
         self.history: dict[int, list[bytes]] = {}  # tag -> earlier line images (classify only)
@@ -67,19 +68,19 @@ class Oracle:
     def store(self, t: int, cpu: int, tag: int, off: int, data: bytes) -> None:
         pa = tag & self.pa_mask
         n = len(data)
-        exp = self.expected.get(tag)
-        if exp is None:
-            exp = self.expected[tag] = bytearray(64)
-            self.valid[tag] = 0
+        ref = self.ref.get(tag)
+        if ref is None:
+            ref = self.ref[tag] = [bytearray(64), 0]
         if self.owner.get(pa) != tag:
             self.owner[pa] = tag
-            self.valid[tag] = 0
+            ref[1] = 0
             if self.intended_via:
                 self.intended_via.pop(tag, None)
+        exp = ref[0]
         if self.classify:
             self.history.setdefault(tag, []).append(bytes(exp))
         exp[off : off + n] = data
-        self.valid[tag] |= ((1 << n) - 1) << off
+        ref[1] |= MASKS[n] << off
         if self.classify:
             self.line_history.setdefault(pa, []).append(bytes(exp))
         self.stores += 1
@@ -98,15 +99,15 @@ class Oracle:
             self.intended_via[tag] = via
         else:
             self.intended_via.pop(tag, None)
-        self.expected[tag] = bytearray(data)
-        self.valid[tag] = FULL
+        self.ref[tag] = [bytearray(data), FULL]
         self.owner[pa] = tag
         self.counts.add("intents")
 
     def image(self, tag: int) -> bytes | None:
         """The full line a read through ``tag`` is expected to return now, if defined."""
-        if self.owner.get(tag & self.pa_mask) == tag and self.valid.get(tag) == FULL:
-            return bytes(self.expected[tag])
+        ref = self.ref.get(tag)
+        if self.owner.get(tag & self.pa_mask) == tag and ref is not None and ref[1] == FULL:
+            return bytes(ref[0])
         return None
 
     def raw_class(self, pa: int, data: bytes) -> str:
@@ -122,7 +123,7 @@ class Oracle:
             if owner is None or owner == RAW:
                 plain = False
                 break
-            image += self.expected[owner]
+            image += self.ref[owner][0]
             line += 64
         if plain:
             lo = pa & 63
@@ -133,16 +134,16 @@ class Oracle:
     def reboot(self, persistent: bool) -> None:
         """Volatile memory promises nothing across a reboot; persistent memory does."""
         if not persistent:
-            self.expected.clear()
-            self.valid.clear()
+            self.ref.clear()
             self.owner.clear()
 
     def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str) -> str | None:
         """Check one load; returns its class when classifying, else None."""
         if self.owner.get(tag & self.pa_mask) == tag:
+            exp, valid = self.ref[tag]
             n = len(data)
-            full = (1 << n) - 1
-            if (self.valid[tag] >> off) & full == full and self.expected[tag][off : off + n] == data:
+            full = MASKS[n]
+            if (valid >> off) & full == full and exp[off : off + n] == data:
                 # The common case, kept short: every byte was stored and is right.
                 self.checked += 1
                 if self.classify:
@@ -155,10 +156,11 @@ class Oracle:
 
     def _check_partial(self, t, cpu, tag, off, data, served, full) -> str | None:
         """A checked load that is wrong, or reads bytes of which only some were stored."""
-        valid = self.valid[tag] >> off & full
+        exp, valid = self.ref[tag]
+        valid = valid >> off & full
         status = None
         if valid:
-            want = self.expected[tag][off : off + len(data)]
+            want = exp[off : off + len(data)]
             if any((valid >> i) & 1 and data[i] != want[i] for i in range(len(data))):
                 self.violation_count += 1
                 self._violation(t, cpu, tag, off, bytes(want), data, valid, served)
@@ -184,7 +186,7 @@ class Oracle:
         n = len(data)
         if not any(data):
             return "zero"
-        for img in self.history.get(tag, []) + ([bytes(self.expected[tag])] if tag in self.expected else []):
+        for img in self.history.get(tag, []) + ([bytes(self.ref[tag][0])] if tag in self.ref else []):
             if img[off : off + n] == data:
                 return "stale"
         if served not in ("DRAM", "DRAM-remote"):
