@@ -123,7 +123,7 @@ def cmd_scenario(args) -> int:
         from mktme_des.scenarios.explore import explore
 
         found = explore(path, runs=args.runs, jitter_ns=args.jitter_ns, seed=args.seed,
-                        save=args.save)
+                        save=args.save, workers=args.workers)
         print(json.dumps(found.to_dict(args.trace), indent=2) if args.json
               else found.text(args.trace))
         return 0 if found.ok else 1
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explore: largest move of an op's time, in ns (default 500; 0 only "
                    "shuffles same-time events)")
     s.add_argument("--seed", type=int, default=0, help="explore: seed of the random times")
+    s.add_argument("--workers", type=int, default=1, help="explore: processes to share the runs")
     s.add_argument("--save", metavar="DIR",
                    help="explore: write the first run of each outcome there as a scenario file")
     s.set_defaults(fn=cmd_scenario)

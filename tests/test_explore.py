@@ -284,3 +284,10 @@ def test_exploring_with_no_jitter_finds_both_orders_of_a_tie(tmp_path):
         assert run_scenario(o.file).ok == o.ok  # the saved tie seed replays the order
     path.write_text(TIE.format(tie="tie_seed = 0"))
     assert run_scenario(path).ok
+
+
+def test_workers_share_the_runs_without_changing_the_result():
+    one = explore("s7-hotplug-race-unsafe", runs=16, jitter_ns=1000, seed=2)
+    two = explore("s7-hotplug-race-unsafe", runs=16, jitter_ns=1000, seed=2, workers=2)
+    assert json.dumps(one.to_dict(trace=True)) == json.dumps(two.to_dict(trace=True))
+    assert len(one.outcomes) == 2

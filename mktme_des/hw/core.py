@@ -213,7 +213,7 @@ class Core:
                 # No refresh of the horizon: a writeback scheduled above is an event no
                 # earlier than it (earlier ones were delivered inline).
                 continue
-            if code >= O.AWAIT:
+            if code >= O.AWAIT:  # AWAIT or SIGNAL (the last codes): ordering, not work
                 if code == O.AWAIT:
                     if t > env.now:
                         yield env.timeout(t - env.now)

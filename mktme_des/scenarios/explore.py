@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 from mktme_des.config.schema import read_toml
 from mktme_des.config.toml_write import dumps
 from mktme_des.errors import UserError
-from mktme_des.scenarios.runner import Result, run_scenario
+from mktme_des.scenarios.runner import run_scenario
 from mktme_des.scenarios.spec import find_scenario, scenario_from
 
 ACTOR_TABLES = ("cpu", "agent", "process", "system")
@@ -159,42 +160,58 @@ class Exploration:
         return "\n".join(lines)
 
 
-def _signature(res: Result) -> tuple:
-    return res.ok, tuple((c["name"], c["ok"]) for c in res.checks), bool(res.violations)
-
-
 def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
-            seed: int = 0, save: str | Path | None = None) -> Exploration:
+            seed: int = 0, save: str | Path | None = None, workers: int = 1) -> Exploration:
     """Run a scenario ``runs`` times with jittered op times; group the runs by verdict.
 
-    With ``save``, the first run of each outcome is written there as a scenario file."""
+    With ``save``, the first run of each outcome is written there as a scenario file. With
+    ``workers`` > 1 the runs are shared among that many processes; every run depends on its
+    number alone, so the result is the same."""
     if runs < 1:
         raise UserError(f"--runs {runs}: at least one run")
+    if workers < 1:
+        raise UserError(f"--workers {workers}: at least one")
     if not jitter_ns >= 0:
         raise UserError(f"--jitter-ns {jitter_ns}: must be 0 (only same-time events are "
                         "shuffled) or a positive number of ns")
     path = find_scenario(name_or_path)
     if not path.exists():
         raise UserError(f"{name_or_path}: no such scenario file")
-    return explore_data(read_toml(path), path, runs, jitter_ns, seed, save)
+    return explore_data(read_toml(path), path, runs, jitter_ns, seed, save, workers)
+
+
+def one_run(data: dict[str, Any], path: str, jitter_ns: float, seed: int, run: int) -> tuple:
+    """Run ``run`` of an exploration: ``(scenario data as run, ok, checks, violations, trace)``."""
+    rng = np.random.default_rng([seed, run])
+    trial = perturb(data, rng, jitter_ns)
+    trial.setdefault("scenario", {})["tie_seed"] = int(rng.integers(1, 2**31))
+    res = run_scenario(scenario_from(trial, f"{path} (explored run {run})"))
+    return trial, res.ok, res.checks, res.violations, res.trace
 
 
 def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, seed: int,
-                 save: str | Path | None = None) -> Exploration:
+                 save: str | Path | None = None, workers: int = 1) -> Exploration:
     """:func:`explore` on a scenario's parsed ``data`` (``path`` names it in messages)."""
     base = scenario_from(data, str(path))  # a bad file is reported once, as itself
+    run_number = partial(one_run, data, str(path), jitter_ns, seed)
+    if workers > 1 and runs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        from mktme_des.experiments.executors import _context
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+            results = list(pool.map(run_number, range(runs),
+                                    chunksize=max(1, runs // (4 * workers))))
+    else:
+        results = [run_number(run) for run in range(runs)]
     outcomes: dict[tuple, Outcome] = {}
     held: dict[str, int] = {}
-    for run in range(runs):
-        rng = np.random.default_rng([seed, run])
-        trial = perturb(data, rng, jitter_ns)
-        trial.setdefault("scenario", {})["tie_seed"] = int(rng.integers(1, 2**31))
-        res = run_scenario(scenario_from(trial, f"{path} (explored run {run})"))
-        for c in res.checks:
+    for run, (trial, ok, checks, violations, trace) in enumerate(results):
+        for c in checks:
             held[c["name"]] = held.get(c["name"], 0) + bool(c["ok"])
-        sig = _signature(res)
+        sig = (ok, tuple((c["name"], c["ok"]) for c in checks), bool(violations))
         if sig not in outcomes:
-            outcomes[sig] = Outcome(res.ok, res.checks, res.violations, res.trace, data=trial)
+            outcomes[sig] = Outcome(ok, checks, violations, trace, data=trial)
         outcomes[sig].runs.append(run)
     found = list(outcomes.values())
     if save is not None:
