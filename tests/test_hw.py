@@ -485,6 +485,36 @@ def test_prefetched_line_can_be_stale_relative_to_dram():
     assert plat.writebacks == 1  # the clean prefetched copy was never written back
 
 
+
+def test_a_load_of_a_line_being_prefetched_waits_for_the_prefetch():
+    """A demand miss on a line the core is already prefetching merges with the prefetch: it
+    completes when the prefetch fills, with the bytes the prefetch read, and DRAM is read
+    once. The bytes can be stale: here the K1 flush reaches DRAM in between."""
+    plat, L = make(overrides=STABLE)
+    plat.set_key(1, "key", KA)
+    plat.set_key(2, "key", KB)
+    A = 0xC10_0000
+    T = us(1)
+    fill = T + L.cycle + L.dram_local
+    mc = plat.mc_for(A)
+    run(plat, (0, [W(1, A, pattern(21), at=T - us(0.5))]))
+    reads = mc.reads
+    # The flush's writeback reaches the controller after the prefetch's read, before its fill.
+    (log,) = run(plat, (0, [OP(O.PREFETCH, 2, A, at=T), OP(O.CLFLUSH, 1, A, at=T + ns(50)),
+                            R(2, A)]))
+    load = log[2]
+    assert load[6] == "prefetch"
+    assert load[1] == fill + L.l1
+    assert mc.reads == reads + 1  # the load did not go to DRAM itself
+    assert load[5] == xts(KB, A, bytes(64), encrypt=False)  # what DRAM held at the prefetch
+    assert plat.dram_read(A, 64) == xts(KA, A, pattern(21))  # the flush landed after it
+    # Another core's load does not merge: it reads DRAM, which now holds K1's data.
+    plat2, _ = make(overrides=STABLE)
+    plat2.set_key(2, "key", KB)
+    _, log1 = run(plat2, (0, [OP(O.PREFETCH, 2, A, at=T)]), (1, [R(2, A, at=T + ns(5))]))
+    assert log1[0][6] == "DRAM"
+
+
 # -- WBINVD ------------------------------------------------------------------------------------
 
 

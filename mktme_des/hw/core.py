@@ -109,6 +109,7 @@ class Core:
         amap = plat.amap
         interleave, npackages, package_bytes = amap.interleave, amap.packages, amap.package_bytes
         routes = self.routes()
+        prefetching = plat.prefetching
         t = env.now
         horizon = env.peek()  # nothing else happens before this time
         for op in ops:
@@ -157,7 +158,22 @@ class Core:
                     continue
                 t0 = t
                 line = directory.get(tag)
-                if line is not None:
+                merged = False
+                if line is None and prefetching:
+                    inflight = prefetching.get(tag)
+                    if inflight is not None and inflight[1] is self:
+                        # This core's own prefetch of the line is on its way: the load waits
+                        # for it, as a fill buffer merges a demand miss into a prefetch.
+                        if t > env.now:
+                            yield env.timeout(t - env.now)
+                        yield inflight[0]
+                        t = env.now + l1_hit
+                        horizon = env.peek()
+                        line = directory.get(tag)
+                        merged = line is not None
+                if merged:
+                    where = "prefetch"
+                elif line is not None:
                     line, t, where = self._lookup(t, tag, line)
                 else:
                     # Miss in every cache: a request to the home memory controller. Each

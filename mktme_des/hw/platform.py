@@ -71,6 +71,7 @@ class Platform:
         self.package_mask: list[int] = []
         self.writebacks = 0
         self.pending: dict[int, list] = {}  # line PA -> writebacks on their way there
+        self.prefetching: dict[int, tuple] = {}  # tag -> (fill event, core): prefetches in flight
         self.rng_draws = 0
         self.pconfig_log: list[tuple] = []  # (time, cpu, package, keyid, command, what)
         self.counts: dict[str, int] = {}
@@ -263,8 +264,14 @@ class Platform:
         return done
 
     def prefetch(self, t: int, core: Core, tag: int, pa: int) -> None:
-        """A speculative fill of ``tag`` into ``core``'s caches; the line arrives clean."""
+        """A speculative fill of ``tag`` into ``core``'s caches; the line arrives clean. A load
+        of ``tag`` by the same core while it is on its way waits for it (a merged miss), and
+        a second prefetch of it is dropped."""
+        if tag in self.prefetching:
+            return
         mc, there, back = self.route(core.package, pa)
+        arrived = self.env.event()
+        self.prefetching[tag] = (arrived, core)
 
         def at_controller() -> None:
             if self.pending:
@@ -275,6 +282,8 @@ class Platform:
         def fill(data: bytes, asked: int) -> None:
             if tag not in self.directory:
                 core._fill(self.env.now, tag, self.settle_fill(tag, pa & LINE_MASK, asked, data))
+            del self.prefetching[tag]
+            arrived.succeed()
 
         self.later(t + core.levels[-1].hit + there, at_controller)
 
