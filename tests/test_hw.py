@@ -508,11 +508,30 @@ def test_a_load_of_a_line_being_prefetched_waits_for_the_prefetch():
     assert mc.reads == reads + 1  # the load did not go to DRAM itself
     assert load[5] == xts(KB, A, bytes(64), encrypt=False)  # what DRAM held at the prefetch
     assert plat.dram_read(A, 64) == xts(KA, A, pattern(21))  # the flush landed after it
-    # Another core's load does not merge: it reads DRAM, which now holds K1's data.
+    # Another core's load does not merge: it reads DRAM itself.
     plat2, _ = make(overrides=STABLE)
     plat2.set_key(2, "key", KB)
     _, log1 = run(plat2, (0, [OP(O.PREFETCH, 2, A, at=T)]), (1, [R(2, A, at=T + ns(5))]))
     assert log1[0][6] == "DRAM"
+
+
+def test_a_merged_load_whose_prefetch_was_dropped_is_served_where_the_line_is():
+    """cpu1 fetches the line while cpu0's prefetch of it is on its way, so the prefetch fill
+    is dropped; cpu0's load, waiting for that fill, then finds the line in the shared LLC."""
+    plat, L = make()
+    A = 0xC20_0000
+    T = us(1)
+    fill = T + L.cycle + L.dram_local
+    log0, log1 = run(plat, (0, [OP(O.PREFETCH, 0, A, at=T), R(0, A, at=T + ns(30))]),
+                     (1, [R(0, A, at=T - ns(5))]))
+    assert log1[0][6] == "DRAM" and log1[0][1] < fill  # cpu1 had the line first
+    # cpu0's load waited for the (dropped) prefetch fill, queued behind cpu1's read at the
+    # bank, then found the line in the package's LLC; DRAM was read twice, not three times.
+    assert log0[1][6] == L.n3 and log0[1][1] - L.llc >= fill
+    assert plat.mc_for(A).reads == 2
+    tag = plat.amap.tag(0, A)
+    assert all(c.contains(tag) for c in plat.cores[0].levels)
+    assert plat.directory[tag].holders & (1 << plat.cores[0].levels[0].bit)
 
 
 # -- WBINVD ------------------------------------------------------------------------------------

@@ -110,6 +110,7 @@ class Core:
         interleave, npackages, package_bytes = amap.interleave, amap.packages, amap.package_bytes
         routes = self.routes()
         prefetching = plat.prefetching
+        l1_bit = 1 << l1.bit
         t = env.now
         horizon = env.peek()  # nothing else happens before this time
         for op in ops:
@@ -167,11 +168,14 @@ class Core:
                         if t > env.now:
                             yield env.timeout(t - env.now)
                         yield inflight[0]
-                        t = env.now + l1_hit
+                        t = env.now
                         horizon = env.peek()
                         line = directory.get(tag)
-                        merged = line is not None
+                        # The fill is dropped when the line was fetched meanwhile (by another
+                        # core): the load is then served wherever the line is.
+                        merged = line is not None and line.holders & l1_bit
                 if merged:
+                    t += l1_hit
                     where = "prefetch"
                 elif line is not None:
                     line, t, where = self._lookup(t, tag, line)
