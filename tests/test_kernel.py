@@ -886,3 +886,101 @@ def test_online_during_a_broadcast(policy):
         assert box["online_at"] >= sim.keys.broadcasts[0].end
     else:
         assert mode == TME
+
+
+# -- memory hot-remove: migrating pages off a package going offline -----------------------------
+
+
+def _tenant_on_package_1(sim: Sim, pages: int = 3):
+    """A process on cpu 16 (package 1) with ``pages`` encrypted pages written with patterns."""
+    serial = sim.add("k")
+    proc = sim.mm.spawn(16)
+    va = sim.mmap(proc, pages)
+    sim.protect(proc, va, pages * PAGE, serial)
+    for i in range(pages):
+        sim.write(proc, va + i * PAGE, pattern(40 + i) * (PAGE // 64))
+    home = sim.plat.amap.home
+    assert all(home(sim.frame(proc, va + i * PAGE)[1]) == 1 for i in range(pages))
+    return proc, va, sim.keyid(serial)
+
+
+def test_offline_with_pages_is_refused_unless_the_policy_migrates():
+    sim = Sim()
+    _tenant_on_package_1(sim)
+    before = sim.state()
+    err = sim.fails(sim.k.hp.offline_package(1), "EBUSY")
+    assert "3 allocated page(s)" in err.reason and "migrate_on_offline" in err.reason
+    assert sim.state() == before
+
+
+@pytest.mark.parametrize("policy", ["rfc-v2", "mktme-2019"])
+def test_offline_migrates_pages_through_their_keyid_and_keeps_their_data(policy):
+    sim = Sim(policy=policy, policy_overrides={"migrate_on_offline": True})
+    proc, va, kid = _tenant_on_package_1(sim)
+    refs = sim.keys.refs[kid]
+    old = [sim.frame(proc, va + i * PAGE)[1] for i in range(3)]
+    flushes = sim.clflushes()
+    sim.call(sim.k.hp.offline_package(1))
+    assert not sim.plat.packages[1].online
+    assert proc.cpu == 0  # the scheduler moved the task off the dead CPUs
+    home = sim.plat.amap.home
+    for i in range(3):
+        keyid, pa = sim.frame(proc, va + i * PAGE)
+        assert keyid == kid and home(pa) == 0
+        assert sim.read(proc, va + i * PAGE, PAGE) == pattern(40 + i) * (PAGE // 64)
+    # The old frames went back to package 1's free list, flushed through the KeyID.
+    assert set(old) <= set(sim.mm.frames.free[1])
+    assert sim.clflushes() - flushes >= 3 * LINES
+    assert sim.keys.refs[kid] == refs  # page references moved with the pages
+    assert sim.mm.counts["pages_migrated"] == 3
+    assert sim.k.hp.log[-1]["migrated"] == 3
+    sim.no_violations()
+
+
+def test_migrating_through_a_keyid0_direct_map_corrupts_and_the_oracle_says_so():
+    sim = Sim(policy="unsafe-keyid0-direct-map", policy_overrides={"migrate_on_offline": True})
+    proc, va, _ = _tenant_on_package_1(sim, pages=1)
+    sim.call(sim.k.hp.offline_package(1))
+    # The kernel copied ciphertext-as-KeyID-0 plaintext: under the new address the user's
+    # KeyID decrypts it to garbage.
+    assert sim.read(proc, va) != pattern(40)
+    assert sim.plat.oracle.violations
+
+
+def test_an_access_during_migration_waits_for_the_page_to_be_mapped_again():
+    sim = Sim(policy_overrides={"migrate_on_offline": True})
+    proc, va, _ = _tenant_on_package_1(sim, pages=2)
+    env = sim.plat.env
+    seen = {}
+
+    def reader():
+        yield env.timeout(ns(200))  # inside the offline's TLB shootdown window
+        start = env.now
+        yield from sim.mm.fault(proc, va + PAGE)
+        keyid, pa = sim.mm.translate(proc, va + PAGE)
+        log: list = []
+        yield from sim.plat.cores[0].run([(O.READ, keyid, pa, 64, None)], log)
+        seen.update(start=start, pa=pa, data=log[0][5], end=env.now)
+
+    env.process(reader())
+    sim.call(sim.k.hp.offline_package(1))
+    assert sim.plat.amap.home(seen["pa"]) == 0  # it waited, then used the new frame
+    assert seen["data"] == pattern(41)
+    assert seen["end"] - seen["start"] > ns(1000)
+    sim.no_violations()
+
+
+def test_migration_out_of_frames_fails_with_the_rest_left_in_place():
+    # Package 0 has two free frames left: the third page cannot move.
+    sim = Sim(policy_overrides={"migrate_on_offline": True})
+    proc, va, _ = _tenant_on_package_1(sim)
+    del sim.mm.frames.free[0][:-2]
+    err = sim.fails(sim.k.hp.offline_package(1), "ENOMEM")
+    assert "package 0" in err.reason
+    assert sim.plat.packages[1].online
+    home = sim.plat.amap.home
+    assert [home(sim.frame(proc, va + i * PAGE)[1]) for i in range(3)] == [0, 0, 1]
+    for i in range(3):
+        assert sim.read(proc, va + i * PAGE, PAGE) == pattern(40 + i) * (PAGE // 64)
+    assert not proc.migrating
+    sim.no_violations()

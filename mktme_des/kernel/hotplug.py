@@ -1,8 +1,9 @@
 """CPU and package hotplug with the RFC v2 MKTME rules (patches 12-13).
 
-* A package goes offline with its memory: it is refused (EBUSY) while any allocated page is
-  homed on it (memory would first have to be migrated away, which is not modelled), and it
-  comes back online powered up afresh, with an empty key table.
+* A package goes offline with its memory. While allocated pages are homed on it, the offline
+  is refused (EBUSY), unless the policy migrates them to the other online packages first
+  (``migrate_on_offline``, :meth:`MM.migrate_off <mktme_des.kernel.mm.MM.migrate_off>`).
+  It comes back online powered up afresh, with an empty key table.
 * With user-type keys in use and no saved key data (``mktme_savekeys`` off), onlining a
   package is refused: the kernel cannot program those keys there.
 * Otherwise every KeyID in use is programmed on the new package by one of its CPUs: user keys
@@ -85,18 +86,32 @@ class Hotplug:
         if sum(p.online for p in plat.packages) == 1:
             raise Errno("EBUSY", "the last online package cannot go offline")
         used = self.k.mm.pages_homed_on(package)
-        if used:
-            raise Errno("EBUSY", f"{used} allocated page(s) are homed on package {package}")
+        if used and not self.k.policy.migrate_on_offline:
+            raise Errno("EBUSY", f"{used} allocated page(s) are homed on package {package} "
+                        "and the policy does not migrate them (migrate_on_offline)")
         yield self.k.hotplug.write_acquire()
+        start = self.env.now
         try:
             yield self.env.timeout(ns(self.k.policy.syscall_ns))
+            if used:
+                yield from self.k.mm.migrate_off(package)
             pkg.online = False
             for core in pkg.cores:
                 core.online = False
-            self.log.append({"event": "offline", "package": package,
-                             "time_ns": self.env.now / 1000})
+            self._move_tasks()
+            self.log.append({"event": "offline", "package": package, "migrated": used,
+                             "start_ns": start / 1000, "time_ns": self.env.now / 1000})
         finally:
             self.k.hotplug.write_release()
+
+    def _move_tasks(self) -> None:
+        """Processes on CPUs that went offline move to the first online CPU, as the
+        scheduler moves tasks off a dying CPU."""
+        cores = self.plat.cores
+        target = next(c.cpu for c in cores if c.online)
+        for proc in self.k.mm.procs.values():
+            if not cores[proc.cpu].online:
+                proc.cpu = target
 
     def offline_cpu(self, cpu: int):
         """Take one CPU offline; a lead CPU hands over to an online sibling."""
@@ -119,6 +134,7 @@ class Hotplug:
             core.online = False
             if not siblings:
                 pkg.online = False
+            self._move_tasks()
             self.log.append({"event": "offline_cpu", "cpu": cpu, "was_lead": was_lead,
                              "new_lead": siblings[0].cpu if siblings and was_lead else None,
                              "time_ns": self.env.now / 1000})

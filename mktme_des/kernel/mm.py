@@ -19,11 +19,18 @@
   flushes all use KeyID 0. The oracle is told what the kernel *means* the user to see (zeros
   after allocation, the old contents after swap-in), so a direct map that cannot deliver it
   shows up as a violation.
+* **Migration** (memory hot-remove, when a package goes offline with ``migrate_on_offline``):
+  the pages homed on the package are unmapped, so accesses to them fault and wait (migration
+  entries), and one TLB shootdown lets accesses already under way finish. Each page is then
+  copied through the kernel's mapping of its KeyID to a frame on another online package (a raw
+  copy of the ciphertext would decrypt to garbage there: the tweak binds data to its address,
+  scenario S8), mapped again, and its old frame freed with the usual flush.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mktme_des.engine.time import ns
 from mktme_des.hw import ops as O
@@ -57,6 +64,7 @@ class Process:
     pages: dict[int, Page] = field(default_factory=dict)  # virtual page -> frame
     # vpage -> (keyid, data, what the user had stored per line, for the oracle)
     swapped: dict[int, tuple[int, bytes, list]] = field(default_factory=dict)
+    migrating: dict[int, Any] = field(default_factory=dict)  # vpage -> event: mapped again
     next_va: int = 0x7F00_0000_0000
 
     def vma_at(self, va: int) -> Vma | None:
@@ -198,8 +206,7 @@ class MM:
     # -- pages ---------------------------------------------------------------------------------
     def alloc_page(self, cpu: int, keyid: int, zero: bool = True):
         """Take a frame on ``cpu``'s package and prepare it for ``keyid``; returns the Page."""
-        core = self.plat.cores[cpu]
-        pa = self.frames.take(core.package)
+        pa = self.frames.take(self.plat.cores[cpu].package)
         policy = self.k.policy
         last = self.frames.last_keyid.get(pa, 0)
         if keyid and policy.flush_on_alloc and last != keyid:
@@ -264,6 +271,9 @@ class MM:
         page = proc.pages.get(vpage)
         if page is not None:
             return page
+        if vpage in proc.migrating:
+            yield proc.migrating[vpage]
+            return proc.pages[vpage]
         yield self.env.timeout(ns(self.k.policy.fault_ns))
         if vpage in proc.swapped:
             keyid, data, intent = proc.swapped.pop(vpage)
@@ -289,11 +299,47 @@ class MM:
         if page is None:
             raise Errno("EFAULT", f"{va:#x} is not present")
         lines = yield from self.kernel_read_page(proc.cpu, page.pa, page.keyid)
-        # What the user last stored, for the oracle: swap promises to give it back.
-        oracle = self.plat.oracle
-        intent = [oracle.image(self.plat.amap.tag(page.keyid, page.pa + i * 64))
-                  if oracle is not None else None for i in range(LINES)]
         del proc.pages[vpage]
-        proc.swapped[vpage] = (page.keyid, b"".join(lines), intent)
+        proc.swapped[vpage] = (page.keyid, b"".join(lines), self._intent(page))
         yield from self.free_page(proc.cpu, page)
         self._count("swap_outs")
+
+    def _intent(self, page: Page) -> list:
+        """What the user last stored in each line of ``page``, for the oracle: swap and
+        migration promise to give it back (None where the oracle has no full line)."""
+        oracle = self.plat.oracle
+        return [oracle.image(self.plat.amap.tag(page.keyid, page.pa + i * 64))
+                if oracle is not None else None for i in range(LINES)]
+
+    def migrate_off(self, package: int):
+        """Move every page homed on ``package`` to the other online packages, round robin,
+        each copied by a CPU of its new package (see the module docstring). Raises ENOMEM,
+        with the pages not yet moved mapped where they were, when the other packages run out
+        of frames."""
+        home = self.plat.amap.home
+        moving = [(proc, vpage, page) for proc in self.procs.values()
+                  for vpage, page in sorted(proc.pages.items()) if home(page.pa) == package]
+        targets = [next(c.cpu for c in p.cores if c.online)
+                   for p in self.plat.packages if p.online and p.index != package]
+        for proc, vpage, _ in moving:
+            del proc.pages[vpage]
+            proc.migrating[vpage] = self.env.event()
+        yield self.env.timeout(ns(self.plat.model.ipi.remote_ns))  # the TLB shootdown
+        moved = 0
+        try:
+            for proc, vpage, page in moving:
+                cpu = targets[moved % len(targets)]
+                lines = yield from self.kernel_read_page(cpu, page.pa, page.keyid)
+                new = yield from self.alloc_page(cpu, page.keyid, zero=False)
+                yield from self.kernel_write_page(cpu, new.pa, page.keyid, lines,
+                                                  self._intent(page))
+                proc.pages[vpage] = new
+                proc.migrating.pop(vpage).succeed()
+                yield from self.free_page(cpu, page)
+                moved += 1
+        finally:
+            for proc, vpage, page in moving[moved:]:
+                if vpage in proc.migrating:
+                    proc.pages[vpage] = page
+                    proc.migrating.pop(vpage).succeed()
+            self._count("pages_migrated", moved)

@@ -39,6 +39,9 @@ class Policy(Section):
                            "that come online")
     clear_sends_alg: bool = param(True, doc="CLEAR_KEY and NO_ENCRYPT carry a valid ENC_ALG "
                                   "(2019 fix; the RFC v2 code sent 0, which hardware rejects)")
+    migrate_on_offline: bool = param(False, doc="memory hot-remove: a package going offline "
+                                     "first migrates the pages homed on it to the other online "
+                                     "packages (otherwise the offline is refused with EBUSY)")
     on_exhaustion: str = param("fail", doc="when no KeyID is free: fail with ENOKEY, or wait "
                                "for one", choices=("fail", "wait"))
     syscall_ns: float = param(150.0, doc="entry/exit cost of a syscall (ASSUMPTION)",

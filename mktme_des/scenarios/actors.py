@@ -40,6 +40,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
             yield plat.flag(op["after"])
         if op["at"] is not None and op["at"] > env.now:
             yield env.timeout(op["at"] - env.now)
+        if proc is not None:
+            cpu = proc.cpu  # the scheduler may have moved it (its CPU went offline)
         start = env.now
         what = op["op"]
         keyid = pa = data = served = cls = None
