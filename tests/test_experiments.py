@@ -567,3 +567,20 @@ def test_explore_driver_unknown_scenario_names_the_sweep_entry(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_experiment(path)
     assert "sweep.points[1]" in str(err.value) and "s99-nothing" in str(err.value)
+
+
+def test_pconfig_driver_offline_cost_grows_with_the_pages_migrated():
+    from mktme_des.config.schema import Context
+
+    driver = drivers.get("pconfig")
+    out = {}
+    for pages in (2, 6):
+        config = driver.resolve_config({"model": "server-2s", "measure": "offline",
+                                        "pages": pages, "keys": 2}, Context("test", "base"))
+        assert config["policy_resolved"]["migrate_on_offline"]
+        out[pages] = driver.fn(config, 1)
+        assert out[pages]["pages"] == pages and out[pages]["online_ns"] is None
+    # Each page is read line by line from its old home before it is written at the new one:
+    # at least 64 DRAM accesses (55 ns each in server-2s) per page, one after another.
+    per_page = (out[6]["offline_ns"] - out[2]["offline_ns"]) / 4
+    assert per_page > 64 * 55
