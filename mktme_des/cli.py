@@ -122,8 +122,11 @@ def cmd_scenario(args) -> int:
     if args.action == "explore":
         from mktme_des.scenarios.explore import explore
 
-        found = explore(path, runs=args.runs, jitter_ns=args.jitter_ns, seed=args.seed,
-                        save=args.save, workers=args.workers)
+        if args.exhaustive and args.jitter_ns is not None:
+            raise UserError("--exhaustive runs the file's own timing; leave out --jitter-ns")
+        found = explore(path, runs=args.runs, seed=args.seed, save=args.save,
+                        jitter_ns=500.0 if args.jitter_ns is None else args.jitter_ns,
+                        workers=args.workers, exhaustive=args.exhaustive)
         print(json.dumps(found.to_dict(args.trace), indent=2) if args.json
               else found.text(args.trace))
         return 0 if found.ok else 1
@@ -235,8 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="PNG", help="draw the timeline to this file")
     s.add_argument("--chrome-trace", metavar="JSON",
                    help="write the trace for chrome://tracing or Perfetto")
-    s.add_argument("--runs", type=int, default=100, help="explore: runs (default 100)")
-    s.add_argument("--jitter-ns", type=float, default=500.0,
+    s.add_argument("--runs", type=int, default=100,
+                   help="explore: runs (default 100); with --exhaustive, the most schedules")
+    s.add_argument("--exhaustive", action="store_true",
+                   help="explore: run every order of same-time events at the file's timing")
+    s.add_argument("--jitter-ns", type=float, default=None,
                    help="explore: largest move of an op's time, in ns (default 500; 0 only "
                    "shuffles same-time events)")
     s.add_argument("--seed", type=int, default=0, help="explore: seed of the random times")

@@ -291,3 +291,58 @@ def test_workers_share_the_runs_without_changing_the_result():
     two = explore("s7-hotplug-race-unsafe", runs=16, jitter_ns=1000, seed=2, workers=2)
     assert json.dumps(one.to_dict(trace=True)) == json.dumps(two.to_dict(trace=True))
     assert len(one.outcomes) == 2
+
+
+# --- every order of same-time events ---------------------------------------------------------
+
+def test_chosen_ties_follow_the_choices_and_record_the_branching():
+    from mktme_des.engine.ties import ChosenTies
+
+    env = ChosenTies([2, 1])
+    seen = []
+    for name in "abc":
+        env.timeout(5).callbacks.append(lambda _ev, n=name: seen.append(n))
+    env.run()
+    assert seen == ["c", "b", "a"]
+    assert (env.taken, env.branching) == ([2, 1], [3, 2])
+    env = ChosenTies([])  # out of choices: scheduling order, still recorded
+    for name in "ab":
+        env.timeout(5).callbacks.append(lambda _ev, n=name: seen.append(n))
+    env.run()
+    assert seen[-2:] == ["a", "b"] and (env.taken, env.branching) == ([0], [2])
+
+
+def test_exhaustive_exploration_runs_every_order_and_each_replays(tmp_path):
+    path = tmp_path / "tie.toml"
+    path.write_text(TIE.format(tie=""))
+    found = explore(path, runs=100, exhaustive=True, save=tmp_path / "out")
+    # Two actors start at t = 0 and act at t = 1000 (ties of two events each, at least;
+    # their ends tie too). Every schedule is a different list of choices.
+    assert found.complete and found.runs >= 4
+    schedules = {tuple(o["tie_choices"]) for o in found.to_dict()["outcomes"]}
+    assert len(schedules) == len(found.outcomes) == 2
+    assert found.verdict("read at the same instant").startswith("sometimes")
+    for o in found.outcomes:
+        replay = run_scenario(o.file)
+        choices = tomllib.loads(Path(o.file).read_text())["scenario"]["tie_choices"]
+        assert replay.ok == o.ok and replay.ties[0] == choices  # the same order again
+    again = explore(path, runs=100, exhaustive=True)
+    assert json.dumps(again.to_dict()) == json.dumps(
+        explore(path, runs=100, exhaustive=True).to_dict())
+
+
+def test_exhaustive_exploration_stops_at_the_cap_and_says_so():
+    found = explore("s10-replay-preimage", runs=5, exhaustive=True)
+    assert found.runs == 5 and not found.complete
+    assert "stopped at the cap of 5" in found.text()
+
+
+def test_cli_exhaustive_refuses_a_jitter_and_files_refuse_two_tie_orders(tmp_path, capsys):
+    assert main(["scenario", "explore", "s1-alias-read", "--exhaustive", "--jitter-ns", "5"]) == 2
+    assert "leave out --jitter-ns" in capsys.readouterr().err
+    assert main(["scenario", "explore", "s1-alias-read", "--exhaustive"]) == 0
+    assert "every order of its same-time events" in capsys.readouterr().out
+    path = tmp_path / "both.toml"
+    path.write_text(TIE.format(tie="tie_seed = 3\ntie_choices = [1]"))
+    assert main(["scenario", "run", str(path)]) == 2
+    assert "scenario.tie_choices" in capsys.readouterr().err

@@ -2,16 +2,21 @@
 
 SimPy processes events due at the same time (and priority) in the order they were scheduled:
 deterministic, but only one of the orders real hardware could produce when two things happen
-"at once". :class:`ShuffledTies` orders each such tie by a seeded random draw instead, so a
-scenario can be rerun under other same-time orders (what ``scenario explore`` varies) and any
-one of them replayed exactly from its seed. Priorities are kept: an urgent event still goes
-before a normal one due at the same time.
+"at once". Two other orders can be asked for; in both, priorities are kept (an urgent event
+still goes before a normal one due at the same time):
+
+* :class:`ShuffledTies` orders each tie by a seeded random draw, so a scenario can be rerun
+  under other same-time orders (what ``scenario explore`` samples) and any one of them
+  replayed exactly from its seed;
+* :class:`ChosenTies` takes the order from a list of choices, one per tie met, and records
+  how many events each tie had, so an explorer can enumerate every order, depth first
+  (``scenario explore --exhaustive``), and any one of them can be replayed from its choices.
 """
 
 from __future__ import annotations
 
 import random
-from heapq import heappush
+from heapq import heappop, heappush
 
 import simpy
 from simpy.events import NORMAL
@@ -29,6 +34,42 @@ class ShuffledTies(simpy.Environment):
         heappush(self._queue, (self._now + delay, priority, (self._draw(), next(self._eid)), event))
 
 
-def environment(tie_seed: int = 0) -> simpy.Environment:
-    """SimPy's own environment for ``tie_seed`` 0; otherwise one that shuffles ties with it."""
+class ChosenTies(simpy.Environment):
+    """A SimPy environment that runs tied events in a chosen order.
+
+    At the ``i``-th step where several events are due at the same time and priority, the
+    ``choices[i]``-th of them in scheduling order runs first (0 once the choices run out).
+    ``taken`` and ``branching`` record, per such step, the choice made and how many events
+    were tied."""
+
+    def __init__(self, choices: list[int], initial_time: int = 0) -> None:
+        super().__init__(initial_time)
+        self.choices = list(choices)
+        self.taken: list[int] = []
+        self.branching: list[int] = []
+
+    def step(self) -> None:
+        queue = self._queue
+        if len(queue) > 1 and queue[1][:2] == queue[0][:2] or \
+                len(queue) > 2 and queue[2][:2] == queue[0][:2]:
+            key = queue[0][:2]
+            tied = []
+            while queue and queue[0][:2] == key:
+                tied.append(heappop(queue))
+            i = len(self.taken)
+            choice = min(self.choices[i], len(tied) - 1) if i < len(self.choices) else 0
+            self.taken.append(choice)
+            self.branching.append(len(tied))
+            first = tied.pop(choice)
+            for entry in tied:
+                heappush(queue, entry)
+            heappush(queue, (first[0], first[1], -1, first[3]))  # ids are >= 0: it goes first
+        super().step()
+
+
+def environment(tie_seed: int = 0, tie_choices: list[int] | None = None) -> simpy.Environment:
+    """SimPy's own environment, or one whose ties follow ``tie_choices`` (when given) or a
+    shuffle seeded with ``tie_seed`` (when not 0)."""
+    if tie_choices is not None:
+        return ChosenTies(tie_choices)
     return simpy.Environment() if not tie_seed else ShuffledTies(tie_seed)

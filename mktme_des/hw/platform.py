@@ -44,15 +44,15 @@ class Platform:
 
     ``oracle`` (optional) is told of every load, store and DRAM write; ``lazy_dram=False``
     makes DRAM encrypt eagerly (slow, for tests that prove laziness changes nothing);
-    ``tie_seed`` other than 0 shuffles the order of same-time events with that seed
-    (:mod:`mktme_des.engine.ties`).
+    ``tie_seed`` other than 0 shuffles the order of same-time events with that seed, and
+    ``tie_choices`` dictates it (:mod:`mktme_des.engine.ties`).
     """
 
     def __init__(self, model: Model, seed: int = 0, oracle=None, lazy_dram: bool = True,
-                 tie_seed: int = 0) -> None:
+                 tie_seed: int = 0, tie_choices: list[int] | None = None) -> None:
         self.model = model
         self.seed = seed
-        self.env = environment(tie_seed)
+        self.env = environment(tie_seed, tie_choices)
         self.streams = Streams(seed)
         self.amap = AddressMap(model)
         self.oracle = oracle

@@ -21,6 +21,12 @@ also summarised over all runs as holding always, sometimes or never.
 
 The random draws come from the explorer's own seed; the scenario's seed (keys, tweaks) is the
 same in every run, so outcomes differ by ordering alone.
+
+With ``exhaustive=True`` nothing is random: the scenario keeps its own timing and *every*
+order of its same-time events is run, depth first (:class:`~mktme_des.engine.ties.ChosenTies`),
+up to a cap. Each schedule is saved as the choice made at each tie (``tie_choices``), so any
+outcome replays exactly. Orders of independent events are not pruned: the count grows as the
+product of the ties' sizes, which the cap bounds.
 """
 
 from __future__ import annotations
@@ -108,10 +114,20 @@ class Exploration:
     seed: int
     outcomes: list[Outcome]
     held: dict[str, int]  # expectation name -> runs in which it held
+    exhaustive: bool = False
+    complete: bool = True  # exhaustive: every order was run (the cap was not reached)
 
     @property
     def ok(self) -> bool:
         return all(o.ok for o in self.outcomes)
+
+    def describe(self) -> str:
+        if self.exhaustive:
+            return (f"schedules of {self.path}: every order of its same-time events at its own "
+                    "timing" + ("" if self.complete else
+                                f" (stopped at the cap of {self.runs}; more orders remain)"))
+        return (f"runs of {self.path}, op times moved by up to ±{self.jitter_ns:g} ns and "
+                f"same-time events shuffled (explorer seed {self.seed})")
 
     def verdict(self, name: str) -> str:
         """``always``, ``never`` or ``sometimes (k/n)`` for one expectation."""
@@ -122,6 +138,7 @@ class Exploration:
         return {
             "scenario": {"name": self.name, "title": self.title, "file": self.path},
             "runs": self.runs, "jitter_ns": self.jitter_ns, "seed": self.seed, "ok": self.ok,
+            "exhaustive": self.exhaustive, "complete": self.complete,
             "expectations": [{"name": name, "held": k, "verdict": self.verdict(name)}
                              for name, k in self.held.items()],
             "outcomes": [{
@@ -130,7 +147,8 @@ class Exploration:
                 "checks": [{"name": c["name"], "ok": c["ok"], "detail": c["detail"]}
                            for c in o.checks],
                 "violations": len(o.violations), "schedule": schedule(o.data),
-                "tie_seed": o.data["scenario"]["tie_seed"], "file": o.file,
+                "tie_seed": o.data["scenario"].get("tie_seed", 0),
+                "tie_choices": o.data["scenario"].get("tie_choices", []), "file": o.file,
                 **({"trace": o.trace} if trace else {}),
             } for o in self.outcomes],
         }
@@ -138,10 +156,7 @@ class Exploration:
     def text(self, trace: bool = False) -> str:
         from mktme_des.scenarios.report import trace_line
 
-        lines = [f"{self.name}: {self.title}",
-                 f"  {self.runs} runs of {self.path}, op times moved by up to "
-                 f"±{self.jitter_ns:g} ns and same-time events shuffled (explorer seed "
-                 f"{self.seed})", ""]
+        lines = [f"{self.name}: {self.title}", f"  {self.runs} {self.describe()}", ""]
         for name in self.held:
             lines.append(f"  [{self.verdict(name).upper()}] {name}")
         lines.append("")
@@ -161,12 +176,14 @@ class Exploration:
 
 
 def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
-            seed: int = 0, save: str | Path | None = None, workers: int = 1) -> Exploration:
+            seed: int = 0, save: str | Path | None = None, workers: int = 1,
+            exhaustive: bool = False) -> Exploration:
     """Run a scenario ``runs`` times with jittered op times; group the runs by verdict.
 
     With ``save``, the first run of each outcome is written there as a scenario file. With
     ``workers`` > 1 the runs are shared among that many processes; every run depends on its
-    number alone, so the result is the same."""
+    number alone, so the result is the same. With ``exhaustive``, every order of same-time
+    events is run instead, at the file's timing, ``runs`` being the cap."""
     if runs < 1:
         raise UserError(f"--runs {runs}: at least one run")
     if workers < 1:
@@ -177,7 +194,7 @@ def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
     path = find_scenario(name_or_path)
     if not path.exists():
         raise UserError(f"{name_or_path}: no such scenario file")
-    return explore_data(read_toml(path), path, runs, jitter_ns, seed, save, workers)
+    return explore_data(read_toml(path), path, runs, jitter_ns, seed, save, workers, exhaustive)
 
 
 def one_run(data: dict[str, Any], path: str, jitter_ns: float, seed: int, run: int) -> tuple:
@@ -189,12 +206,38 @@ def one_run(data: dict[str, Any], path: str, jitter_ns: float, seed: int, run: i
     return trial, res.ok, res.checks, res.violations, res.trace
 
 
+def every_tie_order(data: dict[str, Any], path: str, cap: int) -> tuple[list[tuple], bool]:
+    """Run the scenario under each order of its same-time events, depth first, at most
+    ``cap`` times: the runs (as :func:`one_run` gives them) and whether that was all."""
+    runs: list[tuple] = []
+    prefix: list[int] = []
+    while True:
+        trial = copy.deepcopy(data)
+        trial.setdefault("scenario", {}).pop("tie_seed", None)
+        res = run_scenario(scenario_from(trial, f"{path} (schedule {len(runs)})"), prefix)
+        taken, branching = res.ties
+        trial["scenario"]["tie_choices"] = list(taken)
+        runs.append((trial, res.ok, res.checks, res.violations, res.trace))
+        i = len(taken) - 1
+        while i >= 0 and taken[i] + 1 >= branching[i]:
+            i -= 1
+        if i < 0:
+            return runs, True
+        if len(runs) >= cap:
+            return runs, False
+        prefix = taken[:i] + [taken[i] + 1]
+
+
 def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, seed: int,
-                 save: str | Path | None = None, workers: int = 1) -> Exploration:
+                 save: str | Path | None = None, workers: int = 1,
+                 exhaustive: bool = False) -> Exploration:
     """:func:`explore` on a scenario's parsed ``data`` (``path`` names it in messages)."""
     base = scenario_from(data, str(path))  # a bad file is reported once, as itself
     run_number = partial(one_run, data, str(path), jitter_ns, seed)
-    if workers > 1 and runs > 1:
+    complete = True
+    if exhaustive:
+        results, complete = every_tie_order(data, str(path), runs)
+    elif workers > 1 and runs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
         from mktme_des.experiments.executors import _context
@@ -214,19 +257,24 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
             outcomes[sig] = Outcome(ok, checks, violations, trace, data=trial)
         outcomes[sig].runs.append(run)
     found = list(outcomes.values())
+    info = base.info
+    explored = Exploration(str(path), info.name, info.title, len(results), jitter_ns, seed,
+                           found, held, exhaustive, complete)
     if save is not None:
         folder = Path(save)
         folder.mkdir(parents=True, exist_ok=True)
         for k, o in enumerate(found, 1):
             target = folder / f"{path.stem}-outcome{k}.toml"
-            header = (f"Outcome {k} of exploring {path.name}: run {o.runs[0]} of {runs}, op "
-                      f"times moved by up to ±{jitter_ns:g} ns (explorer seed {seed}).\n"
-                      f"{len(o.runs)} of {runs} runs ended so: {o.summary()}\n"
-                      f"Every time below, and the tie seed, are that run's; `mktme-des "
-                      f"scenario run` on this file reproduces it.")
+            how = ("one order of its same-time events at its own timing" if exhaustive else
+                   f"op times moved by up to ±{jitter_ns:g} ns (explorer seed {seed})")
+            header = (f"Outcome {k} of exploring {path.name}: run {o.runs[0]} of "
+                      f"{explored.runs}, {how}.\n"
+                      f"{len(o.runs)} of {explored.runs} ended so: {o.summary()}\n"
+                      f"Every time below, and the order of same-time events (tie_seed or "
+                      f"tie_choices), are that run's; `mktme-des scenario run` on this file "
+                      f"reproduces it.")
             tmp = target.with_suffix(".toml.tmp")
             tmp.write_text(dumps(o.data, HEX_FIELDS, header))
             tmp.replace(target)
             o.file = str(target)
-    info = base.info
-    return Exploration(str(path), info.name, info.title, runs, jitter_ns, seed, found, held)
+    return explored

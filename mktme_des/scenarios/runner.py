@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mktme_des.config.model import load_model
+from mktme_des.engine.ties import ChosenTies
 from mktme_des.engine.time import to_ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.platform import Platform
@@ -32,6 +33,8 @@ class Result:
     trace: list[dict]
     end_ns: float
     stats: dict = field(default_factory=dict)
+    # With tie_choices: the choice made at each tie and how many events were tied there.
+    ties: tuple[list[int], list[int]] | None = None
 
     def to_dict(self) -> dict:
         info = self.scenario.info
@@ -63,12 +66,15 @@ class Setup:
     details: dict[str, list]
 
 
-def build_platform(sc: Scenario) -> Setup:
-    """The platform of a scenario with its key tables set up and its actors started."""
+def build_platform(sc: Scenario, tie_choices: list[int] | None = None) -> Setup:
+    """The platform of a scenario with its key tables set up and its actors started.
+    ``tie_choices``, when given, orders same-time events instead of the file's own."""
     f = sc.file
     model = load_model(f.scenario.model, f.model_overrides or None)
     plat = Platform(model, seed=f.scenario.seed, oracle=Oracle(classify=True),
-                    tie_seed=f.scenario.tie_seed)
+                    tie_seed=f.scenario.tie_seed,
+                    tie_choices=tie_choices if tie_choices is not None
+                    else f.scenario.tie_choices or None)
     plat.events = []
     for k in f.keys:
         plat.program(k.keyid, k.mode, bytes.fromhex(k.key) if k.key else None,
@@ -97,10 +103,10 @@ def build_platform(sc: Scenario) -> Setup:
     return Setup(plat, kernel, logs, details)
 
 
-def run_scenario(name_or_path) -> Result:
-    """Load, run and judge one scenario."""
+def run_scenario(name_or_path, tie_choices: list[int] | None = None) -> Result:
+    """Load, run and judge one scenario (``tie_choices``: see :func:`build_platform`)."""
     sc = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
-    setup = build_platform(sc)
+    setup = build_platform(sc, tie_choices)
     plat, logs, details = setup.plat, setup.logs, setup.details
     plat.run()
     amap = plat.amap
@@ -210,5 +216,7 @@ def run_scenario(name_or_path) -> Result:
     stats = plat.stats()
     if setup.kernel is not None:
         stats["kernel"] = setup.kernel.stats()
+    env = plat.env
+    ties = (env.taken, env.branching) if isinstance(env, ChosenTies) else None
     return Result(sc, ok, checks, reads, plat.oracle.violations, counts, trace,
-                  plat.now_ns, stats)
+                  plat.now_ns, stats, ties)

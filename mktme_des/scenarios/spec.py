@@ -63,8 +63,17 @@ class ScenarioInfo(Section):
     tie_seed: int = param(0, doc="order of events due at the same instant: 0 keeps the order "
                           "they were scheduled in; another value shuffles them with that seed "
                           "(scenario explore varies it)", min=0)
+    tie_choices: list[int] = param([], doc="the order of events due at the same instant, "
+                                   "as one choice per tie (what scenario explore --exhaustive "
+                                   "enumerates); not with tie_seed")
     policy: str = param("rfc-v2", doc="kernel policy (models/kernel/NAME.toml), used when the "
                         "scenario has [[process]] or [[system]] actors")
+
+    def check(self, ctx: Context) -> None:
+        if self.tie_seed and self.tie_choices:
+            raise ctx.error("tie_choices", "give tie_seed or tie_choices, not both")
+        if any(c < 0 for c in self.tie_choices):
+            raise ctx.error("tie_choices", "choices count tied events from 0")
 
 
 @dataclass(frozen=True, kw_only=True)
