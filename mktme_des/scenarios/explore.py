@@ -106,6 +106,9 @@ class Outcome:
 
 @dataclass
 class Exploration:
+    """What exploring a scenario found: its runs grouped into outcomes, and how often each
+    expectation held."""
+
     path: str
     name: str
     title: str
