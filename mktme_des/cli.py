@@ -124,6 +124,9 @@ def cmd_scenario(args) -> int:
 
         if args.exhaustive and args.jitter_ns is not None:
             raise UserError("--exhaustive runs the file's own timing; leave out --jitter-ns")
+        if args.exhaustive and args.workers != 1:
+            raise UserError("--exhaustive runs its schedules one after another (each follows "
+                            "from the last); leave out --workers")
         found = explore(path, runs=args.runs, seed=args.seed, save=args.save,
                         jitter_ns=500.0 if args.jitter_ns is None else args.jitter_ns,
                         workers=args.workers, exhaustive=args.exhaustive)

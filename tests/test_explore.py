@@ -340,6 +340,8 @@ def test_exhaustive_exploration_stops_at_the_cap_and_says_so():
 def test_cli_exhaustive_refuses_a_jitter_and_files_refuse_two_tie_orders(tmp_path, capsys):
     assert main(["scenario", "explore", "s1-alias-read", "--exhaustive", "--jitter-ns", "5"]) == 2
     assert "leave out --jitter-ns" in capsys.readouterr().err
+    assert main(["scenario", "explore", "s1-alias-read", "--exhaustive", "--workers", "2"]) == 2
+    assert "leave out --workers" in capsys.readouterr().err
     assert main(["scenario", "explore", "s1-alias-read", "--exhaustive"]) == 0
     assert "every order of its same-time events" in capsys.readouterr().out
     path = tmp_path / "both.toml"
