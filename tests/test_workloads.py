@@ -84,3 +84,32 @@ def test_a_warm_up_as_long_as_the_trace_is_refused():
     with pytest.raises(UserError, match="warmup = 500000 leaves nothing to measure of the "
                                         "458536-access trace"):
         simulate("server-2s", spec)
+
+
+# -- prefetching ahead: overlapping misses ---------------------------------------------------
+
+def test_prefetches_go_out_distance_accesses_ahead_and_other_ops_keep_their_place():
+    from mktme_des.hw import ops as O
+    from mktme_des.workloads.synthetic import prefetching
+
+    a = [(O.READ, 1, 64 * i, 8, None) for i in range(4)]
+    compute = (O.COMPUTE, 0, 0, 5, None)
+    stream = list(prefetching(iter([a[0], a[1], compute, a[2], a[3]]), 2))
+
+    def p(i):
+        return (O.PREFETCH, 1, 64 * i, None, None)
+
+    assert stream == [p(0), p(1), p(2), a[0], p(3), a[1], compute, a[2], a[3]]
+    assert list(prefetching(iter(a), 0)) == a
+
+
+def test_prefetching_ahead_overlaps_misses_without_extra_dram_reads():
+    random = {"pattern": "random", "working_set_kib": 65536, "accesses": 6000, "cores": 1}
+    base = simulate("server-2s", workload_from(random))
+    ahead = simulate("server-2s", workload_from(dict(random, prefetch_distance=8)))
+    assert ahead["accesses"] == base["accesses"] == 6000
+    assert ahead["served_by"].get("prefetch", 0) > 3000  # loads that met their line in flight
+    assert ahead["time_ns"] < base["time_ns"] / 4  # up to 8 misses overlap
+    dram = [sum(mc["reads"] for mc in s["memory_controllers"].values()) for s in (base, ahead)]
+    assert dram[0] == dram[1]  # the same lines, each fetched once
+    assert ahead["oracle"]["counts"]["violations"] == 0

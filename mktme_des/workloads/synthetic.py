@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,10 @@ class WorkloadSpec(Section):
                             max=32767)
     trace: str = param(DEFAULT_TRACE, doc="lackey trace file (kind = 'lackey')")
     include_instructions: bool = param(False, doc="replay instruction fetches as loads")
+    prefetch_distance: int = param(0, doc="prefetch each access this many accesses ahead (a "
+                                   "stream prefetcher, or software prefetching): a load that "
+                                   "finds its line still on its way waits for that fill, so up "
+                                   "to this many misses overlap; 0: none", min=0, max=4096)
 
     def check(self, ctx: Context) -> None:
         if self.access_bytes & (self.access_bytes - 1):
@@ -273,11 +278,31 @@ def start(plat, spec: WorkloadSpec) -> list[int]:
         else:
             ops = synthetic_ops(spec, cpu, region, plat.streams.get(f"workload/cpu{cpu}"))
         if barrier is None:
-            plat.start(cpu, ops)
+            plat.start(cpu, prefetching(ops, spec.prefetch_distance))
         else:
-            plat.env.process(_warm_then_measure(plat.cores[cpu], ops,
-                                                spec.warmup * ops_per_access, barrier))
+            plat.env.process(_warm_then_measure(plat.cores[cpu], ops, spec.warmup * ops_per_access,
+                                                barrier, spec.prefetch_distance))
     return list(regions)
+
+
+def prefetching(ops: Iterator[tuple], distance: int) -> Iterator[tuple]:
+    """``ops`` with a PREFETCH of each access issued ``distance`` accesses before it (the
+    first ``distance`` prefetches go out at the start); other ops keep their place."""
+    if not distance:
+        yield from ops
+        return
+    ahead: deque[tuple] = deque()
+    accesses = 0  # accesses among the ops held back
+    for op in ops:
+        if op[0] <= O.WRITE:
+            yield (O.PREFETCH, op[1], op[2], None, None)
+            accesses += 1
+        ahead.append(op)
+        while accesses > distance:
+            held = ahead.popleft()
+            accesses -= held[0] <= O.WRITE
+            yield held
+    yield from ahead
 
 
 class WarmupBarrier:
@@ -297,7 +322,8 @@ class WarmupBarrier:
         return self.done
 
 
-def _warm_then_measure(core, ops: Iterator[tuple], warm_ops: int, barrier: WarmupBarrier):
-    yield from core.run(itertools.islice(ops, warm_ops))
+def _warm_then_measure(core, ops: Iterator[tuple], warm_ops: int, barrier: WarmupBarrier,
+                       distance: int):
+    yield from core.run(prefetching(itertools.islice(ops, warm_ops), distance))
     yield barrier.arrive()
-    yield from core.run(ops)
+    yield from core.run(prefetching(ops, distance))
