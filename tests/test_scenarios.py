@@ -127,3 +127,13 @@ def test_chrome_trace_export(tmp_path, capsys):
     assert any(e["name"].startswith("writeback arrives (K1") for e in ops)
     assert all(e["ts"] >= 0 for e in ops)
     assert any(e["ph"] == "X" and e["dur"] > 0 for e in ops)
+    # A flow arrow runs from cpu0's flush to the writeback's arrival at mc0.
+    tids = {e["args"]["name"]: e["tid"] for e in data if e["ph"] == "M"}
+    starts = {e["id"]: e for e in data if e["ph"] == "s"}
+    ends = {e["id"]: e for e in data if e["ph"] == "f"}
+    assert starts and starts.keys() == ends.keys()
+    flush = next(e for e in ops if e["name"].startswith("clflush"))
+    arrival = next(e for e in ops if e["name"].startswith("writeback arrives (K1"))
+    (fid,) = [i for i, s in starts.items() if ends[i]["ts"] == arrival["ts"]]
+    assert (starts[fid]["tid"], ends[fid]["tid"]) == (tids["cpu0"], tids["mc0"])
+    assert flush["ts"] <= starts[fid]["ts"] <= flush["ts"] + flush["dur"] < arrival["ts"] + 1e-9

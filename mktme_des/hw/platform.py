@@ -26,6 +26,15 @@ from mktme_des.hw.memctrl import MemoryController
 from mktme_des.hw.pconfig import KeyTableLock
 
 
+def _origin(cause) -> tuple[str, int] | None:
+    """The CPU whose flush or eviction sent a writeback, and when: ``("cpu3", t)``."""
+    if isinstance(cause, str):
+        return None
+    _kind, _tag, t, _why, where = cause
+    cpu = where.rpartition("/")[2]  # "cpu3" (a flush) or "L2/cpu3" (a private cache's victim)
+    return (cpu, t) if cpu.startswith("cpu") else None
+
+
 class Package:
     """One CPU package: its cores, shared caches and memory controller."""
 
@@ -76,7 +85,9 @@ class Platform:
         self.pconfig_log: list[tuple] = []  # (time, cpu, package, keyid, command, what)
         self.counts: dict[str, int] = {}
         self.measured_from = 0  # statistics count from this time (see reset_stats)
-        self.events: list[tuple] | None = None  # platform event log, kept when asked
+        # Platform event log, kept when asked: (time, actor, what, tag, detail[, origin]),
+        # origin being (actor, time) of what caused it (a writeback: the flush or eviction).
+        self.events: list[tuple] | None = None
         self.captures: dict[str, bytes] = {}  # bytes agents captured, by label
         self.flags: dict[str, simpy.Event] = {}  # happens-before labels (see flag)
         self._lazy = lazy_dram
@@ -211,7 +222,7 @@ class Platform:
             entry = mc.keys.entry(keyid)
             self.events.append((when, f"mc{mc.package}", "writeback arrives", tag,
                                 f"{self.cause_text(cause)}; encrypted with K{keyid} "
-                                f"{entry.mode} v{entry.version}"))
+                                f"{entry.mode} v{entry.version}", _origin(cause)))
 
     def invalidate_everywhere(self, tag: int, line: Line) -> None:
         holders, bit = line.holders, 0

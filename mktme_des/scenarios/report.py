@@ -81,7 +81,8 @@ def trace_line(ev: dict) -> str:
 def chrome_trace(res: Result, path: str | Path) -> Path:
     """Write the scenario's trace in the Chrome trace-event format (chrome://tracing,
     Perfetto): one track per actor, an op as a complete event, a zero-length event (a
-    writeback arriving, a key programmed) as an instant."""
+    writeback arriving, a key programmed) as an instant, and a flow arrow from the flush or
+    eviction that sent each writeback to its arrival at the memory controller."""
     import json
 
     actors = sorted({e["actor"] for e in res.trace},
@@ -101,6 +102,13 @@ def chrome_trace(res: Result, path: str | Path) -> Path:
         else:
             ev.update(ph="i", s="t")
         events.append(ev)
+        origin = e.get("from")
+        if origin and origin["actor"] in tid:
+            flow = {"name": "writeback", "cat": "writeback", "id": e["n"], "pid": 1}
+            events.append(dict(flow, ph="s", tid=tid[origin["actor"]],
+                               ts=origin["time_ns"] / 1000))
+            events.append(dict(flow, ph="f", bp="e", tid=tid[e["actor"]],
+                               ts=e["start_ns"] / 1000))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -142,6 +150,13 @@ def timeline_figure(res: Result, path: str | Path) -> Path:
                         ha="center", va="top")
         elif e["op"] == "writeback arrives":
             ax.annotate(f"K{e['keyid']} wb", (e["start_ns"], y - 0.3), fontsize=7, ha="center")
+    for e in events:  # each writeback, from the flush or eviction that sent it
+        origin = e.get("from")
+        if origin and origin["actor"] in lane:
+            ax.annotate("", xy=(e["start_ns"], lane[e["actor"]]),
+                        xytext=(origin["time_ns"], lane[origin["actor"]]),
+                        arrowprops={"arrowstyle": "->", "color": COLOURS["writeback arrives"],
+                                    "lw": 1, "alpha": 0.7})
     for v in res.violations:
         y = lane.get(f"cpu{v['cpu']}", 0)
         ax.plot(v["time_ns"], y, marker="x", color="#d62728", markersize=10, mew=2)

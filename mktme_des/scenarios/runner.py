@@ -201,9 +201,11 @@ def run_scenario(name_or_path, tie_choices: list[int] | None = None) -> Result:
             if cls:
                 ev["class"] = cls
             trace.append(ev)
-    for when, actor, what, tag, detail in plat.events:
+    for when, actor, what, tag, detail, *origin in plat.events:
         ev = {"start_ns": to_ns(when), "end_ns": to_ns(when), "actor": actor, "op": what,
               "detail": detail}
+        if origin and origin[0] is not None:
+            ev["from"] = {"actor": origin[0][0], "time_ns": to_ns(origin[0][1])}
         if tag is not None:
             keyid, pa = amap.split(tag)
             ev["keyid"], ev["addr"] = keyid, hex(pa)
