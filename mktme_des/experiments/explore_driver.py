@@ -65,7 +65,7 @@ def explore_point(config: dict[str, Any], seed: int) -> dict[str, Any]:
     found = explore_data(config["scenario_data"], Path(config["scenario_file"]),
                          config["runs"], config["jitter_ns"], seed)
     n = found.runs
-    failed = sum(len(o.runs) for o in found.outcomes if not o.ok)
+    failed = found.failed
     violated = sum(len(o.runs) for o in found.outcomes if o.violations)
     lo, hi = wilson(failed, n)
     return {"runs": n, "outcomes": len(found.outcomes), "failed": failed, "p_fail": failed / n,

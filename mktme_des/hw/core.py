@@ -328,7 +328,7 @@ class Core:
         it, evicting as replacement says; the last copy of a dirty victim is written back."""
         holders = line.holders
         key = tag >> 6
-        directory = None
+        directory = self.plat.directory
         for c, bit, sets, mask, ways, first in path:
             if holders & bit:
                 continue
@@ -336,8 +336,6 @@ class Core:
             if len(s) >= ways:
                 victim = next(iter(s)) if first else c.victim(s)
                 del s[victim]
-                if directory is None:
-                    directory = self.plat.directory
                 vline = directory[victim]
                 left = vline.holders & ~bit
                 vline.holders = left

@@ -124,6 +124,11 @@ class Exploration:
     def ok(self) -> bool:
         return all(o.ok for o in self.outcomes)
 
+    @property
+    def failed(self) -> int:
+        """Runs that broke an expectation of the file."""
+        return sum(len(o.runs) for o in self.outcomes if not o.ok)
+
     def describe(self) -> str:
         if self.exhaustive:
             return (f"schedules of {self.path}: every order of its same-time events at its own "
@@ -172,7 +177,7 @@ class Exploration:
             if trace:
                 lines.extend("      " + trace_line(ev) for ev in o.trace)
         lines.append("")
-        failed = sum(len(o.runs) for o in self.outcomes if not o.ok)
+        failed = self.failed
         lines.append(f"  verdict: {'PASS' if not failed else 'FAIL'} "
                      f"({self.runs - failed}/{self.runs} runs meet every expectation)")
         return "\n".join(lines)
@@ -205,7 +210,11 @@ def one_run(data: dict[str, Any], path: str, jitter_ns: float, seed: int, run: i
     rng = np.random.default_rng([seed, run])
     trial = perturb(data, rng, jitter_ns)
     trial.setdefault("scenario", {})["tie_seed"] = int(rng.integers(1, 2**31))
-    res = run_scenario(scenario_from(trial, f"{path} (explored run {run})"))
+    return _judged(trial, run_scenario(scenario_from(trial, f"{path} (explored run {run})")))
+
+
+def _judged(trial: dict[str, Any], res) -> tuple:
+    """What an exploration keeps of one run: the scenario as run and its verdict."""
     return trial, res.ok, res.checks, res.violations, res.trace
 
 
@@ -220,7 +229,7 @@ def every_tie_order(data: dict[str, Any], path: str, cap: int) -> tuple[list[tup
         res = run_scenario(scenario_from(trial, f"{path} (schedule {len(runs)})"), prefix)
         taken, branching = res.ties
         trial["scenario"]["tie_choices"] = list(taken)
-        runs.append((trial, res.ok, res.checks, res.violations, res.trace))
+        runs.append(_judged(trial, res))
         i = len(taken) - 1
         while i >= 0 and taken[i] + 1 >= branching[i]:
             i -= 1

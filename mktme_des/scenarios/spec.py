@@ -49,6 +49,7 @@ READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 RAW_CLASSES = ("ciphertext", "plaintext", "zero")
 # Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
 SYNC_FIELDS = frozenset({"label", "after"})
+_SYNC_ORDER = ("label", "after")  # the order they are checked in, whatever the hash seed
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
 
 
@@ -229,7 +230,7 @@ def _op_header(op: Any, ctx: Context, table: dict, kind: str, hint: str = "") ->
 
 
 def _sync_fields(op: dict, ctx: Context) -> None:
-    for f in SYNC_FIELDS:
+    for f in _SYNC_ORDER:
         if f in op and not _get(op, f, str, ctx):
             raise ctx.error(f, "must not be empty")
 
@@ -531,6 +532,7 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
                 owner[label] = (actor, j)
     # Every op waits for its predecessor and for the op it names: that graph must be acyclic.
     waits_for: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    named: set[tuple[str, int]] = set()  # the ops with an ``after``
     for actor, actx, ops in sequences:
         for j, op in enumerate(ops):
             deps = [(actor, j - 1)] if j else []
@@ -541,6 +543,7 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
                     raise actx.child("ops").child(j).error(
                         "after", f"no op is labelled {after!r} (labels: {known})")
                 deps.append(owner[after])
+                named.add((actor, j))
             waits_for[(actor, j)] = deps
     order = {actor: i for i, (actor, _, _) in enumerate(sequences)}
     contexts = {actor: actx for actor, actx, _ in sequences}
@@ -555,8 +558,7 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
                 path.append(node)
                 node = next(d for d in pending[node] if d in pending)
             cycle = path[path.index(node):]
-            actor, j = min((n for n in cycle if len(waits_for[n]) > (1 if n[1] else 0)),
-                           key=lambda n: (order[n[0]], n[1]))
+            actor, j = min((n for n in cycle if n in named), key=lambda n: (order[n[0]], n[1]))
             raise contexts[actor].child("ops").child(j).error(
                 "after", "can never be satisfied: these ops wait for each other in a cycle")
         for n in ready:
