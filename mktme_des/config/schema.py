@@ -78,18 +78,6 @@ class Section:
         """Raise ``ctx.error(field, reason)`` when fields disagree with each other."""
 
 
-def _type_name(tp: Any) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    if tp in names:
-        return names[tp]
-    origin = typing.get_origin(tp)
-    if origin is list:
-        return "an array"
-    if isinstance(tp, type) and issubclass(tp, Section):
-        return "a table"
-    return str(tp)
-
-
 def _convert(tp: Any, value: Any, ctx: Context, meta: Mapping[str, Any]) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

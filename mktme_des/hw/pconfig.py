@@ -68,10 +68,6 @@ class KeyProgram:
     key_field_1: bytes = bytes(64)  # data key (DIRECT) or entropy (RANDOM)
     key_field_2: bytes = bytes(64)  # tweak key (DIRECT) or entropy (RANDOM)
 
-    @property
-    def keyid_ctrl(self) -> int:
-        return self.command | self.enc_alg
-
 
 class KeyTableLock:
     """The per-package KEY_TABLE_LOCK: taken without waiting, or DEVICE_BUSY."""
