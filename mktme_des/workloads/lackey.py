@@ -366,28 +366,9 @@ def _parse_block(
     size_len = ends - comma - 1
     fast = (codes != _SKIP) & (addr_len >= 1) & (addr_len <= 16) & (size_len >= 1) & (size_len <= 4)
 
-    addrs = np.zeros(nlines, dtype=np.uint64)
-    sizes = np.zeros(nlines, dtype=np.uint32)
-    ok = np.zeros(nlines, dtype=bool)
-    for k in np.unique(addr_len[fast]).tolist():
-        idx = np.flatnonzero(fast & (addr_len == k))
-        digits = _HEX_LUT[buf[(starts[idx] + 3)[:, None] + np.arange(k)]]
-        good = (digits < 16).all(axis=1)
-        val = np.zeros(len(idx), dtype=np.uint64)
-        for j in range(k):
-            val = (val << np.uint64(4)) | digits[:, j]
-        addrs[idx] = val
-        ok[idx] = good
-    for k in np.unique(size_len[fast]).tolist():
-        idx = np.flatnonzero(fast & (size_len == k))
-        digits = _DEC_LUT[buf[(comma[idx] + 1)[:, None] + np.arange(k)]]
-        good = (digits < 10).all(axis=1)
-        val = np.zeros(len(idx), dtype=np.uint32)
-        for j in range(k):
-            val = val * np.uint32(10) + digits[:, j]
-        sizes[idx] = val
-        ok[idx] &= good
-    ok &= fast & (sizes >= 1) & (sizes <= MAX_ACCESS_BYTES)
+    addrs, addr_ok = _numbers(buf, starts + 3, addr_len, fast, _HEX_LUT, 16, np.uint64)
+    sizes, size_ok = _numbers(buf, comma + 1, size_len, fast, _DEC_LUT, 10, np.uint32)
+    ok = fast & addr_ok & size_ok & (sizes >= 1) & (sizes <= MAX_ACCESS_BYTES)
     # addr + size - 1 must not wrap around (checked without overflowing uint64)
     ok &= addrs <= np.uint64(_U64_MAX) - (sizes.astype(np.uint64) - np.uint64(1))
 
@@ -410,6 +391,26 @@ def _parse_block(
     if keep < nlines:
         codes, addrs, sizes = codes[:keep], addrs[:keep], sizes[:keep]
     return codes, addrs, sizes, bad, nlines
+
+
+def _numbers(buf: np.ndarray, first: np.ndarray, lengths: np.ndarray, rows: np.ndarray,
+             lut: np.ndarray, base: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """For each line in ``rows``, the number written in ``base`` by the ``lengths`` digits from
+    ``first`` (``lut`` maps a byte to its digit value, or more when it is not a digit): the
+    values, and whether every digit was one. Lines are grouped by length, so each group is
+    one vectorised pass per digit."""
+    values = np.zeros(len(first), dtype=dtype)
+    good = np.zeros(len(first), dtype=bool)
+    scale = dtype(base)
+    for k in np.unique(lengths[rows]).tolist():
+        idx = np.flatnonzero(rows & (lengths == k))
+        digits = lut[buf[first[idx][:, None] + np.arange(k)]]
+        good[idx] = (digits < base).all(axis=1)
+        val = np.zeros(len(idx), dtype=dtype)
+        for j in range(k):
+            val = val * scale + digits[:, j]
+        values[idx] = val
+    return values, good
 
 
 def _parse_line(text: str) -> tuple[int, int, int] | None:
