@@ -8,9 +8,14 @@ of one tag identical, so one copy of the bytes is exact. Tags include the KeyID 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from mktme_des.config.model import CacheSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mktme_des.hw.core import Line
 
 
 class Cache:
@@ -24,9 +29,10 @@ class Cache:
         self.name = name
         self.level_name = spec.name
         self.bit = bit  # this cache's bit in a Directory line's holder mask
-        # One dict per set (tags, least recently used first), allocated up front: indexing
-        # a list is the cheapest lookup on the hot path.
-        self.sets: list[dict[int, None]] = [{} for _ in range(spec.sets)]
+        # One dict per set (tag -> its Directory line, least recently used first), allocated
+        # up front: indexing a list is the cheapest lookup on the hot path, and a hit or a
+        # victim finds its line without a second lookup in the directory.
+        self.sets: list[dict[int, Line]] = [{} for _ in range(spec.sets)]
         self.mask = spec.sets - 1
         self.ways = spec.ways
         self.hit = hit_ticks
@@ -43,14 +49,13 @@ class Cache:
         if tag not in s:
             return False
         if self.policy == "lru":
-            del s[tag]
-            s[tag] = None
+            s[tag] = s.pop(tag)
         return True
 
     def contains(self, tag: int) -> bool:
         return tag in self.sets[(tag >> 6) & self.mask]
 
-    def victim(self, s: dict[int, None]) -> int:
+    def victim(self, s: dict[int, Line]) -> int:
         """The tag a full set gives up: least recently used (LRU), oldest (FIFO) or random.
 
         Sets keep insertion order and LRU hits re-insert, so the first tag is the LRU/FIFO one.

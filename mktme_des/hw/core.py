@@ -124,12 +124,12 @@ class Core:
                 off = pa & 63
                 tag = (keyid << shift) | (pa & line_mask)
                 s = l1_sets[(tag >> 6) & l1_mask]
-                if tag in s:
-                    line = directory[tag]
+                line = s.get(tag)
+                if line is not None:
                     if code == READ:
                         if lru:
                             del s[tag]
-                            s[tag] = None
+                            s[tag] = line
                         served_l1 += 1
                         l1_reads += 1
                         t += l1_hit
@@ -143,7 +143,7 @@ class Core:
                     # invalidated first (an upgrade: no data moves).
                     if lru:
                         del s[tag]
-                        s[tag] = None
+                        s[tag] = line
                     served_l1 += 1
                     t0 = t
                     t += l1_hit
@@ -328,25 +328,27 @@ class Core:
         it, evicting as replacement says; the last copy of a dirty victim is written back."""
         holders = line.holders
         key = tag >> 6
-        directory = self.plat.directory
         for c, bit, sets, mask, ways, first in path:
             if holders & bit:
                 continue
             s = sets[key & mask]
             if len(s) >= ways:
-                victim = next(iter(s)) if first else c.victim(s)
+                if first:
+                    victim, vline = next(iter(s.items()))
+                else:
+                    victim = c.victim(s)
+                    vline = s[victim]
                 del s[victim]
-                vline = directory[victim]
                 left = vline.holders & ~bit
                 vline.holders = left
                 c.evictions += 1
                 if not left:
-                    del directory[victim]
+                    del self.plat.directory[victim]
                     if vline.dirty:
                         c.writebacks += 1
                         self.plat.writeback(t, self.package, victim, bytes(vline.data),
                                             "eviction from", c.name)
-            s[tag] = None
+            s[tag] = line
             holders |= bit
         line.holders = holders
 
