@@ -33,6 +33,13 @@ class TopologySpec(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CoreSpec(Section):
+    fill_buffers: int = param(
+        1, doc="load misses to memory a core keeps in flight (L1D line fill buffers); 1: a load "
+        "miss blocks the core, more: later loads and computation go on under it", min=1, max=64)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CacheSpec(Section):
     name: str = param(doc="level name, e.g. L1D")
     size_kib: int = param(doc="capacity", unit="KiB", min=1)
@@ -172,6 +179,7 @@ class FlushSpec(Section):
 class Model(Section):
     platform: PlatformSpec = param(doc="the machine")
     topology: TopologySpec = param(doc="packages and cores")
+    core: CoreSpec = param(CoreSpec(), doc="the cores' memory-level parallelism")
     cache: list[CacheSpec] = param(doc="cache levels, nearest the core first")
     interconnect: InterconnectSpec = param(doc="on-package and cross-package latencies")
     memory: MemorySpec = param(doc="DRAM capacity and home mapping")

@@ -26,6 +26,7 @@ differ in their KeyID, as on real hardware.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from mktme_des.engine.stats import Counter, LatencyStat
@@ -65,6 +66,12 @@ class Core:
                           for c in self.levels]
         # Time to find out that no cache level holds a line: the last level's lookup.
         self.miss_cost = self.levels[-1].hit
+        self.l1_bit = 1 << self.levels[0].bit
+        # Load misses the core goes on under (line fill buffers), and the event the core waits
+        # on when it needs one to complete.
+        self.fill_buffers = plat.model.core.fill_buffers
+        self.loads_in_flight = 0
+        self._freed = None
         self.online = True
         self._routes: list[tuple] | None = None
         self.outstanding: list[int] = []  # completion times of unordered flushes
@@ -111,6 +118,7 @@ class Core:
         routes = self.routes()
         prefetching = plat.prefetching
         l1_bit = 1 << l1.bit
+        nb = self.fill_buffers > 1  # non-blocking loads
         t = env.now
         horizon = env.peek()  # nothing else happens before this time
         for op in ops:
@@ -119,6 +127,11 @@ class Core:
                 t = at
             if t >= horizon:
                 yield env.timeout(t - env.now)
+                horizon = env.peek()
+            if nb and self.loads_in_flight and code != READ and code != O.COMPUTE:
+                # Stores, flushes, fences and signals stay after the loads before them.
+                yield from self._wait_loads(t, 0)
+                t = env.now
                 horizon = env.peek()
             if code <= WRITE:
                 off = pa & 63
@@ -159,6 +172,18 @@ class Core:
                     continue
                 t0 = t
                 line = directory.get(tag)
+                if line is None and nb and code == READ:
+                    if self.loads_in_flight >= self.fill_buffers:
+                        yield from self._wait_loads(t, self.fill_buffers - 1)
+                        t = t0 = env.now
+                        horizon = env.peek()
+                        line = directory.get(tag)  # it may have been fetched meanwhile
+                    if line is None:
+                        # The load takes a fill buffer; the core goes on after the L1 lookup.
+                        self._load_under_miss(t, tag, off, arg, keyid, pa, log)
+                        t += l1_hit
+                        horizon = env.peek()
+                        continue
                 merged = False
                 if line is None and prefetching:
                     inflight = prefetching.get(tag)
@@ -275,6 +300,9 @@ class Core:
             if log is not None:
                 log.append((t0, t, code, keyid, pa, None, None, None))
             horizon = env.peek()
+        if self.loads_in_flight:
+            yield from self._wait_loads(t, 0)
+            t = max(t, env.now)
         if served_l1:
             served[l1.level_name] = served.get(l1.level_name, 0) + served_l1
         if l1_reads:
@@ -282,6 +310,55 @@ class Core:
         if t > env.now:
             yield env.timeout(t - env.now)
         self.finished_at = env.now
+
+    # -- load misses in flight (fill_buffers > 1) ---------------------------------------------
+    def _load_under_miss(self, t: int, tag: int, off: int, n: int, keyid: int, pa: int,
+                         log: list | None) -> None:
+        """Send a load that missed every cache on its way without blocking the core: it joins
+        the fill of its line already in flight, or starts one, and completes when the line
+        arrives (:meth:`_load_done`)."""
+        plat = self.plat
+        inflight = plat.prefetching.get(tag)
+        issued = inflight is None
+        if issued:
+            plat.prefetch(t, self, tag, pa)
+            inflight = plat.prefetching[tag]
+        self.loads_in_flight += 1
+        inflight[2].append(partial(self._load_done, t, tag, off, n, keyid, pa, log, issued))
+
+    def _load_done(self, t0: int, tag: int, off: int, n: int, keyid: int, pa: int,
+                   log: list | None, issued: bool) -> None:
+        """The line of a load in flight arrived: the load reads it now, as it is now."""
+        plat = self.plat
+        t = self.env.now
+        line = plat.directory[tag]  # just installed, or cached by another core meanwhile
+        if not line.holders & self.l1_bit:
+            line, t, where = self._lookup(t, tag, line)
+        elif not issued:
+            where = "fill-buffer"  # the line was already on its way for this core
+        else:
+            where = "DRAM" if plat.amap.home(pa) == self.package else "DRAM-remote"
+        self.served.add(where)
+        self.read_lat.record(t - t0)
+        data = bytes(line.data[off : off + n])
+        oracle = plat.oracle
+        cls = oracle.load(t, self.cpu, tag, off, data, where) if oracle is not None else None
+        if log is not None:
+            log.append((t0, t, O.READ, keyid, pa, data, where, cls))
+        self.loads_in_flight -= 1
+        freed = self._freed
+        if freed is not None:
+            self._freed = None
+            freed.succeed()
+
+    def _wait_loads(self, t: int, limit: int):
+        """Wait, from local time ``t``, until at most ``limit`` loads are in flight."""
+        env = self.env
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        while self.loads_in_flight > limit:
+            self._freed = env.event()
+            yield self._freed
 
     def routes(self) -> list[tuple]:
         """``(memory controller, one-way latency)`` for each home package, computed once (the

@@ -277,12 +277,17 @@ class Platform:
     def prefetch(self, t: int, core: Core, tag: int, pa: int) -> None:
         """A speculative fill of ``tag`` into ``core``'s caches; the line arrives clean. A load
         of ``tag`` by the same core while it is on its way waits for it (a merged miss), and
-        a second prefetch of it is dropped."""
+        a second prefetch of it is dropped.
+
+        The fill is also how a core keeps load misses in flight (``[core] fill_buffers``): the
+        loads waiting on it are the calls in the entry's list, made the moment the line is
+        installed (or found fetched by another core meanwhile), before anything else runs."""
         if tag in self.prefetching:
             return
         mc, there, back = self.route(core.package, pa)
         arrived = self.env.event()
-        self.prefetching[tag] = (arrived, core)
+        waiting: list = []
+        self.prefetching[tag] = (arrived, core, waiting)
 
         def at_controller() -> None:
             if self.pending:
@@ -294,6 +299,8 @@ class Platform:
             if tag not in self.directory:
                 core._fill(self.env.now, tag, self.settle_fill(tag, pa & LINE_MASK, asked, data))
             del self.prefetching[tag]
+            for load in waiting:
+                load()
             arrived.succeed()
 
         self.later(t + core.levels[-1].hit + there, at_controller)

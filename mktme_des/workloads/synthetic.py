@@ -288,9 +288,10 @@ def start(plat, spec: WorkloadSpec) -> list[int]:
 def prefetching(ops: Iterator[tuple], distance: int) -> Iterator[tuple]:
     """``ops`` with a PREFETCH of each access issued ``distance`` accesses before it (the
     first ``distance`` prefetches go out at the start); other ops keep their place."""
-    if not distance:
-        yield from ops
-        return
+    return _ahead(ops, distance) if distance else ops
+
+
+def _ahead(ops: Iterator[tuple], distance: int) -> Iterator[tuple]:
     ahead: deque[tuple] = deque()
     accesses = 0  # accesses among the ops held back
     for op in ops:
