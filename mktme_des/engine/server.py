@@ -20,8 +20,6 @@ from bisect import bisect_right
 class Stage:
     """Earliest-fit bookings of occupancies (``interval`` unless told otherwise)."""
 
-    __slots__ = ("interval", "starts", "ends")
-
     def __init__(self, interval: int) -> None:
         self.interval = max(1, interval)
         # Bookings never overlap, so sorted by start they are sorted by end too.
@@ -35,29 +33,26 @@ class Stage:
         ``floor`` (default ``t``) is a time no later request will reach this stage before:
         bookings that end by then are forgotten. Callers whose requests reach the stage out
         of time order pass the arrival time of the request at the controller."""
-        if length is None:
-            length = self.interval
+        size = self.interval if length is None else length
+        low = t if floor is None else floor
         starts, ends = self.starts, self.ends
         n = len(ends)
-        if not n or t >= ends[-1]:  # the common case: free from t on
+        if not n or t >= ends[n - 1]:  # the common case: free from t on
             s = t
             starts.append(s)
-            ends.append(s + length)
+            ends.append(s + size)
         else:
             i = bisect_right(ends, t)
             s = t
-            while i < n and starts[i] < s + length:
+            while i < n and starts[i] < s + size:
                 if ends[i] > s:
                     s = ends[i]
                 i += 1
             starts.insert(i, s)
-            ends.insert(i, s + length)
-        if n > 32:
-            if floor is None:
-                floor = t
-            if ends[16] <= floor:
-                # Bookings that end before any later request can arrive are never in the way.
-                cut = bisect_right(ends, floor)
-                del starts[:cut]
-                del ends[:cut]
+            ends.insert(i, s + size)
+        if n > 32 and ends[16] <= low:
+            # Bookings that end before any later request can arrive are never in the way.
+            cut = bisect_right(ends, low)
+            del starts[:cut]
+            del ends[:cut]
         return s

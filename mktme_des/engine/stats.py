@@ -30,8 +30,6 @@ class LatencyStat:
     ``value -> count`` map is both small and exact for percentiles.
     """
 
-    __slots__ = ("hist",)
-
     def __init__(self) -> None:
         self.hist: dict[int, int] = {}
 
@@ -91,8 +89,6 @@ class LatencyStat:
 
 class ServerStat:
     """A FIFO server's occupancy: jobs, busy time, and queueing delay apart from service."""
-
-    __slots__ = ("jobs", "busy", "queue", "queue_max")
 
     def __init__(self) -> None:
         self.reset()

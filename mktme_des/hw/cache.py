@@ -21,9 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
 class Cache:
     """One cache instance (one core's private level, or one package's shared level)."""
 
-    __slots__ = ("name", "level_name", "bit", "sets", "mask", "ways", "hit", "policy", "rng",
-                 "evictions", "writebacks", "invalidations", "package", "core", "level")
-
     def __init__(self, spec: CacheSpec, name: str, bit: int, hit_ticks: int, package: int,
                  core: int | None, level: int, rng: np.random.Generator | None = None) -> None:
         self.name = name

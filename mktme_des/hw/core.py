@@ -29,18 +29,36 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
+import cython
+
 from mktme_des.engine.stats import Counter, LatencyStat
 from mktme_des.hw import ops as O
 from mktme_des.hw.address import LINE_MASK
+from mktme_des.hw.cache import Cache
+from mktme_des.hw.memctrl import MemoryController
+from mktme_des.oracle import Oracle
 
 if TYPE_CHECKING:  # pragma: no cover
     from mktme_des.hw.platform import Platform
 
 
+NO_EVENT = 1 << 62  # the horizon when nothing is scheduled (later than any simulated time)
+
+
+def _horizon(env) -> int:
+    """``env.peek()`` as an integer time: nothing else happens before it."""
+    h = env.peek()
+    return NO_EVENT if h == float("inf") else h
+
+
+@cython.no_gc  # holds no container, so it is never part of a cycle: the collector skips it
+@cython.cclass
 class Line:
     """The single coherent copy of a cached tag's bytes and its state across caches."""
 
-    __slots__ = ("data", "dirty", "holders")
+    data = cython.declare(bytearray, visibility="public")
+    dirty = cython.declare(cython.bint, visibility="public")
+    holders = cython.declare(object, visibility="public")  # a bit per cache: may pass 64 bits
 
     def __init__(self, data: bytes) -> None:
         self.data = bytearray(data)
@@ -90,6 +108,19 @@ class Core:
         ``log`` (default: the core's own ``log``) receives one entry per op. Kernel code runs
         short op lists on a core with ``yield from core.run(ops, log)``: a second hardware
         context on the same core, sharing its caches."""
+        cython.declare(t=cython.longlong, horizon=cython.longlong, t0=cython.longlong,
+                       code=cython.int, keyid=cython.longlong, pa=cython.longlong,
+                       tag=cython.longlong, off=cython.longlong, shift=cython.int,
+                       l1_mask=cython.longlong, l1_hit=cython.longlong, lat=cython.longlong,
+                       served_l1=cython.longlong, l1_reads=cython.longlong,
+                       line_mask=cython.longlong, miss_cost=cython.longlong,
+                       interleave=cython.longlong, npackages=cython.longlong,
+                       package_bytes=cython.longlong, home=cython.longlong, package=cython.longlong,
+                       arrive=cython.longlong, done=cython.longlong, there=cython.longlong,
+                       READ=cython.int, WRITE=cython.int, lru=cython.bint, waited=cython.bint,
+                       merged=cython.bint, nb=cython.bint, directory=dict, s=dict,
+                       read_hist=dict, write_hist=dict, l1_sets=list, line=Line,
+                       ctrl=MemoryController, oracle=Oracle, routes=list)
         env = self.env
         plat = self.plat
         directory = plat.directory
@@ -120,19 +151,19 @@ class Core:
         l1_bit = 1 << l1.bit
         nb = self.fill_buffers > 1  # non-blocking loads
         t = env.now
-        horizon = env.peek()  # nothing else happens before this time
+        horizon = _horizon(env)  # nothing else happens before this time
         for op in ops:
             code, keyid, pa, arg, at = op
             if at is not None and at > t:
                 t = at
             if t >= horizon:
                 yield env.timeout(t - env.now)
-                horizon = env.peek()
+                horizon = _horizon(env)
             if nb and self.loads_in_flight and code != READ and code != O.COMPUTE:
                 # Stores, flushes, fences and signals stay after the loads before them.
                 yield from self._wait_loads(t, 0)
                 t = env.now
-                horizon = env.peek()
+                horizon = _horizon(env)
             if code <= WRITE:
                 off = pa & 63
                 tag = (keyid << shift) | (pa & line_mask)
@@ -176,13 +207,13 @@ class Core:
                     if self.loads_in_flight >= self.fill_buffers:
                         yield from self._wait_loads(t, self.fill_buffers - 1)
                         t = t0 = env.now
-                        horizon = env.peek()
+                        horizon = _horizon(env)
                         line = directory.get(tag)  # it may have been fetched meanwhile
                     if line is None:
                         # The load takes a fill buffer; the core goes on after the L1 lookup.
                         self._load_under_miss(t, tag, off, arg, keyid, pa, log)
                         t += l1_hit
-                        horizon = env.peek()
+                        horizon = _horizon(env)
                         continue
                 merged = False
                 if line is None and prefetching:
@@ -194,7 +225,7 @@ class Core:
                             yield env.timeout(t - env.now)
                         yield inflight[0]
                         t = env.now
-                        horizon = env.peek()
+                        horizon = _horizon(env)
                         line = directory.get(tag)
                         # The fill is dropped when the line was fetched meanwhile (by another
                         # core): the load is then served wherever the line is.
@@ -214,14 +245,14 @@ class Core:
                     waited = arrive >= horizon
                     if waited:
                         yield env.timeout(arrive - env.now)
-                        horizon = env.peek()
+                        horizon = _horizon(env)
                     if plat.pending:
                         plat.deliver_pending(pa & line_mask, arrive)
                     data, done = ctrl.read(arrive, tag)
                     t = done + there
                     if t >= horizon:
                         yield env.timeout(t - env.now)
-                        horizon = env.peek()
+                        horizon = _horizon(env)
                         waited = True
                     if waited:
                         # Others ran meanwhile: they may have cached the tag, or written
@@ -266,7 +297,7 @@ class Core:
                     t = env.now
                 else:
                     plat.raise_flag(arg, t)
-                horizon = env.peek()  # a waiter may now act before t
+                horizon = _horizon(env)  # a waiter may now act before t
                 continue
             self.op_counts.add(O.NAMES[code])
             t0 = t
@@ -287,7 +318,7 @@ class Core:
                 data = plat.captured(arg, pa)
                 yield from self.run([(O.WRITE, keyid, pa, data, None)], log)
                 t = env.now
-                horizon = env.peek()
+                horizon = _horizon(env)
                 continue
             elif code == O.PREFETCH:
                 t += plat.cycle
@@ -299,7 +330,7 @@ class Core:
                 raise ValueError(f"{O.NAMES[code]} is not a core operation")
             if log is not None:
                 log.append((t0, t, code, keyid, pa, None, None, None))
-            horizon = env.peek()
+            horizon = _horizon(env)
         if self.loads_in_flight:
             yield from self._wait_loads(t, 0)
             t = max(t, env.now)
@@ -400,6 +431,8 @@ class Core:
         self._place(t, tag, line, self.fill_path)
         return line
 
+    @cython.locals(key=cython.longlong, mask=cython.longlong, ways=cython.Py_ssize_t, s=dict,
+                   vline=Line, first=cython.bint, c=Cache)
     def _place(self, t: int, tag: int, line: Line, path: list[tuple]) -> None:
         """Put ``line`` (the coherent copy of ``tag``) in each cache of ``path`` that lacks
         it, evicting as replacement says; the last copy of a dirty victim is written back."""

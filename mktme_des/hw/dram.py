@@ -39,8 +39,6 @@ RAW = -1  # writer tag of bytes put in DRAM directly, not through a memory contr
 class Record:
     """What one DRAM line holds, and who put it there (for the oracle's causes)."""
 
-    __slots__ = ("plain", "key", "boot", "cipher", "writer", "time", "cause")
-
     def __init__(self, plain, key, boot, cipher, writer, time, cause):
         self.plain = plain  # plaintext written through the controller, or None for raw bytes
         self.key = key  # XTS key it was written under (None: plaintext on the bus)
@@ -160,19 +158,18 @@ class DramTiming:
     def access(self, now: int, pa: int, write: bool, floor: int | None = None) -> int:
         """Book one line access arriving at ``now``; returns when its data is done.
         ``floor``: the request's arrival at the controller, when earlier than ``now``."""
-        if floor is None:
-            floor = now
+        low = now if floor is None else floor
         bank = self.banks[(pa >> 6) % self.nbanks]
         transfer = self.transfer
         if write:
-            start = bank.reserve(now, self.write_busy, floor)
+            start = bank.reserve(now, self.write_busy, low)
             ready = start + self.write_busy - transfer
             self.writes += 1
         else:
-            start = bank.reserve(now, None, floor)
+            start = bank.reserve(now, None, low)
             ready = start + self.read_latency - transfer
             self.reads += 1
-        xfer = self.channel.reserve(ready, None, floor)
+        xfer = self.channel.reserve(ready, None, low)
         done = xfer + transfer
         wait = (start - now) + (xfer - ready)
         self.stat.record(wait, done - now - wait)

@@ -27,6 +27,8 @@ class MemoryController:
         self.timing = timing
         self.store = store
         self._boot = boot  # shared one-element list: the platform's current boot tweak
+        self.pa_mask = amap.pa_mask
+        self.shift = amap.keyid_shift
         self.reads = self.writes = 0
 
     @property
@@ -35,8 +37,8 @@ class MemoryController:
 
     def read(self, now: int, tag: int) -> tuple[bytes, int]:
         """Read the line ``tag`` arriving at ``now``: (plaintext under the current key, done)."""
-        pa = tag & self.amap.pa_mask
-        key = self.keys._keys[tag >> self.amap.keyid_shift]
+        pa = tag & self.pa_mask
+        key = self.keys._keys[tag >> self.shift]
         data = self.store.read(pa, key, self._boot[0])
         done = self.timing.access(now, pa, False)
         if key is not None:
@@ -46,8 +48,7 @@ class MemoryController:
 
     def write(self, now: int, tag: int, data: bytes, cause) -> int:
         """Write the line ``tag`` arriving at ``now``; returns when DRAM has it."""
-        shift = self.amap.keyid_shift
-        keyid, pa = tag >> shift, tag & self.amap.pa_mask
+        keyid, pa = tag >> self.shift, tag & self.pa_mask
         key = self.keys._keys[keyid]
         self.store.write(pa, data, key, self._boot[0], tag, now, cause)
         start = self.engine.process(now) if key is not None else now

@@ -1,0 +1,11 @@
+cimport cython
+from mktme_des.engine.server cimport Stage
+from mktme_des.engine.stats cimport ServerStat
+
+cdef class AesEngine:
+    cdef public long long latency, interval
+    cdef public Stage stage
+    cdef public ServerStat stat
+
+    @cython.locals(start=cython.longlong)
+    cpdef long long process(self, long long t, object floor=*) except? -1
