@@ -7,9 +7,7 @@ cdef class Oracle:
     cdef public long long stores, checked, unchecked, violation_count, pa_mask
     cdef public list violations
 
-    @cython.locals(n=cython.Py_ssize_t, ref=list, exp=bytearray)
     cpdef store(self, long long t, int cpu, long long tag, long long off, object data)
 
-    @cython.locals(n=cython.Py_ssize_t, exp=bytearray, valid=object, full=object)
     cpdef object load(self, long long t, int cpu, long long tag, long long off, object data,
                       object served)

@@ -32,6 +32,8 @@ a leak across KeyIDs) or ``garbage`` (anything else, e.g. a decryption with the 
 
 from __future__ import annotations
 
+import cython
+
 from mktme_des.engine.stats import Counter
 from mktme_des.engine.time import to_ns
 from mktme_des.hw.dram import RAW
@@ -42,14 +44,27 @@ CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 
 
 
+@cython.no_gc  # holds no container, so it is never part of a cycle: the collector skips it
+@cython.cclass
+class Ref:
+    """What reads through one tag should return: the line image, and which bytes of it were
+    stored since the tag became the line's owner (bit i: byte i)."""
+
+    image = cython.declare(bytearray, visibility="public")
+    valid = cython.declare(object, visibility="public")
+
+    def __init__(self, image: bytearray, valid: int) -> None:
+        self.image = image
+        self.valid = valid
+
+
 class Oracle:
     """Reference model of stored data, checking every load (see the module docstring)."""
 
     def __init__(self, classify: bool = False, max_violations: int = 1000) -> None:
         self.classify = classify
         self.max_violations = max_violations
-        # tag -> [the line image expected, mask of the bytes stored since it became the owner]
-        self.ref: dict[int, list] = {}
+        self.ref: dict[int, Ref] = {}  # tag -> what reads through it should return
         self.owner: dict[int, int] = {}  # line PA -> tag of last store, or RAW
         self.intended_via: dict[int, int] = {}  # tag -> tag software really stored through
         self.history: dict[int, list[bytes]] = {}  # tag -> earlier line images (classify only)
@@ -66,21 +81,22 @@ class Oracle:
 
     # -- events --------------------------------------------------------------------------------
     def store(self, t: int, cpu: int, tag: int, off: int, data: bytes) -> None:
+        cython.declare(pa=cython.longlong, n=cython.Py_ssize_t, ref=Ref, exp=bytearray)
         pa = tag & self.pa_mask
         n = len(data)
         ref = self.ref.get(tag)
         if ref is None:
-            ref = self.ref[tag] = [bytearray(64), 0]
+            ref = self.ref[tag] = Ref(bytearray(64), 0)
         if self.owner.get(pa) != tag:
             self.owner[pa] = tag
-            ref[1] = 0
+            ref.valid = 0
             if self.intended_via:
                 self.intended_via.pop(tag, None)
-        exp = ref[0]
+        exp = ref.image
         if self.classify:
             self.history.setdefault(tag, []).append(bytes(exp))
         exp[off : off + n] = data
-        ref[1] |= MASKS[n] << off
+        ref.valid |= MASKS[n] << off
         if self.classify:
             self.line_history.setdefault(pa, []).append(bytes(exp))
         self.stores += 1
@@ -99,15 +115,15 @@ class Oracle:
             self.intended_via[tag] = via
         else:
             self.intended_via.pop(tag, None)
-        self.ref[tag] = [bytearray(data), FULL]
+        self.ref[tag] = Ref(bytearray(data), FULL)
         self.owner[pa] = tag
         self.counts.add("intents")
 
     def image(self, tag: int) -> bytes | None:
         """The full line a read through ``tag`` is expected to return now, if defined."""
         ref = self.ref.get(tag)
-        if self.owner.get(tag & self.pa_mask) == tag and ref is not None and ref[1] == FULL:
-            return bytes(ref[0])
+        if self.owner.get(tag & self.pa_mask) == tag and ref is not None and ref.valid == FULL:
+            return bytes(ref.image)
         return None
 
     def raw_class(self, pa: int, data: bytes) -> str:
@@ -123,7 +139,7 @@ class Oracle:
             if owner is None or owner == RAW:
                 plain = False
                 break
-            image += self.ref[owner][0]
+            image += self.ref[owner].image
             line += 64
         if plain:
             lo = pa & 63
@@ -139,8 +155,10 @@ class Oracle:
 
     def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str) -> str | None:
         """Check one load; returns its class when classifying, else None."""
+        cython.declare(ref=Ref, n=cython.Py_ssize_t)
         if self.owner.get(tag & self.pa_mask) == tag:
-            exp, valid = self.ref[tag]
+            ref = self.ref[tag]
+            exp, valid = ref.image, ref.valid
             n = len(data)
             full = MASKS[n]
             if (valid >> off) & full == full and exp[off : off + n] == data:
@@ -156,8 +174,8 @@ class Oracle:
 
     def _check_partial(self, t, cpu, tag, off, data, served, full) -> str | None:
         """A checked load that is wrong, or reads bytes of which only some were stored."""
-        exp, valid = self.ref[tag]
-        valid = valid >> off & full
+        ref = self.ref[tag]
+        exp, valid = ref.image, ref.valid >> off & full
         status = None
         if valid:
             want = exp[off : off + len(data)]
@@ -186,7 +204,7 @@ class Oracle:
         n = len(data)
         if not any(data):
             return "zero"
-        for img in self.history.get(tag, []) + ([bytes(self.ref[tag][0])] if tag in self.ref else []):
+        for img in self.history.get(tag, []) + ([bytes(self.ref[tag].image)] if tag in self.ref else []):
             if img[off : off + n] == data:
                 return "stale"
         if served not in ("DRAM", "DRAM-remote"):

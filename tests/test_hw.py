@@ -191,11 +191,11 @@ def test_keyids_of_one_pa_are_two_lines_in_one_set():
     assert [e[6] for e in log] == ["DRAM", "DRAM", L.n1, L.n1]
     idx = (t1 >> 6) & (L.l1_sets - 1)
     assert (t2 >> 6) & (L.l1_sets - 1) == idx
-    assert set(l1.sets[idx]) == {t1, t2}
+    assert set(l1.set_tags(idx)) == {t1, t2}
     # Fill the set: (K1, A) is the LRU line and goes first; (K2, A) stays.
     fill = [R(0, A + k * L.l1_stride) for k in range(1, L.l1_ways - 1)]
     run(plat, (0, fill))
-    assert len(l1.sets[idx]) == L.l1_ways
+    assert len(l1.set_tags(idx)) == L.l1_ways
     run(plat, (0, [R(0, A + (L.l1_ways - 1) * L.l1_stride)]))
     assert not l1.contains(t1) and l1.contains(t2)
 

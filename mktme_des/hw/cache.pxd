@@ -1,6 +1,28 @@
+cimport cython
+
+
 cdef class Cache:
-    cdef public object name, level_name, policy, rng, core
+    cdef public object name, level_name, policy, rng, core, tag_slots, used
     cdef public int bit, package, level
-    cdef public list sets
-    cdef public long long mask, hit, evictions, writebacks, invalidations
+    cdef public list lines
+    cdef public long long mask, hit, evictions, writebacks, invalidations, nsets
     cdef public Py_ssize_t ways
+    cdef public bint lru
+    cdef long long[:] tag_view
+    cdef long long[:] used_view
+
+    @cython.locals(base=cython.Py_ssize_t, i=cython.Py_ssize_t, tags=cython.longlong[:])
+    cpdef Py_ssize_t find(self, long long tag) except? -2
+
+    @cython.locals(si=cython.Py_ssize_t, last=cython.Py_ssize_t, i=cython.Py_ssize_t,
+                   tag=cython.longlong, lines=list, tags=cython.longlong[:])
+    cpdef touch(self, Py_ssize_t slot)
+
+    @cython.locals(si=cython.Py_ssize_t, base=cython.Py_ssize_t, n=cython.Py_ssize_t,
+                   k=cython.Py_ssize_t, i=cython.Py_ssize_t, lines=list,
+                   tags=cython.longlong[:])
+    cpdef object insert(self, long long tag, object line)
+
+    @cython.locals(si=cython.Py_ssize_t, end=cython.Py_ssize_t, i=cython.Py_ssize_t, lines=list,
+                   tags=cython.longlong[:])
+    cpdef remove_slot(self, Py_ssize_t slot)

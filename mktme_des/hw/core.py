@@ -56,11 +56,13 @@ def _horizon(env) -> int:
 class Line:
     """The single coherent copy of a cached tag's bytes and its state across caches."""
 
+    tag = cython.declare(cython.longlong, visibility="public")
     data = cython.declare(bytearray, visibility="public")
     dirty = cython.declare(cython.bint, visibility="public")
     holders = cython.declare(object, visibility="public")  # a bit per cache: may pass 64 bits
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, tag: int, data: bytes) -> None:
+        self.tag = tag
         self.data = bytearray(data)
         self.dirty = False
         self.holders = 0  # bit mask of the caches that hold this tag
@@ -78,10 +80,7 @@ class Core:
         self.own_mask = 0
         for c in self.levels:
             self.own_mask |= 1 << c.bit
-        # Per level, what placing a line needs; the last field says the victim is simply the
-        # set's first tag (LRU and FIFO keep sets in replacement order).
-        self.fill_path = [(c, 1 << c.bit, c.sets, c.mask, c.ways, c.policy != "random")
-                          for c in self.levels]
+        self.fill_path = [(c, 1 << c.bit) for c in self.levels]  # where a fill places a line
         # Time to find out that no cache level holds a line: the last level's lookup.
         self.miss_cost = self.levels[-1].hit
         self.l1_bit = 1 << self.levels[0].bit
@@ -93,7 +92,7 @@ class Core:
         self.online = True
         self._routes: list[tuple] | None = None
         self.outstanding: list[int] = []  # completion times of unordered flushes
-        self.served = Counter()
+        self.served: dict[str, int] = {}  # accesses by where they were served
         self.read_lat = LatencyStat()
         self.write_lat = LatencyStat()
         self.op_counts = Counter()
@@ -111,26 +110,25 @@ class Core:
         cython.declare(t=cython.longlong, horizon=cython.longlong, t0=cython.longlong,
                        code=cython.int, keyid=cython.longlong, pa=cython.longlong,
                        tag=cython.longlong, off=cython.longlong, shift=cython.int,
-                       l1_mask=cython.longlong, l1_hit=cython.longlong, lat=cython.longlong,
+                       l1_hit=cython.longlong, lat=cython.longlong,
                        served_l1=cython.longlong, l1_reads=cython.longlong,
                        line_mask=cython.longlong, miss_cost=cython.longlong,
                        interleave=cython.longlong, npackages=cython.longlong,
                        package_bytes=cython.longlong, home=cython.longlong, package=cython.longlong,
                        arrive=cython.longlong, done=cython.longlong, there=cython.longlong,
-                       READ=cython.int, WRITE=cython.int, lru=cython.bint, waited=cython.bint,
-                       merged=cython.bint, nb=cython.bint, directory=dict, s=dict,
-                       read_hist=dict, write_hist=dict, l1_sets=list, line=Line,
+                       READ=cython.int, WRITE=cython.int, waited=cython.bint,
+                       merged=cython.bint, nb=cython.bint, directory=dict,
+                       read_hist=dict, write_hist=dict, served=dict, l1=Cache, l1_lines=list,
+                       slot=cython.Py_ssize_t, line=Line,
                        ctrl=MemoryController, oracle=Oracle, routes=list)
         env = self.env
         plat = self.plat
         directory = plat.directory
         shift = plat.amap.keyid_shift
         l1 = self.levels[0]
-        l1_sets = l1.sets
-        l1_mask = l1.mask
+        l1_lines = l1.lines
         l1_hit = l1.hit
         l1_name = l1.level_name
-        lru = l1.policy == "lru"
         foreign = ~self.own_mask
         oracle = plat.oracle
         read_hist = self.read_lat.hist
@@ -167,13 +165,11 @@ class Core:
             if code <= WRITE:
                 off = pa & 63
                 tag = (keyid << shift) | (pa & line_mask)
-                s = l1_sets[(tag >> 6) & l1_mask]
-                line = s.get(tag)
-                if line is not None:
+                slot = l1.find(tag)
+                if slot >= 0:
+                    line = l1_lines[slot]
+                    l1.touch(slot)
                     if code == READ:
-                        if lru:
-                            del s[tag]
-                            s[tag] = line
                         served_l1 += 1
                         l1_reads += 1
                         t += l1_hit
@@ -185,9 +181,6 @@ class Core:
                         continue
                     # A store to a line in L1: exclusive already, or the other copies are
                     # invalidated first (an upgrade: no data moves).
-                    if lru:
-                        del s[tag]
-                        s[tag] = line
                     served_l1 += 1
                     t0 = t
                     t += l1_hit
@@ -260,11 +253,11 @@ class Core:
                         line = directory.get(tag)
                         if line is None:
                             data = plat.settle_fill(tag, pa & line_mask, arrive, data)
-                            line = directory[tag] = Line(data)
+                            line = directory[tag] = Line(tag, data)
                     else:
                         # Nothing ran since the lookup missed: the tag is still uncached,
                         # and every writeback to the line reached DRAM before the read did.
-                        line = directory[tag] = Line(data)
+                        line = directory[tag] = Line(tag, data)
                     self._place(t, tag, line, self.fill_path)
                     where = "DRAM" if home == package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1
@@ -369,7 +362,7 @@ class Core:
             where = "fill-buffer"  # the line was already on its way for this core
         else:
             where = "DRAM" if plat.amap.home(pa) == self.package else "DRAM-remote"
-        self.served.add(where)
+        self.served[where] = self.served.get(where, 0) + 1
         self.read_lat.record(t - t0)
         data = bytes(line.data[off : off + n])
         oracle = plat.oracle
@@ -427,38 +420,28 @@ class Core:
         directory = self.plat.directory
         line = directory.get(tag)
         if line is None:
-            line = directory[tag] = Line(data)
+            line = directory[tag] = Line(tag, data)
         self._place(t, tag, line, self.fill_path)
         return line
 
-    @cython.locals(key=cython.longlong, mask=cython.longlong, ways=cython.Py_ssize_t, s=dict,
-                   vline=Line, first=cython.bint, c=Cache)
+    @cython.locals(c=Cache, vline=Line)
     def _place(self, t: int, tag: int, line: Line, path: list[tuple]) -> None:
         """Put ``line`` (the coherent copy of ``tag``) in each cache of ``path`` that lacks
         it, evicting as replacement says; the last copy of a dirty victim is written back."""
         holders = line.holders
-        key = tag >> 6
-        for c, bit, sets, mask, ways, first in path:
+        for c, bit in path:
             if holders & bit:
                 continue
-            s = sets[key & mask]
-            if len(s) >= ways:
-                if first:
-                    victim, vline = next(iter(s.items()))
-                else:
-                    victim = c.victim(s)
-                    vline = s[victim]
-                del s[victim]
+            vline = c.insert(tag, line)
+            if vline is not None:
                 left = vline.holders & ~bit
                 vline.holders = left
-                c.evictions += 1
                 if not left:
-                    del self.plat.directory[victim]
+                    del self.plat.directory[vline.tag]
                     if vline.dirty:
                         c.writebacks += 1
-                        self.plat.writeback(t, self.package, victim, bytes(vline.data),
+                        self.plat.writeback(t, self.package, vline.tag, bytes(vline.data),
                                             "eviction from", c.name)
-            s[tag] = line
             holders |= bit
         line.holders = holders
 
@@ -506,7 +489,7 @@ class Core:
 
     def stats(self) -> dict:
         return {
-            "served_by": self.served.to_dict(),
+            "served_by": dict(sorted(self.served.items())),
             "read_latency": self.read_lat.to_dict(),
             "write_latency": self.write_lat.to_dict(),
             "ops": self.op_counts.to_dict(),

@@ -260,7 +260,7 @@ class Platform:
             for tag in c.clear():
                 tags.add(tag)
                 self.directory[tag].holders &= ~(1 << c.bit)
-        capacity = sum(len(c.sets) * c.ways for c in pkg.caches)
+        capacity = sum(c.nsets * c.ways for c in pkg.caches)
         step = self.wbinvd_line * capacity // max(1, len(tags)) if tags else 0
         done = t + capacity * self.wbinvd_line
         for i, tag in enumerate(sorted(tags)):
