@@ -170,6 +170,8 @@ class Oracle:
                 return None
             return self._check_partial(t, cpu, tag, off, data, served, full)
         self.unchecked += 1
+        if not self.classify:
+            return None
         return self._classified(None, tag, off, data, served)
 
     def _check_partial(self, t, cpu, tag, off, data, served, full) -> str | None:

@@ -31,6 +31,8 @@ def test_every_compiled_module_is_newer_than_its_source():
     (``make`` rebuilds it; a bare ``pip install -e .`` does too)."""
     modules = hot_modules()
     assert len(modules) >= 5
+    if PURE:
+        return  # the builds are not used: whether they are current does not matter
     for src in modules:
         builds = list(src.parent.glob(src.stem + ".*.so"))
         assert len(builds) == 1, f"{src.name}: no single compiled build next to it"

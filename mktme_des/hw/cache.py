@@ -6,9 +6,11 @@ of one tag identical, so one copy of the bytes is exact. Tags include the KeyID 
 ``(K1, PA)`` and ``(K2, PA)`` occupy two different ways of the same set.
 
 Each set is ``ways`` consecutive slots of flat arrays (the tags, and the directory line each
-tag stands for), its used slots first and in replacement order: least recently used (LRU) or
-oldest (FIFO) first. Flat arrays keep a set's tags together in memory and, compiled, make a
-lookup a short scan of machine integers.
+tag stands for), used as a ring: from the set's ``head`` on, its lines in replacement order,
+least recently used (LRU) or oldest (FIFO) first. Flat arrays keep a set's tags together in
+memory and, compiled, make a lookup a short scan of machine integers; the ring makes the
+common replacements (a full set giving up its first line, an LRU hit on it) a move of the
+head instead of a shift of the set.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ class Cache:
         self.tag_slots = array("q", [EMPTY]) * (spec.sets * spec.ways)
         self.tag_view = self.tag_slots  # the typed view the compiled code indexes
         self.lines: list = [None] * (spec.sets * spec.ways)
-        self.used = array("q", [0]) * spec.sets
+        self.used = array("q", [0]) * spec.sets  # lines in each set
         self.used_view = self.used
+        self.head = array("q", [0]) * spec.sets  # each set's first line, as an offset
+        self.head_view = self.head
         self.hit = hit_ticks
         self.policy = spec.replacement
         self.lru = spec.replacement == "lru"
@@ -52,67 +56,96 @@ class Cache:
         self.level = level
 
     def find(self, tag: int) -> int:
-        """The slot holding ``tag``, or -1."""
+        """The slot holding ``tag``, or -1 (unused slots hold no tag, so all are scanned)."""
         base = ((tag >> 6) & self.mask) * self.ways
         tags = self.tag_view
-        for i in range(base, base + self.used_view[(tag >> 6) & self.mask]):
+        for i in range(base, base + self.ways):
             if tags[i] == tag:
                 return i
         return -1
+
+    def _slot(self, si: int, pos: int) -> int:
+        """The slot of set ``si``'s line at ``pos`` in replacement order."""
+        off = self.head_view[si] + pos
+        if off >= self.ways:
+            off -= self.ways
+        return si * self.ways + off
+
+    def _close(self, si: int, pos: int, end: int) -> None:
+        """Move the lines at ``pos + 1 .. end`` of set ``si`` one place forward."""
+        tags = self.tag_view
+        lines = self.lines
+        dst = self._slot(si, pos)
+        for p in range(pos + 1, end + 1):
+            src = self._slot(si, p)
+            tags[dst] = tags[src]
+            lines[dst] = lines[src]
+            dst = src
 
     def touch(self, slot: int) -> None:
         """A hit in ``slot``: under LRU the line becomes the most recently used of its set."""
         if not self.lru:
             return
         si = slot // self.ways
-        last = si * self.ways + self.used_view[si] - 1
-        if slot == last:
+        n = self.used_view[si]
+        pos = slot - si * self.ways - self.head_view[si]
+        if pos < 0:
+            pos += self.ways
+        if pos == n - 1:
             return
-        tags = self.tag_view
-        lines = self.lines
-        tag = tags[slot]
-        line = lines[slot]
-        for i in range(slot, last):
-            tags[i] = tags[i + 1]
-            lines[i] = lines[i + 1]
-        tags[last] = tag
-        lines[last] = line
+        if pos == 0 and n == self.ways:
+            self._advance(si)  # the full ring turns: its first line becomes its last
+            return
+        tag = self.tag_view[slot]
+        line = self.lines[slot]
+        self._close(si, pos, n - 1)
+        last = self._slot(si, n - 1)
+        self.tag_view[last] = tag
+        self.lines[last] = line
+
+    def _advance(self, si: int) -> None:
+        h = self.head_view[si] + 1
+        self.head_view[si] = 0 if h == self.ways else h
 
     def insert(self, tag: int, line: Line) -> Line | None:
         """Put ``tag`` (standing for ``line``) in its set as the most recent; when the set is
         full the replacement policy's victim leaves it first and is returned."""
         si = (tag >> 6) & self.mask
-        base = si * self.ways
         n = self.used_view[si]
-        tags = self.tag_view
-        lines = self.lines
         victim = None
-        if n >= self.ways:
-            # LRU and FIFO keep the set in replacement order: the victim is the first slot.
+        if n < self.ways:
+            slot = self._slot(si, n)
+            self.used_view[si] = n + 1
+        else:
+            # LRU and FIFO keep the set in replacement order: the victim is the first line.
             k = 0 if self.policy != "random" else int(self.rng.integers(n))
-            victim = lines[base + k]
-            for i in range(base + k, base + n - 1):
-                tags[i] = tags[i + 1]
-                lines[i] = lines[i + 1]
-            n -= 1
             self.evictions += 1
-        tags[base + n] = tag
-        lines[base + n] = line
-        self.used_view[si] = n + 1
+            victim = self.lines[self._slot(si, k)]
+            if k == 0:
+                slot = self._slot(si, 0)
+                self._advance(si)  # the new line takes the victim's slot, now the last
+            else:
+                self._close(si, k, n - 1)
+                slot = self._slot(si, n - 1)
+        self.tag_view[slot] = tag
+        self.lines[slot] = line
         return victim
 
     def remove_slot(self, slot: int) -> None:
-        """Take the line in ``slot`` out of its set, the later slots moving up."""
+        """Take the line in ``slot`` out of its set, the later lines moving up."""
         si = slot // self.ways
-        end = si * self.ways + self.used_view[si] - 1
-        tags = self.tag_view
-        lines = self.lines
-        for i in range(slot, end):
-            tags[i] = tags[i + 1]
-            lines[i] = lines[i + 1]
-        tags[end] = EMPTY
-        lines[end] = None
-        self.used_view[si] = end - si * self.ways
+        n = self.used_view[si]
+        pos = slot - si * self.ways - self.head_view[si]
+        if pos < 0:
+            pos += self.ways
+        if pos == 0:
+            self._advance(si)
+        else:
+            self._close(si, pos, n - 1)
+            slot = self._slot(si, n - 1)
+        self.tag_view[slot] = EMPTY
+        self.lines[slot] = None
+        self.used_view[si] = n - 1
 
     def lookup(self, tag: int) -> bool:
         """Whether ``tag`` is present; a hit becomes most recently used under LRU."""
@@ -134,8 +167,7 @@ class Cache:
 
     def set_tags(self, index: int) -> list[int]:
         """The tags of set ``index``, in replacement order."""
-        base = index * self.ways
-        return list(self.tag_slots[base : base + self.used[index]])
+        return [self.tag_slots[self._slot(index, p)] for p in range(self.used[index])]
 
     def tags(self) -> list[int]:
         return [t for i in range(self.nsets) for t in self.set_tags(i)]
@@ -146,7 +178,7 @@ class Cache:
             self.tag_slots[i] = EMPTY
             self.lines[i] = None
         for i in range(self.nsets):
-            self.used[i] = 0
+            self.used[i] = self.head[i] = 0
         return tags
 
     def occupancy(self) -> int:

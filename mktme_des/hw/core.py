@@ -118,7 +118,7 @@ class Core:
                        arrive=cython.longlong, done=cython.longlong, there=cython.longlong,
                        READ=cython.int, WRITE=cython.int, waited=cython.bint,
                        merged=cython.bint, nb=cython.bint, directory=dict,
-                       read_hist=dict, write_hist=dict, served=dict, l1=Cache, l1_lines=list,
+                       read_hist=dict, write_hist=dict, served=dict, pending=dict, l1=Cache, l1_lines=list,
                        slot=cython.Py_ssize_t, line=Line,
                        ctrl=MemoryController, oracle=Oracle, routes=list)
         env = self.env
@@ -145,6 +145,9 @@ class Core:
         amap = plat.amap
         interleave, npackages, package_bytes = amap.interleave, amap.packages, amap.package_bytes
         routes = self.routes()
+        place = self._place
+        fill_path = self.fill_path
+        pending = plat.pending
         prefetching = plat.prefetching
         l1_bit = 1 << l1.bit
         nb = self.fill_buffers > 1  # non-blocking loads
@@ -239,7 +242,7 @@ class Core:
                     if waited:
                         yield env.timeout(arrive - env.now)
                         horizon = _horizon(env)
-                    if plat.pending:
+                    if pending:
                         plat.deliver_pending(pa & line_mask, arrive)
                     data, done = ctrl.read(arrive, tag)
                     t = done + there
@@ -258,7 +261,7 @@ class Core:
                         # Nothing ran since the lookup missed: the tag is still uncached,
                         # and every writeback to the line reached DRAM before the read did.
                         line = directory[tag] = Line(tag, data)
-                    self._place(t, tag, line, self.fill_path)
+                    place(t, tag, line, fill_path)
                     where = "DRAM" if home == package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1
                 if code == WRITE:

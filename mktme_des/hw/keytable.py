@@ -45,7 +45,8 @@ class KeyTable:
         self.reset_time = 0
         self.reset_cause = "boot"
         self._entries: dict[int, KeyEntry] = {}
-        # Effective key per KeyID, the hot path of every memory access.
+        # Effective key per KeyID, the hot path of every memory access: one list for the
+        # table's life, so the memory controller may hold it.
         self._keys: list[bytes | None] = [self._tme()] * (max_keyid + 1)
 
     def _tme(self) -> bytes | None:
@@ -77,7 +78,7 @@ class KeyTable:
         self.reset_time = time
         self.reset_cause = cause
         self._entries.clear()
-        self._keys = [self._tme()] * (self.max_keyid + 1)
+        self._keys[:] = [self._tme()] * (self.max_keyid + 1)
 
     def programmed(self) -> dict[int, KeyEntry]:
         return dict(self._entries)

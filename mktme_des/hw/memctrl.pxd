@@ -8,7 +8,7 @@ cdef class MemoryController:
     cdef public AesEngine engine
     cdef public DramTiming timing
     cdef public DramStore store
-    cdef public list _boot
+    cdef public list _boot, key_of
     cdef public long long pa_mask
     cdef public int shift
     cdef public long long reads, writes

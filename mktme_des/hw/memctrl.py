@@ -27,6 +27,7 @@ class MemoryController:
         self.timing = timing
         self.store = store
         self._boot = boot  # shared one-element list: the platform's current boot tweak
+        self.key_of = keys._keys  # KeyID -> effective key (the table keeps this list)
         self.pa_mask = amap.pa_mask
         self.shift = amap.keyid_shift
         self.reads = self.writes = 0
@@ -38,7 +39,7 @@ class MemoryController:
     def read(self, now: int, tag: int) -> tuple[bytes, int]:
         """Read the line ``tag`` arriving at ``now``: (plaintext under the current key, done)."""
         pa = tag & self.pa_mask
-        key = self.keys._keys[tag >> self.shift]
+        key = self.key_of[tag >> self.shift]
         data = self.store.read(pa, key, self._boot[0])
         done = self.timing.access(now, pa, False)
         if key is not None:
@@ -49,7 +50,7 @@ class MemoryController:
     def write(self, now: int, tag: int, data: bytes, cause) -> int:
         """Write the line ``tag`` arriving at ``now``; returns when DRAM has it."""
         keyid, pa = tag >> self.shift, tag & self.pa_mask
-        key = self.keys._keys[keyid]
+        key = self.key_of[keyid]
         self.store.write(pa, data, key, self._boot[0], tag, now, cause)
         start = self.engine.process(now) if key is not None else now
         self.writes += 1
