@@ -63,7 +63,9 @@ def accesses_per_s(workload: dict, seed: int = 1) -> tuple[float, int]:
 
 def bench(quick: bool = False) -> dict:
     scale = 0.2 if quick else 1.0
-    out: dict = {"model": MODEL, "workloads": {}}
+    import mktme_des
+
+    out: dict = {"model": MODEL, "compiled": mktme_des.compiled(), "workloads": {}}
     for name, wl in WORKLOADS.items():
         wl = dict(wl, accesses=max(1000, int(wl["accesses"] * scale)))
         base = max(simpy_timeouts_per_s(int(300_000 * scale)) for _ in range(2))
@@ -75,7 +77,8 @@ def bench(quick: bool = False) -> dict:
 
 
 def bench_text(result: dict) -> str:
-    lines = [f"model {result['model']}; bare SimPy measured before each workload",
+    hot = "compiled" if result["compiled"] else "Python source (MKTME_DES_PURE)"
+    lines = [f"model {result['model']}; hot path {hot}; bare SimPy measured before each workload",
              f"{'workload':<13} {'accesses':>9} {'accesses/s':>12} {'SimPy timeouts/s':>17} {'ratio':>6}"]
     for name, w in result["workloads"].items():
         lines.append(f"{name:<13} {w['accesses']:>9} {w['accesses_per_s']:>12.0f} "

@@ -100,3 +100,19 @@ def test_demo_writes_results(tmp_path, capsys):
     table = (tmp_path / "sweep" / "table.csv").read_text().splitlines()
     assert len(table) == 1 + 12
     assert (tmp_path / "sweep" / "figures" / "demo-slowdown.png").stat().st_size > 0
+
+
+def test_bench_json_reports_each_workload_against_simpy(capsys):
+    """The shape of ``bench --json`` (speed itself is measured, not tested): every workload's
+    accesses are the ones it simulated, and its ratio is its rate over SimPy's."""
+    code, out, _ = run(capsys, "bench", "--quick", "--json")
+    assert code == 0
+    result = json.loads(out)
+    import mktme_des
+
+    assert result["compiled"] is mktme_des.compiled()
+    assert set(result["workloads"]) >= {"hits", "dram", "trace"}
+    assert result["simpy_timeouts_per_s"] == result["workloads"]["hits"]["simpy_timeouts_per_s"]
+    for w in result["workloads"].values():
+        assert w["accesses"] >= 1000 and w["accesses_per_s"] > 0
+        assert w["ratio"] == pytest.approx(w["accesses_per_s"] / w["simpy_timeouts_per_s"])
