@@ -107,6 +107,7 @@ class Core:
         ``log`` (default: the core's own ``log``) receives one entry per op. Kernel code runs
         short op lists on a core with ``yield from core.run(ops, log)``: a second hardware
         context on the same core, sharing its caches."""
+        # C types of the loop's variables when compiled (setup.py); no effect otherwise.
         cython.declare(t=cython.longlong, horizon=cython.longlong, t0=cython.longlong,
                        code=cython.int, keyid=cython.longlong, pa=cython.longlong,
                        tag=cython.longlong, off=cython.longlong, shift=cython.int,
@@ -114,13 +115,14 @@ class Core:
                        served_l1=cython.longlong, l1_reads=cython.longlong,
                        line_mask=cython.longlong, miss_cost=cython.longlong,
                        interleave=cython.longlong, npackages=cython.longlong,
-                       package_bytes=cython.longlong, home=cython.longlong, package=cython.longlong,
-                       arrive=cython.longlong, done=cython.longlong, there=cython.longlong,
-                       READ=cython.int, WRITE=cython.int, waited=cython.bint,
-                       merged=cython.bint, nb=cython.bint, directory=dict,
-                       read_hist=dict, write_hist=dict, served=dict, pending=dict, l1=Cache, l1_lines=list,
-                       slot=cython.Py_ssize_t, line=Line,
-                       ctrl=MemoryController, oracle=Oracle, routes=list)
+                       package_bytes=cython.longlong, home=cython.longlong,
+                       package=cython.longlong, arrive=cython.longlong, done=cython.longlong,
+                       there=cython.longlong, READ=cython.int, WRITE=cython.int,
+                       waited=cython.bint, merged=cython.bint, nb=cython.bint,
+                       slot=cython.Py_ssize_t, directory=dict, read_hist=dict,
+                       write_hist=dict, served=dict, pending=dict, routes=list,
+                       l1_lines=list, l1=Cache, line=Line, ctrl=MemoryController,
+                       oracle=Oracle)
         env = self.env
         plat = self.plat
         directory = plat.directory
