@@ -534,6 +534,38 @@ def test_a_merged_load_whose_prefetch_was_dropped_is_served_where_the_line_is():
     assert plat.directory[tag].holders & (1 << plat.cores[0].levels[0].bit)
 
 
+def test_a_writeback_whose_data_a_fill_took_is_not_overtaken_by_a_newer_one():
+    """cpu16 (the far package) stores to a line homed on package 0 and flushes it while
+    cpu1's miss on the line is on its way. cpu1's fill takes the flushed data from the
+    writeback in flight, cpu1 stores to another part of the line and writes it back with
+    CLWB, from near the home. The far writeback, sent first, must not land last and put the
+    old bytes back: DRAM ends with both stores."""
+    from mktme_des.oracle import Oracle
+
+    oracle = Oracle()
+    plat, L = make(overrides=STABLE, oracle=oracle)
+    plat.set_key(1, "key", KA)
+    A = 0xE50_0000
+    assert plat.amap.home(A) == 0
+    run(plat, (0, [W(1, A, pattern(9), at=us(1)), OP(O.CLFLUSH, 1, A)]))
+    T = us(30)
+    fill16 = T + L.dram_remote
+    # cpu1's fill arrives after cpu16's flush, while its writeback is still on the way.
+    start1 = fill16 + L.clflushopt + ns(10) - L.dram_local
+    assert fill16 + L.clflushopt < start1 + L.dram_local < fill16 + L.clflushopt + L.mesh + L.hop
+    c16 = L.cores_per_package
+    log16, log1 = run(plat, (c16, [W(1, A, bytes(8), at=T), OP(O.CLFLUSHOPT, 1, A),
+                                   OP(O.SFENCE)]),
+                      (1, [W(1, A + 8, b"\x01" * 8, at=start1), OP(O.CLWB, 1, A)]))
+    assert log16[0][1] == fill16 and log1[0][1] == start1 + L.dram_local
+    # cpu1's writeback was sent after cpu16's and, from nearer, would arrive before it.
+    assert log1[1][1] + L.mesh < log16[1][1] + L.mesh + L.hop
+    want = bytes(8) + b"\x01" * 8 + pattern(9)[16:]
+    assert plat.dram_read(A, 64) == xts(KA, A, want)
+    (log,) = run(plat, (2, [OP(O.WBINVD, at=us(60)), R(1, A)]))
+    assert log[1][5] == want and oracle.violations == []
+
+
 # -- loads in flight (fill buffers) --------------------------------------------------------------
 
 

@@ -196,9 +196,23 @@ class Platform:
         the request was on its way: when the tag's newer data left the caches meanwhile
         (a writeback still in flight, or one that reached DRAM after ``asked``), the fill
         takes that data, as a directory or a snoop of the writeback buffer would give it.
+
+        A writeback whose data a fill takes is ordered, at the home controller, before the
+        fill (with the writebacks to the line sent before it): it reaches DRAM now. Otherwise
+        it could land after a newer copy of the line, written back later from nearer to the
+        home, and put the old bytes back.
         """
-        for entry in reversed(self.pending.get(pa, ())):
+        waiting = self.pending.get(pa, [])
+        for i in range(len(waiting) - 1, -1, -1):
+            entry = waiting[i]
             if entry[1] == tag and not entry[5]:
+                for before in waiting[: i + 1]:
+                    if not before[5]:
+                        before[5] = True
+                        self._arrive(before[0], before[1], before[2], before[3], self.env.now)
+                del waiting[: i + 1]
+                if not waiting:
+                    del self.pending[pa]
                 return entry[2]
         mc = self.mc_for(pa)
         rec = mc.store.lines.get(pa)
