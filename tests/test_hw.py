@@ -566,6 +566,35 @@ def test_a_writeback_whose_data_a_fill_took_is_not_overtaken_by_a_newer_one():
     assert log[1][5] == want and oracle.violations == []
 
 
+def test_an_older_writeback_arriving_after_a_newer_one_of_the_same_tag_is_not_written():
+    """cpu16 (the far package) CLWBs a line that cpu1 holds dirty, homed on package 0; cpu1
+    then stores again and CLWBs from near the home, so the newer copy reaches DRAM first. The
+    older copy, still on its way from afar, is not written over it: coherence orders the two
+    at the home. A copy of another KeyID of the line would be (alias writebacks, S2)."""
+    from mktme_des.oracle import Oracle
+
+    oracle = Oracle()
+    plat, L = make(overrides=STABLE, oracle=oracle)
+    plat.events = []
+    plat.set_key(1, "key", KA)
+    A = 0xE60_0000
+    assert plat.amap.home(A) == 0
+    run(plat, (1, [W(1, A, pattern(4), at=us(1))]))  # cpu1 holds A dirty
+    T = us(5)
+    c16 = L.cores_per_package
+    log16, log1 = run(plat, (c16, [OP(O.CLWB, 1, A, at=T)]),
+                      (1, [W(1, A + 8, b"\x07" * 8, at=T + ns(1)), OP(O.CLWB, 1, A)]))
+    far = log16[0][1] + L.mesh + L.hop
+    near = log1[1][1] + L.mesh
+    assert near < far  # the newer copy arrives first
+    want = pattern(4)[:8] + b"\x07" * 8 + pattern(4)[16:]
+    assert plat.dram_read(A, 64) == xts(KA, A, want)
+    assert [e[2] for e in plat.events if e[3] == plat.amap.tag(1, A)] == [
+        "writeback arrives", "writeback superseded"]
+    (log,) = run(plat, (2, [OP(O.WBINVD, at=us(10)), R(1, A)]))
+    assert log[1][5] == want and oracle.violations == []
+
+
 # -- loads in flight (fill buffers) --------------------------------------------------------------
 
 

@@ -230,6 +230,16 @@ class Platform:
                 self._arrive(entry[0], entry[1], entry[2], entry[3], now)
 
     def _arrive(self, mc: MemoryController, tag: int, data: bytes, cause: tuple, when: int) -> None:
+        rec = mc.store.lines.get(tag & self.amap.pa_mask)
+        if (rec is not None and rec.writer == tag and not isinstance(rec.cause, str)
+                and rec.cause[2] > cause[2]):
+            # A copy of this tag that left the caches later is in DRAM already (it came from
+            # nearer the home). Coherence orders the two at the home: the older is not written.
+            if self.events is not None:
+                self.events.append((when, f"mc{mc.package}", "writeback superseded", tag,
+                                    f"{self.cause_text(cause)}; a newer copy is in DRAM",
+                                    _origin(cause)))
+            return
         mc.write(when, tag, data, cause)
         if self.events is not None:
             keyid = tag >> self.amap.keyid_shift
