@@ -104,9 +104,10 @@ class Core:
     def run(self, ops, log: list | None = None):
         """SimPy process executing ``ops`` (an iterable of op tuples) in program order.
 
-        ``log`` (default: the core's own ``log``) receives one entry per op. Kernel code runs
-        short op lists on a core with ``yield from core.run(ops, log)``: a second hardware
-        context on the same core, sharing its caches."""
+        ``log`` (default: the core's own ``log``) receives one entry per op, in program order
+        (a load in flight keeps its place until it completes). Kernel code runs short op lists
+        on a core with ``yield from core.run(ops, log)``: a second hardware context on the
+        same core, sharing its caches."""
         # C types of the loop's variables when compiled (setup.py); no effect otherwise.
         cython.declare(t=cython.longlong, horizon=cython.longlong, t0=cython.longlong,
                        code=cython.int, keyid=cython.longlong, pa=cython.longlong,
@@ -353,10 +354,15 @@ class Core:
             plat.prefetch(t, self, tag, pa)
             inflight = plat.prefetching[tag]
         self.loads_in_flight += 1
-        inflight[2].append(partial(self._load_done, t, tag, off, n, keyid, pa, log, issued))
+        entry = None
+        if log is not None:  # the log stays in program order: the load's entry is kept now
+            entry = len(log)
+            log.append(None)
+        inflight[2].append(partial(self._load_done, t, tag, off, n, keyid, pa, log, entry,
+                                   issued))
 
     def _load_done(self, t0: int, tag: int, off: int, n: int, keyid: int, pa: int,
-                   log: list | None, issued: bool) -> None:
+                   log: list | None, entry: int | None, issued: bool) -> None:
         """The line of a load in flight arrived: the load reads it now, as it is now."""
         plat = self.plat
         t = self.env.now
@@ -373,7 +379,7 @@ class Core:
         oracle = plat.oracle
         cls = oracle.load(t, self.cpu, tag, off, data, where) if oracle is not None else None
         if log is not None:
-            log.append((t0, t, O.READ, keyid, pa, data, where, cls))
+            log[entry] = (t0, t, O.READ, keyid, pa, data, where, cls)
         self.loads_in_flight -= 1
         freed = self._freed
         if freed is not None:
