@@ -35,3 +35,10 @@ cdef class Cache:
 
     @cython.locals(si=cython.Py_ssize_t, n=cython.Py_ssize_t, pos=cython.Py_ssize_t)
     cpdef remove_slot(self, Py_ssize_t slot)
+
+    @cython.locals(si=cython.Py_ssize_t, pos=cython.Py_ssize_t, out=list)
+    cpdef list tags(self)
+
+    @cython.locals(si=cython.Py_ssize_t, base=cython.Py_ssize_t, i=cython.Py_ssize_t,
+                   tags=list)
+    cpdef list clear(self)

@@ -170,15 +170,24 @@ class Cache:
         return [self.tag_slots[self._slot(index, p)] for p in range(self.used[index])]
 
     def tags(self) -> list[int]:
-        return [t for i in range(self.nsets) for t in self.set_tags(i)]
+        """Every tag held, set by set, each set in replacement order."""
+        out = []
+        for si in range(self.nsets):
+            for pos in range(self.used_view[si]):
+                out.append(self.tag_view[self._slot(si, pos)])
+        return out
 
     def clear(self) -> list[int]:
+        """Drop every line (as WBINVD does); returns the tags that were held."""
         tags = self.tags()
-        for i in range(len(self.lines)):
-            self.tag_slots[i] = EMPTY
-            self.lines[i] = None
-        for i in range(self.nsets):
-            self.used[i] = self.head[i] = 0
+        for si in range(self.nsets):
+            if self.used_view[si]:
+                base = si * self.ways
+                for i in range(base, base + self.ways):
+                    self.tag_view[i] = EMPTY
+                    self.lines[i] = None
+                self.used_view[si] = 0
+            self.head_view[si] = 0
         return tags
 
     def occupancy(self) -> int:
