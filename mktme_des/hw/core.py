@@ -152,7 +152,7 @@ class Core:
         fill_path = self.fill_path
         pending = plat.pending
         prefetching = plat.prefetching
-        l1_bit = 1 << l1.bit
+        l1_bit = self.l1_bit
         nb = self.fill_buffers > 1  # non-blocking loads
         t = env.now
         horizon = _horizon(env)  # nothing else happens before this time

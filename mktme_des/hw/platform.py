@@ -205,11 +205,8 @@ class Platform:
         waiting = self.pending.get(pa, [])
         for i in range(len(waiting) - 1, -1, -1):
             entry = waiting[i]
-            if entry[1] == tag and not entry[5]:
-                for before in waiting[: i + 1]:
-                    if not before[5]:
-                        before[5] = True
-                        self._arrive(before[0], before[1], before[2], before[3], self.env.now)
+            if entry[1] == tag:
+                self._deliver(waiting[: i + 1], self.env.now)
                 del waiting[: i + 1]
                 if not waiting:
                     del self.pending[pa]
@@ -224,10 +221,14 @@ class Platform:
         """A read reaching ``pa``'s controller at ``now`` is ordered after the writebacks to
         ``pa`` already on their way (the dirty data is in the memory system, in no cache):
         they are applied first, with the key in force now."""
-        for entry in self.pending.pop(pa, ()):
-            if not entry[5]:
-                entry[5] = True
-                self._arrive(entry[0], entry[1], entry[2], entry[3], now)
+        self._deliver(self.pending.pop(pa, ()), now)
+
+    def _deliver(self, entries, now: int) -> None:
+        """Apply writebacks taken out of ``pending`` (which holds only those not yet applied)
+        at ``now``, marking them so their scheduled arrival does nothing."""
+        for entry in entries:
+            entry[5] = True
+            self._arrive(entry[0], entry[1], entry[2], entry[3], now)
 
     def _arrive(self, mc: MemoryController, tag: int, data: bytes, cause: tuple, when: int) -> None:
         rec = mc.store.lines.get(tag & self.amap.pa_mask)
