@@ -12,6 +12,9 @@
   before), CLEAR and NO_ENCRYPT as such.
   Programming stops at the first failure and the online is refused.
 * A lead CPU going offline hands the package over to an online sibling.
+* A CPU going offline runs WBINVD before it stops (Linux's ``native_play_dead``), and so does
+  a package: dirty lines its caches own are written back, every line is dropped, and the
+  offline takes that time (memory-system rule 7). An offline package's caches hold nothing.
 * Online and offline take the hotplug lock as writers; the key broadcast takes it as a reader
   unless the policy removes that, which opens the race of scenario S7.
 """
@@ -95,14 +98,21 @@ class Hotplug:
             yield self.env.timeout(ns(self.k.policy.syscall_ns))
             if used:
                 yield from self.k.mm.migrate_off(package)
-            pkg.online = False
             for core in pkg.cores:
                 core.online = False
+            yield from self._flush_caches(package)
+            pkg.online = False
             self._move_tasks()
             self.log.append({"event": "offline", "package": package, "migrated": used,
                              "start_ns": start / 1000, "time_ns": self.env.now / 1000})
         finally:
             self.k.hotplug.write_release()
+
+    def _flush_caches(self, package: int):
+        """The WBINVD a dying CPU runs: ``package``'s caches written back and emptied."""
+        done = self.plat.offline_caches(self.env.now, package)
+        if done > self.env.now:
+            yield self.env.timeout(done - self.env.now)
 
     def _move_tasks(self) -> None:
         """Processes on CPUs that went offline move to the first online CPU, as the
@@ -132,6 +142,7 @@ class Hotplug:
         try:
             was_lead = self.k.lead_cpus().get(core.package) == cpu
             core.online = False
+            yield from self._flush_caches(core.package)
             if not siblings:
                 pkg.online = False
             self._move_tasks()
