@@ -415,8 +415,10 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
         if name in ("read",):
             exp = _expect(op, ctx, READ_CLASSES)
         elif name == "pconfig":
+            if exp == "ok":
+                exp = "PROG_SUCCESS"  # the instruction's success, as for the other ops
             if exp not in PCONFIG_RESULTS:
-                raise ctx.error("expect", f"{exp!r} is not one of {', '.join(PCONFIG_RESULTS)}")
+                raise ctx.error("expect", f"{exp!r} is not one of ok, {', '.join(PCONFIG_RESULTS)}")
         elif name == "keytable":
             if exp not in KEYTABLE_STATES and not exp.startswith("same-as-package-") and \
                     not exp.startswith("differs-from-package-"):
