@@ -575,7 +575,7 @@ def test_an_older_writeback_arriving_after_a_newer_one_of_the_same_tag_is_not_wr
 
     oracle = Oracle()
     plat, L = make(overrides=STABLE, oracle=oracle)
-    plat.events = []
+    plat.recorder.keep("events")
     plat.set_key(1, "key", KA)
     A = 0xE60_0000
     assert plat.amap.home(A) == 0

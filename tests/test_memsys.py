@@ -4,7 +4,7 @@ programs and as the example that once went wrong.
 The random programs run several cores on both packages of a small machine over a few lines and
 their aliases (the same PA under other KeyIDs); keys change at random times on random
 packages, and flushes, prefetches and WBINVDs come and go. Every writeback is kept
-(``MemorySystem.history``) and checked against what the test itself scheduled: the key each
+(the recorder's ``writebacks`` channel) and checked against what the test itself scheduled: the key each
 package held for each KeyID at each instant, and the route latency the model gives. Expected
 bytes come from an independent AES-XTS (tests/helpers.xts).
 """
@@ -111,7 +111,7 @@ def run_program(program, model=MODEL, extra: dict[int, list[tuple]] | None = Non
     """Run a random program; returns the platform (history kept), its schedule and logs."""
     per_cpu, rekeys = program
     plat = Platform(model, seed=5, oracle=Oracle())
-    plat.mem.history = []
+    plat.recorder.keep("writebacks")
     sched = Schedule()
     for k in KEYIDS:
         plat.set_key(k, "key", KEYS[0])
@@ -138,7 +138,7 @@ def test_rule1_key_at_own_arrival(program, fill_buffers):
     and that arrival is its departure plus the route latency: no other traffic moved it."""
     model = MODEL_FB if fill_buffers else MODEL
     plat, sched, _ = run_program(program, model)
-    for wb in plat.mem.history:
+    for wb in plat.recorder["writebacks"]:
         home = home_of(wb.tag & plat.amap.pa_mask)
         assert wb.arrival == wb.sent + route_ticks(model, wb.package, home)
         if wb.state == APPLIED:
@@ -146,7 +146,7 @@ def test_rule1_key_at_own_arrival(program, fill_buffers):
             assert wb.key == sched.key(home, keyid, wb.arrival), plat.amap.describe(wb.tag)
     # What DRAM holds at the end is the last writeback applied to each line, encrypted so.
     last: dict[int, object] = {}
-    for wb in plat.mem.history:
+    for wb in plat.recorder["writebacks"]:
         if wb.state == APPLIED:
             pa = wb.tag & plat.amap.pa_mask
             if pa not in last or (wb.arrival, wb.seq) > (last[pa].arrival, last[pa].seq):
@@ -163,17 +163,17 @@ def test_rule2_same_tag_order(program):
     writeback of its tag already applied."""
     plat, _, _ = run_program(program)
     applied: dict[int, list] = {}
-    for wb in plat.mem.history:
+    for wb in plat.recorder["writebacks"]:
         if wb.state == APPLIED:
             applied.setdefault(wb.tag, []).append(wb)
     for wbs in applied.values():
         seqs = [wb.seq for wb in sorted(wbs, key=lambda w: (w.arrival, w.seq))]
         assert seqs == sorted(seqs)
-    for wb in plat.mem.history:
+    for wb in plat.recorder["writebacks"]:
         if wb.state == SUPERSEDED:
             assert any(o.seq > wb.seq and o.arrival <= wb.arrival
                        for o in applied.get(wb.tag, []))
-    assert all(wb.state in (APPLIED, SUPERSEDED) for wb in plat.mem.history)
+    assert all(wb.state in (APPLIED, SUPERSEDED) for wb in plat.recorder["writebacks"])
 
 
 @PROPS
@@ -209,6 +209,127 @@ def test_rule4_unrelated_reads_change_nothing():
             assert logs[cpu] == logs2[cpu]
         for pa in LINES[:2]:
             assert base.dram_read(pa, 64) == more.dram_read(pa, 64)
+
+
+def check_directory(plat) -> None:
+    """The directory and the caches agree, and every dirty line's owner holds it (rule 5)."""
+    mem = plat.mem
+    for tag, line in mem.directory.items():
+        assert line.holders, plat.amap.describe(tag)
+        for c in mem.caches:
+            assert c.contains(tag) == bool(line.holders >> c.bit & 1)
+        if line.dirty:
+            assert line.owner >= 0 and line.holders & mem.package_mask[line.owner]
+    for c in mem.caches:
+        for tag in c.tags():
+            assert tag in mem.directory and mem.directory[tag].holders >> c.bit & 1
+
+
+@PROPS
+@given(program_st, st.lists(st.integers(0, SPAN_NS), min_size=1, max_size=5))
+def test_rule5_wbinvd_writes_back_owned_lines_only(program, checks):
+    """At any instant every dirty line is held by its owner's package; WBINVD anywhere keeps
+    that so and loses no data: with one KeyID and no key change every read is right."""
+    per_cpu, _ = program
+    one_keyid = [[(k, line, 1, b, t) for k, line, _kid, b, t in ops] for ops in per_cpu]
+    per_cpu = [ops + [("wbinvd", 0, 1, 0, t) for t in checks[i % len(checks):][:1]]
+               for i, ops in enumerate(one_keyid)]
+    plat = Platform(MODEL, seed=5, oracle=Oracle())
+    for k in KEYIDS:
+        plat.set_key(k, "key", KEYS[0])
+    for t in checks:
+        plat.later(ns(t) + 1, check_directory, plat)
+    run(plat, *streams_of(per_cpu).items())
+    check_directory(plat)
+    assert plat.oracle.violations == []
+    # Every line written back by a WBINVD left from the package that owned it: its data is
+    # what DRAM holds now or was overwritten by a later writeback of the same tag.
+    for cpu in (0, 16):
+        run(plat, (cpu, [(O.WBINVD, 0, 0, None, None)]))
+    assert not plat.mem.directory
+    for pa in LINES:
+        (log,) = run(plat, (1, [R(1, pa)]))
+    assert plat.oracle.violations == []
+
+
+@PROPS
+@given(program_st, st.integers(0, SPAN_NS), st.booleans(), st.booleans())
+def test_rule6_reset_is_a_clean_cut(program, at, flush, persistent):
+    """Whatever is in flight at a reset: no writeback sent before it arrives after it (an
+    orderly reset applies them at the reset, a power loss loses them), the caches are empty
+    the moment after, and every writeback sent after it is encrypted under the new boot's
+    keys."""
+    plat = Platform(MODEL, seed=5, oracle=Oracle())
+    plat.recorder.keep("writebacks")
+    for k in KEYIDS:
+        plat.set_key(k, "key", KEYS[0])
+    reset = ns(at) + 1
+    seen: dict = {}
+
+    def after_reset() -> None:
+        seen["last_seq"] = plat.mem.sent  # writebacks sent up to the reset, its drain included
+        seen["occupied"] = sum(c.occupancy() for c in plat.mem.caches)
+        seen["pending"] = sum(len(v) for v in plat.mem.pending.values())
+        seen["tme"] = [p.mc.keys.key(0) for p in plat.packages]
+
+    def reboot() -> None:
+        plat.reboot(persistent, flush)
+        after_reset()
+
+    plat.later(reset, reboot)
+    run(plat, *streams_of(program[0]).items())
+    assert seen["occupied"] == 0 and seen["pending"] == 0
+    for wb in plat.recorder["writebacks"]:
+        if wb.seq <= seen["last_seq"]:
+            if flush:  # arrived before the reset, or drained at it
+                assert wb.state != LOST and wb.arrival <= reset
+            else:  # arrived before the reset, or lost
+                assert wb.state == LOST or wb.arrival < reset
+        elif wb.state == APPLIED:
+            home = home_of(wb.tag & plat.amap.pa_mask)
+            # Key tables are back to TME after a reset, with the new boot's TME key.
+            assert wb.key == seen["tme"][home]
+
+
+@PROPS
+@given(program_st, st.integers(SPAN_NS // 2, SPAN_NS))
+def test_rule7_offline_package_holds_nothing(program, at):
+    """Package 1 goes offline once its cores are done (their prefetches maybe still in
+    flight) and no earlier than a random time: its caches hold nothing then and after,
+    package 0's cores are served nothing from them, and no data is lost (one KeyID, no key
+    change: every read is right)."""
+    per_cpu, _ = program
+    one_keyid = [[(k, line, 1, b, t) for k, line, _kid, b, t in ops] for ops in per_cpu]
+    plat = Platform(MODEL_FB, seed=5, oracle=Oracle())
+    for k in KEYIDS:
+        plat.set_key(k, "key", KEYS[0])
+    env = plat.env
+    streams = streams_of(one_keyid)
+    procs = {}
+    for cpu, ops in streams.items():
+        plat.cores[cpu].log = []
+        procs[cpu] = plat.start(cpu, ops)
+    seen: dict = {}
+
+    def offline():
+        yield env.all_of([procs[16], procs[17]])
+        if env.now < ns(at):
+            yield env.timeout(ns(at) - env.now)
+        seen["off"] = env.now
+        for core in plat.packages[1].cores:
+            core.online = False
+        done = plat.offline_caches(env.now, 1)
+        yield env.timeout(done - env.now)
+        seen["empty"] = all(c.occupancy() == 0 for c in plat.packages[1].caches)
+
+    env.process(offline())
+    plat.run()
+    assert seen["empty"] and all(c.occupancy() == 0 for c in plat.packages[1].caches)
+    for cpu in (0, 1):
+        assert all(e[6] != "remote" for e in plat.cores[cpu].log if e[0] > seen["off"])
+    for pa in LINES:
+        run(plat, (0, [R(1, pa)]))
+    assert plat.oracle.violations == []
 
 
 # -- the examples that went wrong ---------------------------------------------------------------
@@ -251,7 +372,7 @@ def test_a_fill_taking_a_writebacks_data_leaves_its_arrival_and_key_alone():
     the key of that moment (changed in between)."""
     m = load_model("server-2s", STABLE)
     plat = Platform(m, seed=1)
-    plat.mem.history = []
+    plat.recorder.keep("writebacks")
     A = 0x10_0000
     KA, KB = KEYS[1], KEYS[2]
     plat.set_key(1, "key", KA)
@@ -267,7 +388,7 @@ def test_a_fill_taking_a_writebacks_data_leaves_its_arrival_and_key_alone():
     _, log0 = run(plat, (16, [W(1, A, D, at=us(1)), (O.CLFLUSHOPT, 1, A, None, T1)]),
                   (0, [R(1, A, at=read_at)]))
     assert log0[0][5] == D
-    (wb,) = plat.mem.history
+    (wb,) = plat.recorder["writebacks"]
     assert (wb.state, wb.arrival, wb.key) == (APPLIED, arrival, KB)
     assert plat.dram_read(A, 64) == xts(KB, A, D)
 
@@ -370,8 +491,8 @@ def test_a_second_read_of_a_corrupted_line_names_the_original_cause():
 
 def test_lost_writebacks_are_kept_in_the_history():
     plat = Platform(load_model("server-2s", STABLE), seed=1)
-    plat.mem.history = []
+    plat.recorder.keep("writebacks")
     A = 0x10_0000
     plat.start_agent("power", [("reboot", 0, 0, (True, False), us(2) + ns(10))])
     run(plat, (16, [W(0, A, pattern(9), at=us(1)), (O.CLFLUSHOPT, 0, A, None, us(2))]))
-    assert [wb.state for wb in plat.mem.history] == [LOST]
+    assert [wb.state for wb in plat.recorder["writebacks"]] == [LOST]

@@ -296,7 +296,11 @@ class Core:
                 horizon = _horizon(env)
                 continue
             t0 = t
-            t = self._instruction(t, code, keyid, pa, arg)
+            if code == O.COMPUTE:  # the commonest, kept inline
+                self.op_counts.add("compute")
+                t += arg
+            else:
+                t = self._instruction(t, code, keyid, pa, arg)
             if log is not None:
                 log.append((t0, t, code, keyid, pa, None, None, None))
             horizon = _horizon(env)
@@ -313,11 +317,9 @@ class Core:
 
     # -- instructions other than loads and stores ----------------------------------------------
     def _instruction(self, t: int, code: int, keyid: int, pa: int, arg) -> int:
-        """Execute a flush, fence, WBINVD, prefetch or computation at local time ``t``;
+        """Execute a flush, fence, WBINVD or prefetch at local time ``t``;
         returns when the core may go on."""
         self.op_counts.add(O.NAMES[code])
-        if code == O.COMPUTE:
-            return t + arg
         if code in (O.CLFLUSH, O.CLFLUSHOPT, O.CLWB):
             return self._flush_line(t, (keyid << self.amap.keyid_shift) | (pa & LINE_MASK), code)
         if code in (O.SFENCE, O.MFENCE):
@@ -326,7 +328,7 @@ class Core:
                 self.outstanding.clear()
             return t
         if code == O.WBINVD:
-            return self.mem.wbinvd(t, self.package, "wbinvd by", f"cpu{self.cpu}")
+            return self.mem.wbinvd(t, self.package, self.cpu)
         if code == O.PREFETCH:
             t += self.cycle
             tag = (keyid << self.amap.keyid_shift) | (pa & LINE_MASK)
@@ -455,7 +457,8 @@ class Core:
                     if vline.dirty:
                         c.writebacks += 1
                         self.mem.writeback(t, self.package, vline.tag, bytes(vline.data),
-                                           "eviction from", c.name)
+                                           "eviction from", c.name,
+                                           -1 if c.core is None else c.core)
                 elif vline.dirty:
                     self.mem.pass_ownership(vline)
             holders |= bit
@@ -487,7 +490,7 @@ class Core:
         name = O.NAMES[code]
         if line.dirty:
             done = mem.writeback(t, self.package, tag, bytes(line.data), f"{name} by",
-                                 f"cpu{self.cpu}")
+                                 f"cpu{self.cpu}", self.cpu)
             line.dirty = False
             line.owner = -1
         if code != O.CLWB:

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 
 import cython
 
+from mktme_des.engine.recorder import Event, Recorder
 from mktme_des.hw.address import LINE_MASK
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,15 +86,16 @@ class Writeback:
     issue order is departure order). It is also the DRAM record's cause while it is there.
     """
 
-    __slots__ = ("seq", "tag", "data", "package", "sent", "arrival", "why", "where", "state",
-                 "key")
+    __slots__ = ("seq", "tag", "data", "package", "cpu", "sent", "arrival", "why", "where",
+                 "state", "key")
 
-    def __init__(self, seq: int, tag: int, data: bytes, package: int, sent: int, arrival: int,
-                 why: str, where: str) -> None:
+    def __init__(self, seq: int, tag: int, data: bytes, package: int, cpu: int, sent: int,
+                 arrival: int, why: str, where: str) -> None:
         self.seq = seq
         self.tag = tag
         self.data = data
         self.package = package  # where it left from
+        self.cpu = cpu  # the CPU whose flush or private cache sent it, or -1
         self.sent = sent
         self.arrival = arrival
         self.why = why  # "eviction from", "CLWB by", ...
@@ -102,10 +104,10 @@ class Writeback:
         self.key = None  # the XTS key it was written under, once applied (None: plaintext)
 
     @property
-    def origin(self) -> str | None:
-        """The CPU whose flush or private cache sent it (``cpu3``), if one did."""
-        cpu = self.where.rpartition("/")[2]
-        return cpu if cpu.startswith("cpu") else None
+    def origin(self) -> tuple[str, int] | None:
+        """``(actor, time)`` of what sent it, when a CPU did (its flush, or its private
+        cache's eviction)."""
+        return None if self.cpu < 0 else (f"cpu{self.cpu}", self.sent)
 
 
 class Fill:
@@ -132,8 +134,11 @@ class MemorySystem:
     """
 
     def __init__(self, env, amap, controllers: list[MemoryController], caches: list[Cache],
-                 mesh: int, hop: int, snoop: int, wbinvd_line: int) -> None:
+                 mesh: int, hop: int, snoop: int, wbinvd_line: int,
+                 recorder: Recorder | None = None) -> None:
         self.env = env
+        self.recorder = recorder if recorder is not None else Recorder()
+        self.channels = self.recorder.channels
         self.amap = amap
         self.controllers = controllers
         self.caches = caches
@@ -151,10 +156,6 @@ class MemorySystem:
         self.superseded = 0
         self.boots = 0
         self.oracle = None
-        self.events: list[tuple] | None = None  # the platform's event log, when kept
-        # Every writeback once its fate is known (applied, superseded or lost), when kept:
-        # what the rule tests read.
-        self.history: list[Writeback] | None = None
         self.describe = amap.describe
 
     # -- routes ----------------------------------------------------------------------------------
@@ -170,14 +171,16 @@ class MemorySystem:
 
     # -- writebacks (rules 1, 2) -----------------------------------------------------------------
     def writeback(self, t: int, package: int, tag: int, data: bytes, why: str,
-                  where: str = "") -> int:
-        """Send a dirty line from ``package`` at ``t`` to its home; returns its arrival time."""
+                  where: str = "", cpu: int = -1) -> int:
+        """Send a dirty line from ``package`` at ``t`` to its home; returns its arrival time.
+        ``why`` and ``where`` say what sent it ("eviction from", "L2/cpu3"), ``cpu`` which
+        CPU's flush or private cache did (-1: none)."""
         pa = tag & self.amap.pa_mask
         mc, there = self.route(package, pa)
         arrival = t + there
         self.writebacks += 1
         self.sent += 1
-        wb = Writeback(self.sent, tag, data, package, t, arrival, why, where)
+        wb = Writeback(self.sent, tag, data, package, cpu, t, arrival, why, where)
         if arrival < self.env.peek():
             # Nothing else happens before it arrives: apply it now (exact lookahead).
             self._arrive(mc, wb)
@@ -199,32 +202,30 @@ class MemorySystem:
     def _arrive(self, mc: MemoryController, wb: Writeback) -> None:
         """``wb`` reaches its home at ``wb.arrival``: it is written under the key in force
         now, unless a later-sent writeback of its tag is in DRAM already."""
-        if self.history is not None:
-            self.history.append(wb)
+        channels = self.channels
+        if channels["writebacks"] is not None:
+            channels["writebacks"].append(wb)
         last = self.landed.get(wb.tag)
         if last is not None and last.seq > wb.seq:
             wb.state = SUPERSEDED
             self.superseded += 1
-            if self.events is not None:
-                self.events.append((wb.arrival, f"mc{mc.package}", "writeback superseded", wb.tag,
-                                    f"{self.cause_text(wb)}; a copy of the line that left the "
-                                    "caches later is in DRAM", self._origin(wb)))
+            if channels["events"] is not None:
+                channels["events"].append(Event(
+                    wb.arrival, f"mc{mc.package}", "writeback superseded", wb.tag,
+                    f"{self.cause_text(wb)}; a copy of the line that left the caches later is "
+                    "in DRAM", wb.origin))
             return
         wb.state = APPLIED
         wb.key = mc.key_of[wb.tag >> self.amap.keyid_shift]
         self.landed[wb.tag] = wb
         mc.write(wb.arrival, wb.tag, wb.data, wb)
-        if self.events is not None:
+        if channels["events"] is not None:
             keyid = wb.tag >> self.amap.keyid_shift
             entry = mc.keys.entry(keyid)
-            self.events.append((wb.arrival, f"mc{mc.package}", "writeback arrives", wb.tag,
-                                f"{self.cause_text(wb)}; encrypted with K{keyid} "
-                                f"{entry.mode} v{entry.version}", self._origin(wb)))
-
-    @staticmethod
-    def _origin(wb: Writeback) -> tuple[str, int] | None:
-        cpu = wb.origin
-        return None if cpu is None else (cpu, wb.sent)
+            channels["events"].append(Event(
+                wb.arrival, f"mc{mc.package}", "writeback arrives", wb.tag,
+                f"{self.cause_text(wb)}; encrypted with K{keyid} {entry.mode} v{entry.version}",
+                wb.origin))
 
     def cause_text(self, cause) -> str:
         """Human text of a DRAM record's cause: a :class:`Writeback`, or text."""
@@ -318,9 +319,9 @@ class MemorySystem:
             return self.writeback(t, package, tag, bytes(line.data), why, "")
         return None
 
-    def wbinvd(self, t: int, package: int, why: str = "wbinvd by", where: str = "") -> int:
-        """WBINVD on ``package``: drop every line its caches hold, writing back the dirty
-        lines it owns or held the last copy of (rule 5).
+    def wbinvd(self, t: int, package: int, cpu: int = -1, why: str = "wbinvd by") -> int:
+        """WBINVD by ``cpu`` (-1: none named) on ``package``: drop every line its caches hold,
+        writing back the dirty lines it owns or held the last copy of (rule 5).
 
         It walks every way of every set of the package's caches (``wbinvd_line`` each,
         whether the way holds a line or not), so its cost grows with the cache size, not with
@@ -338,13 +339,14 @@ class MemorySystem:
                 tags.add(tag)
                 directory[tag].holders &= ~(1 << c.bit)
         step = self.wbinvd_line * capacity // max(1, len(tags)) if tags else 0
+        where = f"cpu{cpu}" if cpu >= 0 else f"pkg{package}"
         done = t + capacity * self.wbinvd_line
         for i, tag in enumerate(sorted(tags)):
             line = directory[tag]
             if line.dirty:
                 if line.owner == package or line.holders == 0:
                     arrival = self.writeback(t + i * step, package, tag, bytes(line.data),
-                                             why, where)
+                                             why, where, cpu)
                     line.dirty = False
                     line.owner = -1
                     done = max(done, arrival)
@@ -357,7 +359,7 @@ class MemorySystem:
     def offline(self, t: int, package: int) -> int:
         """Package ``package`` goes offline at ``t`` (rule 7): its caches are written back and
         emptied as by WBINVD; returns when that is done."""
-        return self.wbinvd(t, package, "offline of", f"pkg{package}")
+        return self.wbinvd(t, package, -1, "offline of")
 
     # -- reset (rule 6) ----------------------------------------------------------------------------
     def reset(self, now: int, flush: bool) -> None:
@@ -371,17 +373,15 @@ class MemorySystem:
                 self._arrive(self.controllers[self.amap.home(wb.tag & self.amap.pa_mask)], wb)
             else:
                 wb.state = LOST
-                if self.history is not None:
-                    self.history.append(wb)
-                if self.events is not None:
-                    self.events.append((now, "platform", "writeback lost", wb.tag,
-                                        f"{self.cause_text(wb)}; in flight at the reset",
-                                        self._origin(wb)))
+                self.recorder.emit("writebacks", wb)
+                self.recorder.emit("events", Event(
+                    now, "platform", "writeback lost", wb.tag,
+                    f"{self.cause_text(wb)}; in flight at the reset", wb.origin))
         for tag, line in sorted(self.directory.items()):
             if flush and line.dirty:
                 self.sent += 1
-                wb = Writeback(self.sent, tag, bytes(line.data), max(line.owner, 0), now, now,
-                               "shutdown", "flush")
+                wb = Writeback(self.sent, tag, bytes(line.data), max(line.owner, 0), -1, now,
+                               now, "shutdown", "flush")
                 self._arrive(self.controllers[self.amap.home(tag & self.amap.pa_mask)], wb)
         for c in self.caches:
             c.clear()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mktme_des.engine.recorder import Event
 from mktme_des.engine.time import ns
 from mktme_des.hw.keytable import KEY, NO_ENCRYPT, TME
 
@@ -124,7 +125,7 @@ def pconfig(plat, cpu: int, program: KeyProgram):
         return status
     lock = pkg.key_lock
     if not lock.try_acquire(cpu):
-        plat.counts["pconfig_busy"] = plat.counts.get("pconfig_busy", 0) + 1
+        plat.recorder.count("pconfig_busy")
         return DEVICE_BUSY
     boot = plat.boots
     try:
@@ -167,6 +168,6 @@ def _apply(plat, package: int, program: KeyProgram, cpu: int) -> None:
     else:
         keys.set(program.keyid, NO_ENCRYPT, None, cmd, plat.env.now)
     plat.pconfig_log.append((plat.env.now, cpu, package, program.keyid, program.command, "applied"))
-    if plat.events is not None:
-        plat.events.append((plat.env.now, f"keys/pkg{package}", f"PCONFIG {name} K{program.keyid}",
-                            None, f"by cpu{cpu}; table v{keys.entry(program.keyid).version}"))
+    plat.recorder.emit("events", Event(plat.env.now, f"keys/pkg{package}",
+                                       f"PCONFIG {name} K{program.keyid}", None,
+                                       f"by cpu{cpu}; table v{keys.entry(program.keyid).version}"))

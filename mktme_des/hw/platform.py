@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import simpy
 
 from mktme_des.config.model import Model
+from mktme_des.engine.recorder import Event, Recorder
 from mktme_des.engine.rng import Streams
 from mktme_des.engine.ties import environment
 from mktme_des.engine.time import ns, to_ns
@@ -107,8 +108,7 @@ class Platform:
         self.packages: list[Package] = []
         self.cores: list[Core] = []
         self.rng_draws = 0
-        self.pconfig_log: list[tuple] = []  # (time, cpu, package, keyid, command, what)
-        self.counts: dict[str, int] = {}
+        self.recorder = Recorder()  # what components report (engine/recorder.py)
         self.measured_from = 0  # statistics count from this time (see reset_stats)
         self._lazy = lazy_dram
         self._build()
@@ -158,7 +158,8 @@ class Platform:
         ic = m.interconnect
         mesh, hop = ns(ic.mesh_latency_ns), ns(ic.socket_hop_ns)
         self.mem = MemorySystem(self.env, self.amap, [p.mc for p in self.packages], self.caches,
-                                mesh, hop, ns(ic.snoop_latency_ns), ns(m.flush.wbinvd_line_ns))
+                                mesh, hop, ns(ic.snoop_latency_ns), ns(m.flush.wbinvd_line_ns),
+                                self.recorder)
         for pkg in self.packages:
             p = pkg.index
             routes = [(q.mc, mesh + (hop if q.index != p else 0)) for q in self.packages]
@@ -181,15 +182,14 @@ class Platform:
         self.mem.oracle = oracle
 
     @property
-    def events(self) -> list[tuple] | None:
-        """Platform event log, kept when set to a list: ``(time, actor, what, tag, detail[,
-        origin])``, origin being ``(actor, time)`` of what caused it (a writeback: the flush
-        or eviction)."""
-        return self.mem.events
+    def events(self) -> list[Event] | None:
+        """The recorder's ``events`` channel, when kept (``recorder.keep("events")``)."""
+        return self.recorder.kept("events")
 
-    @events.setter
-    def events(self, log: list[tuple] | None) -> None:
-        self.mem.events = log
+    @property
+    def pconfig_log(self) -> list[tuple]:
+        """The recorder's ``pconfig`` channel: ``(time, cpu, package, keyid, command, what)``."""
+        return self.recorder["pconfig"]
 
     @property
     def directory(self) -> dict:
@@ -221,7 +221,7 @@ class Platform:
     def wbinvd(self, t: int, package: int, cpu: int) -> int:
         """WBINVD by ``cpu`` on ``package`` at ``t``; returns when it completes
         (:meth:`MemorySystem.wbinvd`)."""
-        return self.mem.wbinvd(t, package, "wbinvd by", f"cpu{cpu}")
+        return self.mem.wbinvd(t, package, cpu)
 
     def offline_caches(self, t: int, package: int) -> int:
         """``package`` goes offline at ``t``: its caches are written back and emptied
@@ -339,9 +339,8 @@ class Platform:
                 k = self.streams.randbytes(f"hw-rng/pkg{p}/{self.rng_draws}", 32)
                 self.rng_draws += 1
             self.set_key(keyid, KEY if mode in ("key", "random") else mode, k, [p], command)
-        if self.events is not None:
-            self.events.append((self.env.now, "keys", f"program K{keyid}", None,
-                                f"{mode} on packages {targets} ({command})"))
+        self.recorder.emit("events", Event(self.env.now, "keys", f"program K{keyid}", None,
+                                           f"{mode} on packages {targets} ({command})"))
 
     def reboot(self, persistent: bool = False, flush: bool = True) -> None:
         """Reset the platform: a clean cut (memory-system rule 6). With ``flush`` (an orderly
@@ -362,9 +361,9 @@ class Platform:
                 pkg.mc.store.wipe()
         if self.oracle is not None:
             self.oracle.reboot(persistent)
-        if self.events is not None:
-            self.events.append((now, "platform", "reboot", None,
-                                f"boot {self.boots}; DRAM {'kept' if persistent else 'wiped'}"))
+        self.recorder.emit("events", Event(now, "platform", "reboot", None,
+                                           f"boot {self.boots}; DRAM "
+                                           f"{'kept' if persistent else 'wiped'}"))
 
     def random_key(self, name: str, size: int = 32) -> bytes:
         return self.streams.randbytes(name, size)

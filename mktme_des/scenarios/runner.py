@@ -75,7 +75,7 @@ def build_platform(sc: Scenario, tie_choices: list[int] | None = None) -> Setup:
                     tie_seed=f.scenario.tie_seed,
                     tie_choices=tie_choices if tie_choices is not None
                     else f.scenario.tie_choices or None)
-    plat.events = []
+    plat.recorder.keep("events")
     for k in f.keys:
         plat.program(k.keyid, k.mode, bytes.fromhex(k.key) if k.key else None,
                      k.packages or None, command="setup")
@@ -215,13 +215,13 @@ def run_scenario(name_or_path, tie_choices: list[int] | None = None) -> Result:
             if cls:
                 ev["class"] = cls
             trace.append(ev)
-    for when, actor, what, tag, detail, *origin in plat.events:
-        ev = {"start_ns": to_ns(when), "end_ns": to_ns(when), "actor": actor, "op": what,
-              "detail": detail}
-        if origin and origin[0] is not None:
-            ev["from"] = {"actor": origin[0][0], "time_ns": to_ns(origin[0][1])}
-        if tag is not None:
-            keyid, pa = amap.split(tag)
+    for rec in plat.recorder["events"]:
+        ev = {"start_ns": to_ns(rec.time), "end_ns": to_ns(rec.time), "actor": rec.actor,
+              "op": rec.what, "detail": rec.detail}
+        if rec.origin is not None:
+            ev["from"] = {"actor": rec.origin[0], "time_ns": to_ns(rec.origin[1])}
+        if rec.tag is not None:
+            keyid, pa = amap.split(rec.tag)
             ev["keyid"], ev["addr"] = keyid, hex(pa)
         trace.append(ev)
     trace.sort(key=lambda e: (e["start_ns"], e["end_ns"], e["actor"]))
