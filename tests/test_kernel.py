@@ -229,7 +229,8 @@ def test_payload_of_exactly_1024_bytes_is_accepted():
     (CPU_KEY, KEY), (f"{CPU_KEY} key={KHEX} tweak={THEX}", KEY), (USER_KEY, KEY),
     ("type=clear", TME), ("type=no-encrypt", NO_ENCRYPT)])
 def test_valid_payloads_program_every_package(payload, mode):
-    sim = Sim()
+    # type=clear and type=no-encrypt program only where CLEAR/NO_ENCRYPT carry an algorithm.
+    sim = Sim(policy="mktme-2019" if payload in ("type=clear", "type=no-encrypt") else "rfc-v2")
     serial = sim.add("k", payload)
     kid = sim.keyid(serial)
     assert kid == 1
@@ -241,6 +242,31 @@ def test_valid_payloads_program_every_package(payload, mode):
         k0, k1 = sim.key_in_tables(kid)
         assert k0 != k1  # SET_KEY_RANDOM: a different key per package
         assert USER_XTS not in (k0, k1)  # key=/tweak= are only entropy for a cpu key
+
+
+@pytest.mark.parametrize("payload", ["type=clear", "type=no-encrypt"])
+@pytest.mark.parametrize("policy", ["rfc-v2", "mktme-2019"])
+def test_clear_and_no_encrypt_need_an_algorithm_in_pconfig(payload, policy):
+    """As posted (RFC v2) CLEAR_KEY and NO_ENCRYPT go out with ENC_ALG = 0, which PCONFIG
+    rejects on every package; the 2019 tree sends an activated algorithm."""
+    sim = Sim(policy=policy)
+    user = sim.add("u", USER_KEY)
+    kid = sim.keyid(user)
+    before = sim.state(broadcasts=False)
+    posted = policy == "rfc-v2"
+    if posted:
+        sim.fails(sim.keys.add_key(0, "k", payload), "ENOKEY")
+        # Scrubbing the slot by updating to type=clear fails too: the user key stays.
+        sim.fails(sim.keys.update_key(0, user, "type=clear"), "ENOKEY")
+        assert sim.state(broadcasts=False) == before
+        assert sim.key_in_tables(kid) == [USER_XTS, USER_XTS]
+        statuses = {s for b in sim.keys.broadcasts[1:] for s in b.statuses.values()}
+        assert statuses == {"INVALID_ENC_ALG"}
+    else:
+        serial = sim.add("k", payload)
+        assert sim.keyid(serial) == kid + 1
+        sim.call(sim.keys.update_key(0, user, "type=clear"))
+        assert [p.mc.keys.mode(kid) for p in sim.plat.packages] == [TME, TME]
 
 
 def test_add_key_eacces_without_capability():
@@ -753,7 +779,7 @@ def test_online_with_savekeys_programs_the_same_user_key():
 
 
 def test_online_gives_a_cpu_key_a_different_random_key_and_starts_from_an_empty_table():
-    sim = Sim()
+    sim = Sim(policy_overrides={"clear_sends_alg": True})  # a no-encrypt key can exist
     x, y, z = (sim.add(d, USER_KEY) for d in "xyz")  # KeyIDs 1-3, programmed everywhere
     for serial in (x, y, z):
         sim.revoke(serial)  # freed; the hardware slots stay programmed

@@ -37,8 +37,12 @@ class Policy(Section):
                          "(RFC v2: 0, 2019: 10)", min=0, max=100)
     savekeys: bool = param(False, doc="mktme_savekeys: keep user key data to program packages "
                            "that come online")
-    clear_sends_alg: bool = param(True, doc="CLEAR_KEY and NO_ENCRYPT carry a valid ENC_ALG "
-                                  "(2019 fix; the RFC v2 code sent 0, which hardware rejects)")
+    clear_sends_alg: bool = param(False, doc="CLEAR_KEY and NO_ENCRYPT carry a valid ENC_ALG. "
+                                  "RFC v2 as posted sends ENC_ALG = 0 (patch 10, "
+                                  "mktme_check_options), which PCONFIG rejects with "
+                                  "INVALID_ENC_ALG, so type=clear and type=no-encrypt keys fail "
+                                  "with ENOKEY; the 2019 tree's intel_pconfig.h adds the "
+                                  "algorithm to both commands")
     migrate_on_offline: bool = param(False, doc="memory hot-remove: a package going offline "
                                      "first migrates the pages homed on it to the other online "
                                      "packages (otherwise the offline is refused with EBUSY)")
