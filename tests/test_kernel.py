@@ -12,6 +12,8 @@ independent AES-XTS (the ``cryptography`` package).
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from mktme_des.config.model import load_model
 from mktme_des.engine.time import ns, to_ns
@@ -1010,3 +1012,69 @@ def test_migration_out_of_frames_fails_with_the_rest_left_in_place():
         assert sim.read(proc, va + i * PAGE, PAGE) == pattern(40 + i) * (PAGE // 64)
     assert not proc.migrating
     sim.no_violations()
+
+
+# -- key lifetime: revoke waits for the garbage collector, invalidate does not -----------------
+
+
+def _full_then_release(how: str, gc_delay_s: float, probe_after_ns: float) -> dict:
+    """Fill the client model's 15 KeyIDs, release KeyID 3's key with ``how`` and, that many
+    ns later, try the released serial and a new key; returns what each call gave."""
+    sim = Sim("client-1s", policy_overrides={"key_gc_delay_s": gc_delay_s})
+    serials = [sim.add(f"k{i}") for i in range(15)]
+    released = serials[2]
+    kid = sim.keyid(released)
+    out: dict = {}
+
+    def body():
+        t0 = sim.plat.env.now
+        yield from getattr(sim.keys, how)(0, released)
+        out["released_at"] = sim.plat.env.now
+        yield sim.plat.env.timeout(max(0, t0 + ns(probe_after_ns) - sim.plat.env.now))
+        out["probe_at"] = sim.plat.env.now
+        for name, gen in (("update", sim.keys.update_key(0, released, CPU_KEY)),
+                          ("mprotect", sim.mm.encrypt_mprotect(proc, va, PAGE, 3, released)),
+                          ("add", sim.keys.add_key(0, "new", CPU_KEY))):
+            try:
+                out[name] = yield from gen
+            except Errno as err:
+                out[name] = err.name
+
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    sim.plat.env.process(body())
+    sim.plat.run()
+    out["new_keyid"] = sim.keyid(out["add"]) if isinstance(out["add"], int) else None
+    out["kid"] = kid
+    return out
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(gc_us=st.floats(1.0, 1000.0), probe_fraction=st.floats(0.0, 3.0))
+def test_revoked_key_holds_its_keyid_until_garbage_collection(gc_us, probe_fraction):
+    """A revoked key is unusable at once (EKEYREVOKED) but keeps its KeyID until the collector
+    runs gc_delay later; then its serial is gone (ENOKEY) and the KeyID is reused."""
+    probe_ns = probe_fraction * gc_us * 1000
+    assume(abs(probe_ns - gc_us * 1000) > 2000)  # not within the probing calls' own time
+    out = _full_then_release("revoke", gc_us * 1e-6, probe_ns)
+    collected = out["probe_at"] > out["released_at"] + ns(gc_us * 1000) - ns(2000)
+    assert out["update"] == out["mprotect"] == ("ENOKEY" if collected else "EKEYREVOKED")
+    if collected:
+        assert out["new_keyid"] == out["kid"]
+    else:
+        assert out["add"] == "ENOKEY"  # all 15 KeyIDs still held
+
+
+@pytest.mark.parametrize("gc_delay_s", [300.0, 0.001])
+def test_invalidate_releases_the_keyid_at_once(gc_delay_s):
+    out = _full_then_release("invalidate", gc_delay_s, 0.0)
+    assert out["update"] == out["mprotect"] == "ENOKEY"
+    assert out["new_keyid"] == out["kid"]
+
+
+def test_default_gc_delay_is_the_keyring_default_of_300_s():
+    """keyrings(7): /proc/sys/kernel/keys/gc_delay defaults to 300 seconds."""
+    out = _full_then_release("revoke", load_policy("rfc-v2").key_gc_delay_s, 299.9e9)
+    assert out["add"] == "ENOKEY" and out["update"] == "EKEYREVOKED"
+    out = _full_then_release("revoke", load_policy("rfc-v2").key_gc_delay_s, 300.1e9)
+    assert out["new_keyid"] == out["kid"]

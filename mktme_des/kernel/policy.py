@@ -48,6 +48,10 @@ class Policy(Section):
                                      "packages (otherwise the offline is refused with EBUSY)")
     on_exhaustion: str = param("fail", doc="when no KeyID is free: fail with ENOKEY, or wait "
                                "for one", choices=("fail", "wait"))
+    key_gc_delay_s: float = param(300.0, doc="/proc/sys/kernel/keys/gc_delay: how long a "
+                                  "revoked key (and the KeyID reference it holds) lives before "
+                                  "the keyring garbage collector destroys it; 300 s by default "
+                                  "(keyrings(7))", unit="s", min=0.0)
     syscall_ns: float = param(150.0, doc="entry/exit cost of a syscall (ASSUMPTION)",
                               unit="ns", min=0.0)
     fault_ns: float = param(500.0, doc="page-fault handling cost before zeroing (ASSUMPTION)",

@@ -57,6 +57,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 yield from kernel.keys.update_key(cpu, serial_of(op["key"]), op["options"])
             elif what == "revoke":
                 yield from kernel.keys.revoke(cpu, serial_of(op["key"]))
+            elif what == "invalidate":
+                yield from kernel.keys.invalidate(cpu, serial_of(op["key"]))
             elif what == "mmap":
                 length = op["pages"] * PAGE
                 addr = yield from kernel.mm.mmap(proc, length, not op.get("file_backed", False),

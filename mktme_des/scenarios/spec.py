@@ -334,6 +334,7 @@ PROCESS_OPS = {
     "add_key": ({"key", "options"}, {"capable", "at", "expect", "name"}),
     "update_key": ({"key", "options"}, {"at", "expect", "name"}),
     "revoke": ({"key"}, {"at", "expect", "name"}),
+    "invalidate": ({"key"}, {"at", "expect", "name"}),
     "mmap": ({"vma", "pages"}, {"file_backed", "at", "expect", "name"}),
     "munmap": ({"vma"}, {"at", "expect", "name"}),
     "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "at", "expect", "name"}),
@@ -347,6 +348,7 @@ SYSTEM_OPS = {
     "add_key": ({"key", "options"}, {"at", "expect", "name"}),
     "update_key": ({"key", "options"}, {"at", "expect", "name"}),
     "revoke": ({"key"}, {"at", "expect", "name"}),
+    "invalidate": ({"key"}, {"at", "expect", "name"}),
     "online": ({"package"}, {"at", "expect", "name"}),
     "offline": ({"package"}, {"at", "expect", "name"}),
     "offline_cpu": ({"target"}, {"at", "expect", "name"}),
@@ -355,7 +357,8 @@ SYSTEM_OPS = {
     "wbinvd": (set(), {"at"}),
     "compute": ({"ns"}, {"at"}),
 }
-ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EBUSY", "EPERM", "ENOMEM", "EFAULT")
+ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EKEYREVOKED", "EBUSY", "EPERM", "ENOMEM",
+          "EFAULT")
 PCONFIG_RESULTS = ("PROG_SUCCESS", "INVALID_PROG_CMD", "ENTROPY_ERROR", "INVALID_KEYID",
                    "INVALID_ENC_ALG", "DEVICE_BUSY", "#GP")
 KEYTABLE_STATES = ("key", "tme", "no-encrypt")
