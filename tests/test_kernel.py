@@ -825,8 +825,8 @@ def test_offline_of_a_lead_cpu_hands_over_to_a_sibling():
     assert sim.k.lead_cpus() == {0: 0, 1: lead1 + 1}
 
 
-def test_offline_of_the_last_online_cpu_with_keys_in_use_is_ebusy():
-    sim = Sim()
+def test_offline_of_the_last_online_cpu_with_keys_in_use_is_ebusy_in_2019():
+    sim = Sim(policy="mktme-2019")
     cpp = sim.plat.model.topology.cores_per_package
     serial = sim.add("k")
     for cpu in range(cpp + 1, 2 * cpp):
@@ -1078,3 +1078,64 @@ def test_default_gc_delay_is_the_keyring_default_of_300_s():
     assert out["add"] == "ENOKEY" and out["update"] == "EKEYREVOKED"
     out = _full_then_release("revoke", load_policy("rfc-v2").key_gc_delay_s, 300.1e9)
     assert out["new_keyid"] == out["kid"]
+
+
+# -- CPU-less packages: RFC v2 patch 13 forgets them, 2019 refuses ---------------------------
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(before=st.lists(st.sampled_from(["cpu", "user"]), max_size=3),
+       during=st.lists(st.sampled_from(["cpu", "user"]), max_size=3),
+       policy=st.sampled_from(["rfc-v2", "mktme-2019"]))
+def test_a_package_without_online_cpus(before, during, policy):
+    """RFC v2: the last CPU may always go; keys added meanwhile never reach the package; when
+    a CPU returns every KeyID in use is programmed there, CPU keys with a new random key.
+    2019: the last CPU cannot go while keys are in use, and no key is created meanwhile."""
+    sim = Sim(policy=policy, policy_overrides={"savekeys": True},
+              overrides={"topology": {"cores_per_package": 2}})
+    payload = {"cpu": CPU_KEY, "user": USER_KEY}
+    old = {sim.keyid(sim.add(f"b{i}", payload[t])): t for i, t in enumerate(before)}
+    t1 = sim.plat.packages[1].mc.keys
+    old_keys = {k: t1.key(k) for k in old}
+    sim.call(sim.k.hp.offline_cpu(2))
+    if policy == "mktme-2019" and old:
+        sim.fails(sim.k.hp.offline_cpu(3), "EBUSY")
+        assert sim.k.lead_cpus() == {0: 0, 1: 3}
+        return
+    sim.call(sim.k.hp.offline_cpu(3))
+    assert sim.k.lead_cpus() == {0: 0}
+    new: dict[int, str] = {}
+    for i, t in enumerate(during):
+        if policy == "mktme-2019":
+            sim.fails(sim.keys.add_key(0, f"d{i}", payload[t]), "EINVAL")
+            continue
+        kid = sim.keyid(sim.add(f"d{i}", payload[t]))
+        new[kid] = t
+        assert t1.mode(kid) == TME  # never programmed on the CPU-less package
+    sim.call(sim.k.hp.online_cpu(2))
+    assert sim.k.lead_cpus() == {0: 0, 1: 2}
+    for kid, t in {**old, **new}.items():
+        assert t1.mode(kid) == KEY
+        if t == "user":
+            assert t1.key(kid) == USER_XTS
+    for kid, t in old.items():
+        if t == "cpu":
+            assert t1.key(kid) != old_keys[kid]  # a fresh random key: old data is garbage
+
+
+def test_cpu_key_data_on_a_forgotten_package_becomes_garbage():
+    sim = Sim(overrides={"topology": {"cores_per_package": 2}})
+    serial = sim.add("k")
+    proc = sim.mm.spawn(2)  # package 1: its pages are homed there
+    va = sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    sim.write(proc, va, pattern(7))
+    sim.call(sim.plat.cores[2].run([(O.CLFLUSH, *sim.frame(proc, va), None, None)], []))
+    sim.call(sim.k.hp.offline_cpu(3))
+    sim.call(sim.k.hp.offline_cpu(2))  # RFC v2: succeeds; the process moves to cpu 0
+    assert proc.cpu == 0
+    assert sim.read(proc, va) == pattern(7)  # the old key is still in package 1's table
+    kid, pa = sim.frame(proc, va)
+    sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+    sim.call(sim.k.hp.online_cpu(2))
+    assert sim.read(proc, va) != pattern(7)

@@ -290,6 +290,11 @@ class KeyService:
         if not capable:
             raise Errno("EACCES", "needs CAP_SYS_RESOURCE or CAP_SYS_ADMIN")
         opts = parse_options(payload)
+        cpuless = sorted(self.k.hp.cpuless)
+        if cpuless and self.k.policy.cpuless_package == "refuse":
+            # 2019 (37/62): "MKTME: no online CPU in proximity domain"
+            raise Errno("EINVAL", f"package(s) {cpuless} have memory but no online CPU: the "
+                        "topology does not support key creation")
         if description in self.by_desc and self.keys[self.by_desc[description]].live:
             serial = self.by_desc[description]
             yield from self._update(caller, self.keys[serial], opts)

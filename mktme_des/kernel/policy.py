@@ -43,6 +43,15 @@ class Policy(Section):
                                   "INVALID_ENC_ALG, so type=clear and type=no-encrypt keys fail "
                                   "with ENOKEY; the 2019 tree's intel_pconfig.h adds the "
                                   "algorithm to both commands")
+    cpuless_package: str = param("forget", doc="a package whose last CPU goes offline while "
+                                 "its memory stays: forget (RFC v2 patch 13: the teardown "
+                                 "always succeeds, the package is left out of every key "
+                                 "broadcast, and when a CPU returns every KeyID in use is "
+                                 "programmed there afresh, a CPU key with a new random key) or "
+                                 "refuse (2019: the last CPU of a package cannot go while keys "
+                                 "are in use, EBUSY, and no key can be created while a package "
+                                 "with memory has no online CPU, EINVAL)",
+                                 choices=("forget", "refuse"))
     migrate_on_offline: bool = param(False, doc="memory hot-remove: a package going offline "
                                      "first migrates the pages homed on it to the other online "
                                      "packages (otherwise the offline is refused with EBUSY)")

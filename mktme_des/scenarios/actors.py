@@ -97,6 +97,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 yield from kernel.hp.offline_package(op["package"])
             elif what == "offline_cpu":
                 yield from kernel.hp.offline_cpu(op["target"])
+            elif what == "online_cpu":
+                yield from kernel.hp.online_cpu(op["target"])
             elif what == "pconfig":
                 result = yield from _pconfig(plat, cpu, op)
                 keyid = op["keyid"]

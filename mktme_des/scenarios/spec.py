@@ -352,6 +352,7 @@ SYSTEM_OPS = {
     "online": ({"package"}, {"at", "expect", "name"}),
     "offline": ({"package"}, {"at", "expect", "name"}),
     "offline_cpu": ({"target"}, {"at", "expect", "name"}),
+    "online_cpu": ({"target"}, {"at", "expect", "name"}),
     "pconfig": ({"keyid", "command"}, {"alg", "key", "tweak", "at", "expect", "name"}),
     "keytable": ({"package", "keyid"}, {"at", "expect", "name"}),
     "wbinvd": (set(), {"at"}),
