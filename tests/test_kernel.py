@@ -1139,3 +1139,45 @@ def test_cpu_key_data_on_a_forgotten_package_becomes_garbage():
     sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
     sim.call(sim.k.hp.online_cpu(2))
     assert sim.read(proc, va) != pattern(7)
+
+
+# -- pinned pages (get_user_pages) outlive their VMA -------------------------------------------
+
+
+@pytest.mark.parametrize("refcount_pages", [False, True])
+def test_a_pinned_page_keeps_its_keyid_only_with_page_references(refcount_pages):
+    """Only the refcount_pages switch differs: without page references the KeyID of a pinned
+    page is freed with its VMA and key, reused and reprogrammed under the page's data."""
+    sim = Sim(policy_overrides={"refcount_pages": refcount_pages})
+    serial = sim.add("a")
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    sim.write(proc, va, pattern(3))
+    kid, pa = sim.frame(proc, va)
+    sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+    page = sim.call(sim.mm.pin(proc, va))
+    sim.munmap(proc, va, 1)
+    assert pa not in sim.mm.frames.free[0]  # the pinned frame was not freed with its VMA
+    sim.call(sim.keys.invalidate(0, serial))
+    nxt = sim.keyid(sim.add("b"))
+    entry = sim.call(sim.mm.device_read(0, page))
+    if refcount_pages:
+        assert nxt != kid and entry[5] == pattern(3)
+        sim.no_violations()
+    else:
+        assert nxt == kid and entry[5] != pattern(3)
+        assert sim.plat.oracle.violations
+    sim.call(sim.mm.unpin(0, page))
+    assert pa in sim.mm.frames.free[0]  # the last pin freed it
+    if refcount_pages:
+        assert sim.keys.refs[kid] == 0  # and with it the page's reference on the KeyID
+
+
+def test_unpin_of_an_unpinned_page_is_einval():
+    sim = Sim()
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    page = sim.call(sim.mm.pin(proc, va))
+    sim.call(sim.mm.unpin(0, page))
+    sim.fails(sim.mm.unpin(0, page), "EINVAL")

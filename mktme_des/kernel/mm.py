@@ -19,6 +19,12 @@
   flushes all use KeyID 0. The oracle is told what the kernel *means* the user to see (zeros
   after allocation, the old contents after swap-in), so a direct map that cannot deliver it
   shows up as a violation.
+* **Page pins** (``get_user_pages`` for direct I/O or device assignment): a pinned page holds a
+  page reference, so unmapping its VMA does not free it; it is freed (and flushed) when the
+  last pin is dropped. Such a page outlives its VMA, and with it the VMA's reference on its
+  KeyID: with RFC v2's VMA-only refcount the KeyID can then be freed and given to a new key,
+  and the pinned page's data is read under the new key. The 2019 per-page references
+  (``refcount_pages``) keep the KeyID until the page is freed.
 * **Migration** (memory hot-remove, when a package goes offline with ``migrate_on_offline``):
   the pages homed on the package are unmapped, so accesses to them fault and wait (migration
   entries), and one TLB shootdown lets accesses already under way finish. Each page is then
@@ -54,6 +60,8 @@ class Vma:
 class Page:
     pa: int
     keyid: int
+    pins: int = 0  # get_user_pages pins
+    orphan: bool = False  # unmapped while pinned: freed when the last pin goes
 
 
 @dataclass
@@ -158,9 +166,14 @@ class MM:
                 self.k.keys.get_ref(tail.keyid)
 
     def _zap(self, proc: Process, start: int, end: int):
-        """Discard the pages of [start, end): each frame is freed (and flushed per policy)."""
+        """Discard the pages of [start, end): each frame is freed (and flushed per policy),
+        except a pinned one, which lives on until its last pin is dropped."""
         for vpage in sorted(v for v in proc.pages if start <= v < end):
             page = proc.pages.pop(vpage)
+            if page.pins:
+                page.orphan = True
+                self._count("pinned_pages_outliving_vma")
+                continue
             yield from self.free_page(proc.cpu, page)
         for vpage in [v for v in proc.swapped if start <= v < end]:
             del proc.swapped[vpage]
@@ -260,6 +273,35 @@ class MM:
         ops = [(O.READ, k, pa + i * 64, 64, None) for i in range(LINES)]
         yield from self.plat.cores[cpu].run(ops, log)
         return [entry[5] for entry in log]
+
+    # -- page pins ---------------------------------------------------------------------------
+    def pin(self, proc: Process, va: int):
+        """``get_user_pages`` (FOLL_PIN) of the page of ``va``, faulting it in; returns the
+        Page, which stays allocated until :meth:`unpin`, even after its VMA is gone."""
+        yield from self.fault(proc, va)
+        page = proc.pages[va & ~(PAGE - 1)]
+        page.pins += 1
+        self._count("pins")
+        return page
+
+    def unpin(self, cpu: int, page: Page):
+        """Drop a pin; the last pin of a page whose VMA is gone frees it."""
+        if page.pins <= 0:
+            raise Errno("EINVAL", f"page {page.pa:#x} is not pinned")
+        page.pins -= 1
+        if not page.pins and page.orphan:
+            page.orphan = False
+            yield from self.free_page(cpu, page)
+        else:
+            yield self.env.timeout(0)
+
+    def device_read(self, cpu: int, page: Page, size: int = 64) -> Any:
+        """A direct I/O reads the first ``size`` bytes of a pinned page, as the kernel maps
+        it: through the page's KeyID (per-KeyID direct map); returns the core's log entry."""
+        log: list = []
+        k = self._map_keyid(page.keyid)
+        yield from self.plat.cores[cpu].run([(O.READ, k, page.pa, size, None)], log)
+        return log[0]
 
     # -- user accesses -------------------------------------------------------------------------
     def fault(self, proc: Process, va: int):

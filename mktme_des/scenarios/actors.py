@@ -20,6 +20,7 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
     env = plat.env
     proc = kernel.mm.spawn(cpu) if kind == "process" else None
     vmas: dict[str, tuple[int, int]] = {}  # name -> (start, length)
+    pins: dict[str, object] = {}  # pin name -> the pinned Page
 
     def serial_of(desc: str) -> int:
         if desc not in serials:
@@ -89,6 +90,19 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                     yield from _write(plat, kernel, proc, cpu, va, data)
                 else:
                     yield from _core_op(plat, cpu, (O.CLFLUSH, keyid, pa, None, None))
+            elif what == "pin":
+                pins[op["pin"]] = yield from kernel.mm.pin(proc, vaddr(op))
+                keyid, pa = pins[op["pin"]].keyid, pins[op["pin"]].pa
+            elif what == "unpin":
+                if op["pin"] not in pins:
+                    raise Errno("EINVAL", f"no pin named {op['pin']!r} in {name}")
+                yield from kernel.mm.unpin(cpu, pins.pop(op["pin"]))
+            elif what == "device_read":
+                if op["pin"] not in pins:
+                    raise Errno("EFAULT", f"no pinned page named {op['pin']!r} in {name}")
+                entry = yield from kernel.mm.device_read(cpu, pins[op["pin"]], op.get("size", 64))
+                keyid, pa, data, served, cls = entry[3], entry[4], entry[5], entry[6], entry[7]
+                what = "read"  # judged like a read (bytes and class)
             elif what == "swap_out":
                 yield from kernel.mm.swap_out(proc, vaddr(op))
             elif what == "online":

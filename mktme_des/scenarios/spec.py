@@ -342,6 +342,9 @@ PROCESS_OPS = {
     "write": ({"vma", "data"}, {"offset", "at", "expect", "name"}),
     "clflush": ({"vma"}, {"offset", "at"}),
     "swap_out": ({"vma"}, {"offset", "at", "expect", "name"}),
+    "pin": ({"vma", "pin"}, {"offset", "at", "expect", "name"}),
+    "unpin": ({"pin"}, {"at", "expect", "name"}),
+    "device_read": ({"pin"}, {"size", "at", "expect", "name"}),
     "compute": ({"ns"}, {"at"}),
 }
 SYSTEM_OPS = {
@@ -392,7 +395,7 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
             v = _get(op, f, int, ctx)
             if v < 0:
                 raise ctx.error(f, f"must not be negative, got {v}")
-    for f in ("key", "options", "vma", "command", "alg"):
+    for f in ("key", "options", "vma", "command", "alg", "pin"):
         if f in op:
             _get(op, f, str, ctx)
     if "ns" in op:
@@ -416,7 +419,7 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
             _get(op, f, bool, ctx)
     exp = _get(op, "expect", str, ctx, default="")
     if exp:
-        if name in ("read",):
+        if name in ("read", "device_read"):
             exp = _expect(op, ctx, READ_CLASSES)
         elif name == "pconfig":
             if exp not in PCONFIG_RESULTS:
@@ -429,7 +432,10 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
         elif exp not in ERRNOS:
             raise ctx.error("expect", f"{exp!r} is not one of {', '.join(ERRNOS)}")
     label = _get(op, "name", str, ctx, default="")
-    if exp or label or name in ("read", "keytable"):
+    if name == "device_read" and not 1 <= op.get("size", 64) <= 64:
+        raise ctx.error("size", f"{op['size']}: a device read is 1..64 bytes of the page's "
+                        "first line")
+    if exp or label or name in ("read", "device_read", "keytable"):
         checks.append(ReadCheck(actor, index, label or f"{actor} op {index} ({name})", exp,
                                 ctx.path))
     return out
