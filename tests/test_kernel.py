@@ -1181,3 +1181,51 @@ def test_unpin_of_an_unpinned_page_is_einval():
     page = sim.call(sim.mm.pin(proc, va))
     sim.call(sim.mm.unpin(0, page))
     sim.fails(sim.mm.unpin(0, page), "EINVAL")
+
+
+# -- encrypt_mprotect honours prot ---------------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, database=None)
+@given(calls=st.lists(st.tuples(st.sampled_from([1, 3, 5, 7]), st.sampled_from("ab")),
+                      min_size=1, max_size=4))
+def test_encrypt_mprotect_discards_the_pages_whenever_key_or_prot_changes(calls):
+    """Patch 05: a call that changes the KeyID or the protection zaps the range (the data is
+    gone, the next load sees zeros); one that changes neither leaves it alone."""
+    sim = Sim()
+    serials = {"a": sim.add("a"), "b": sim.add("b")}
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    state = (0, 3)  # (KeyID, prot) after mmap
+    for i, (prot, key) in enumerate(calls):
+        if state[1] & 1:  # readable: store a fresh value first (through the user mapping)
+            sim.write(proc, va, pattern(50 + i)) if state[1] & 2 else None
+        had = proc.pages.get(va)
+        before = sim.read(proc, va) if state[1] & 1 and had is not None else None
+        sim.call(sim.mm.encrypt_mprotect(proc, va, PAGE, prot, serials[key]))
+        new = (sim.keyid(serials[key]), prot)
+        vma = proc.vma_at(va)
+        assert (vma.keyid, vma.prot) == new
+        if new != state:
+            assert va not in proc.pages  # zapped
+            if prot & 1:
+                assert sim.read(proc, va) == bytes(64)
+        elif before is not None:
+            assert proc.pages.get(va) is had
+            assert sim.read(proc, va) == before
+        state = new
+
+
+def test_user_access_obeys_prot_and_bad_prot_is_einval():
+    sim = Sim()
+    serial = sim.add("a")
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    before = sim.state()
+    sim.fails(sim.mm.encrypt_mprotect(proc, va, PAGE, 8, serial), "EINVAL")
+    assert sim.state() == before
+    sim.call(sim.mm.encrypt_mprotect(proc, va, PAGE, 1, serial))  # PROT_READ
+    sim.mm.check_access(proc, va, write=False)
+    with pytest.raises(Errno) as info:
+        sim.mm.check_access(proc, va, write=True)
+    assert info.value.name == "EFAULT"

@@ -9,11 +9,14 @@
   every line through K (``flush_on_free``). KeyID-0 allocations get no flush, as in the kernel.
 * **VMAs** carry a KeyID (in ``vm_page_prot``) and hold a reference on it.
 * **encrypt_mprotect(addr, len, prot, serial)**: ``len`` page aligned (else EINVAL), ``addr``
-  page aligned (EINVAL), the serial resolves to a live key (else ENOKEY), every byte of the range
+  page aligned (EINVAL), ``prot`` only PROT_READ/WRITE/EXEC bits (EINVAL), the serial resolves to a live key (else ENOKEY), every byte of the range
   is mapped (ENOMEM) by anonymous VMAs (else EINVAL) — all checked before anything changes. Then
-  VMAs are split at the range's ends, moved to the key's KeyID (references moved), and their
-  existing pages are discarded (MADV_DONTNEED semantics, so the old contents are gone); new
-  pages are allocated and zeroed through the new KeyID on first touch.
+  VMAs are split at the range's ends, and each whose KeyID or protection changes is moved to
+  the key's KeyID and ``prot`` (references moved) and has its existing pages discarded
+  (MADV_DONTNEED semantics, so the old contents are gone): patch 05's mprotect_set_encrypt
+  zaps whenever it runs, so a new protection with the same key discards the pages too. A VMA
+  already at that KeyID and protection is left alone. New pages are allocated and zeroed
+  through the new KeyID on first touch. User loads and stores obey the VMA's protection.
 * **Kernel access to user pages** (zeroing, swap) goes through the direct map: one per KeyID, or
   only KeyID 0 (``direct_map = "keyid0-only"``), in which case the kernel's loads, stores and
   flushes all use KeyID 0. The oracle is told what the kernel *means* the user to see (zeros
@@ -47,6 +50,10 @@ LINES = PAGE // 64
 ZERO_LINE = bytes(64)
 
 
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
+
+
 @dataclass
 class Vma:
     start: int
@@ -54,6 +61,7 @@ class Vma:
     keyid: int = 0
     anonymous: bool = True
     name: str = ""
+    prot: int = PROT_READ | PROT_WRITE  # mmap in this model maps read-write
 
 
 @dataclass
@@ -160,7 +168,7 @@ class MM:
         for cut in (start, end):
             vma = proc.vma_at(cut)
             if vma is not None and vma.start < cut:
-                tail = Vma(cut, vma.end, vma.keyid, vma.anonymous, vma.name)
+                tail = Vma(cut, vma.end, vma.keyid, vma.anonymous, vma.name, vma.prot)
                 vma.end = cut
                 proc.vmas.insert(proc.vmas.index(vma) + 1, tail)
                 self.k.keys.get_ref(tail.keyid)
@@ -187,6 +195,9 @@ class MM:
             raise Errno("EINVAL", f"length {length:#x} is not page aligned")
         if addr % PAGE:
             raise Errno("EINVAL", f"address {addr:#x} is not page aligned")
+        if prot & ~PROT_ALL:
+            raise Errno("EINVAL", f"prot {prot:#x} has bits other than PROT_READ, PROT_WRITE "
+                        "and PROT_EXEC")
         keys.lookup(serial)  # ENOKEY early for a serial that never existed
         yield self.k.map_lock.acquire()
         try:
@@ -206,12 +217,15 @@ class MM:
                 va = vma.end
             self._split(proc, addr, end)
             for vma in [v for v in proc.vmas if addr <= v.start and v.end <= end]:
-                if vma.keyid == keyid:
+                if vma.keyid == keyid and vma.prot == prot:
                     continue  # same flags and KeyID: mprotect_fixup does nothing
+                # mprotect_set_encrypt (patch 05) zaps the range first, whenever it runs:
+                # a new protection with the same key discards the pages too.
                 yield from self._zap(proc, vma.start, vma.end)
                 keys.put_ref(vma.keyid)
                 keys.get_ref(keyid)
                 vma.keyid = keyid
+                vma.prot = prot
             self._count("encrypt_mprotect")
         finally:
             self.k.map_lock.release()
@@ -304,6 +318,17 @@ class MM:
         return log[0]
 
     # -- user accesses -------------------------------------------------------------------------
+    def check_access(self, proc: Process, va: int, write: bool) -> None:
+        """A user load (``write`` False) or store at ``va`` must be allowed by its VMA's
+        protection; otherwise it faults (SIGSEGV, reported as EFAULT)."""
+        vma = proc.vma_at(va)
+        if vma is None:
+            raise Errno("EFAULT", f"{va:#x} is not mapped")
+        need = PROT_WRITE if write else PROT_READ
+        if not vma.prot & need:
+            raise Errno("EFAULT", f"{'store to' if write else 'load from'} {va:#x}: the VMA's "
+                        f"protection is {vma.prot:#x}")
+
     def fault(self, proc: Process, va: int):
         """Make the page of ``va`` present: a fresh zeroed page, or the swapped-out contents."""
         vma = proc.vma_at(va)

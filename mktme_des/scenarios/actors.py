@@ -73,9 +73,11 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 addr = vaddr(op)
                 length = op.get("length", op.get("pages", 0) * PAGE) or \
                     vmas[op["vma"]][1] - op.get("offset", 0)
-                yield from kernel.mm.encrypt_mprotect(proc, addr, length, 3, serial_of(op["key"]))
+                yield from kernel.mm.encrypt_mprotect(proc, addr, length, op.get("prot", 3),
+                                                      serial_of(op["key"]))
             elif what in ("read", "write", "clflush"):
                 va = vaddr(op)
+                kernel.mm.check_access(proc, va, write=what == "write")
                 yield from kernel.mm.fault(proc, va)
                 keyid, pa = kernel.mm.translate(proc, va)
                 off = pa & 63

@@ -337,7 +337,8 @@ PROCESS_OPS = {
     "invalidate": ({"key"}, {"at", "expect", "name"}),
     "mmap": ({"vma", "pages"}, {"file_backed", "at", "expect", "name"}),
     "munmap": ({"vma"}, {"at", "expect", "name"}),
-    "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "at", "expect", "name"}),
+    "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "prot", "at", "expect",
+                                          "name"}),
     "read": ({"vma"}, {"offset", "size", "at", "expect", "name"}),
     "write": ({"vma", "data"}, {"offset", "at", "expect", "name"}),
     "clflush": ({"vma"}, {"offset", "at"}),
@@ -390,7 +391,7 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     out = dict(op)
     at = _get(op, "at", float, ctx)
     out["at"] = None if at is None else ns(at)
-    for f in ("pages", "offset", "size", "length", "package", "keyid", "target"):
+    for f in ("pages", "offset", "size", "length", "package", "keyid", "target", "prot"):
         if f in op:
             v = _get(op, f, int, ctx)
             if v < 0:
