@@ -1229,3 +1229,36 @@ def test_user_access_obeys_prot_and_bad_prot_is_einval():
     with pytest.raises(Errno) as info:
         sim.mm.check_access(proc, va, write=True)
     assert info.value.name == "EFAULT"
+
+
+# -- swap writes MKTME pages unencrypted ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["rfc-v2", "unsafe-keyid0-direct-map"])
+def test_swap_out_of_an_mktme_page_exposes_its_plaintext(policy):
+    sim = Sim(policy=policy)
+    sim.plat.events = []
+    serial = sim.add("k")
+    kid = sim.keyid(serial)
+    proc = sim.mm.spawn(0)
+    va, plain_va = sim.mmap(proc, 1), sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    sim.write(proc, va, pattern(9))
+    sim.write(proc, plain_va, pattern(10))
+    sim.call(sim.mm.swap_out(proc, va))
+    sim.call(sim.mm.swap_out(proc, plain_va))  # a KeyID-0 page: TME covers it, no MKTME key
+    data, verdict = sim.mm.swap_read(0)
+    per_keyid = policy == "rfc-v2"
+    stats = sim.k.stats()["swap_plaintext_bytes_by_keyid"]
+    events = [e for e in sim.plat.events if e[2] == "swap-out unencrypted"]
+    if per_keyid:  # the kernel read the page through its KeyID: the device holds plaintext
+        assert data == pattern(9) and verdict == "plaintext"
+        assert stats == {str(kid): PAGE}
+        assert len(events) == 1 and sim.plat.amap.split(events[0][3])[0] == kid
+    else:  # read through KeyID 0: what reaches swap is not the tenant's plaintext
+        assert data != pattern(9) and verdict == "opaque"
+        assert stats == {} and not events
+    assert sim.mm.swap_read(1)[0] == pattern(10)  # KeyID 0 is plaintext to the kernel too
+    if per_keyid:
+        assert sim.read(proc, va) == pattern(9)  # swap-in gives it back: the leak is silent
+        assert 0 not in sim.mm.swap_device  # the slot was released

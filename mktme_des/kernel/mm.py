@@ -81,6 +81,7 @@ class Process:
     # vpage -> (keyid, data, what the user had stored per line, for the oracle)
     swapped: dict[int, tuple[int, bytes, list]] = field(default_factory=dict)
     migrating: dict[int, Any] = field(default_factory=dict)  # vpage -> event: mapped again
+    swap_slots: dict[int, int] = field(default_factory=dict)  # vpage -> swap device slot
     next_va: int = 0x7F00_0000_0000
 
     def vma_at(self, va: int) -> Vma | None:
@@ -125,6 +126,13 @@ class MM:
         self.procs: dict[int, Process] = {}
         self.next_pid = 100
         self.counts: dict[str, int] = {}
+        # The swap device: slot -> the bytes written there. The RFC v2 kernel does not encrypt
+        # swap (Hansen, Dec 4: "we wouldn't force memory to be encrypted in swap"): an MKTME
+        # page is read through its KeyID's direct map, so its plaintext goes to the device.
+        self.swap_device: dict[int, bytes] = {}
+        self.next_slot = 0
+        self.swap_exposure: dict[int, int] = {}  # KeyID -> plaintext bytes written to swap
+        self.swap_intent: dict[int, list] = {}  # slot -> what the user had stored per line
 
     def pages_homed_on(self, package: int) -> int:
         """Allocated pages (of any process) whose frame is homed on ``package``."""
@@ -185,6 +193,7 @@ class MM:
             yield from self.free_page(proc.cpu, page)
         for vpage in [v for v in proc.swapped if start <= v < end]:
             del proc.swapped[vpage]
+            self._free_slot(proc.swap_slots.pop(vpage))
 
     # -- encrypt_mprotect --------------------------------------------------------------------
     def encrypt_mprotect(self, proc: Process, addr: int, length: int, prot: int, serial: int):
@@ -344,6 +353,7 @@ class MM:
         yield self.env.timeout(ns(self.k.policy.fault_ns))
         if vpage in proc.swapped:
             keyid, data, intent = proc.swapped.pop(vpage)
+            self._free_slot(proc.swap_slots.pop(vpage))
             page = yield from self.alloc_page(proc.cpu, vma.keyid, zero=False)
             lines = [data[i * 64 : (i + 1) * 64] for i in range(LINES)]
             yield from self.kernel_write_page(proc.cpu, page.pa, vma.keyid, lines, intent)
@@ -367,9 +377,50 @@ class MM:
             raise Errno("EFAULT", f"{va:#x} is not present")
         lines = yield from self.kernel_read_page(proc.cpu, page.pa, page.keyid)
         del proc.pages[vpage]
-        proc.swapped[vpage] = (page.keyid, b"".join(lines), self._intent(page))
+        data = b"".join(lines)
+        intent = self._intent(page)
+        proc.swapped[vpage] = (page.keyid, data, intent)
+        slot = self.next_slot
+        self.next_slot += 1
+        self.swap_device[slot] = data
+        self.swap_intent[slot] = intent
+        proc.swap_slots[vpage] = slot
+        if page.keyid and self._map_keyid(page.keyid) == page.keyid:
+            self._expose(proc.cpu, page, slot, len(data))
         yield from self.free_page(proc.cpu, page)
         self._count("swap_outs")
+
+    def _free_slot(self, slot: int) -> None:
+        """A swap slot is released (swap-in or unmap); what it held is gone from the model's
+        device (a real device keeps the bytes until overwritten)."""
+        self.swap_device.pop(slot, None)
+        self.swap_intent.pop(slot, None)
+
+    def _expose(self, cpu: int, page: Page, slot: int, nbytes: int) -> None:
+        """Record that an MKTME page left the SoC unencrypted: swap holds what the kernel read
+        through the page's KeyID (its plaintext, with a per-KeyID direct map)."""
+        self.swap_exposure[page.keyid] = self.swap_exposure.get(page.keyid, 0) + nbytes
+        self._count("swap_plaintext_bytes", nbytes)
+        events = self.plat.events
+        if events is not None:
+            events.append((self.env.now, f"cpu{cpu}", "swap-out unencrypted",
+                           self.plat.amap.tag(page.keyid, page.pa),
+                           f"{nbytes} bytes of a KeyID-{page.keyid} page written to swap slot "
+                           f"{slot} as read through the KeyID (no swap encryption)"))
+
+    def swap_read(self, slot: int, size: int = 64) -> tuple[bytes, str]:
+        """What someone with the swap device (a stolen disk, whoever administers the storage)
+        reads from ``slot``, and whether it is ``"plaintext"`` (the first ``size`` bytes are
+        what the page's user had stored, as far as the oracle knows it) or ``"opaque"``;
+        EINVAL for a slot never written or already freed."""
+        if slot not in self.swap_device:
+            raise Errno("EINVAL", f"swap slot {slot} holds nothing")
+        data = self.swap_device[slot][:size]
+        known = [(i, line) for i, line in enumerate(self.swap_intent.get(slot, []))
+                 if line is not None and i * 64 < size]
+        plain = bool(known) and all(data[i * 64:(i + 1) * 64] == line[:len(data) - i * 64]
+                                    for i, line in known)
+        return data, "plaintext" if plain else "opaque"
 
     def _intent(self, page: Page) -> list:
         """What the user last stored in each line of ``page``, for the oracle: swap and

@@ -122,6 +122,9 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 keyid = op["keyid"]
                 entry = plat.packages[op["package"]].mc.keys.entry(keyid)
                 result, detail = _keytable_result(plat, op, entry)
+            elif what == "swap_read":
+                raw, result = kernel.mm.swap_read(op["slot"], op.get("size", 64))
+                detail = f"slot {op['slot']}: {raw.hex()}"
             elif what == "wbinvd":
                 done = plat.wbinvd(env.now, plat.cores[cpu].package, cpu)
                 yield env.timeout(done - env.now)

@@ -360,6 +360,7 @@ SYSTEM_OPS = {
     "pconfig": ({"keyid", "command"}, {"alg", "key", "tweak", "at", "expect", "name"}),
     "keytable": ({"package", "keyid"}, {"at", "expect", "name"}),
     "wbinvd": (set(), {"at"}),
+    "swap_read": ({"slot"}, {"size", "at", "expect", "name"}),
     "compute": ({"ns"}, {"at"}),
 }
 ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EKEYREVOKED", "EBUSY", "EPERM", "ENOMEM",
@@ -391,7 +392,7 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     out = dict(op)
     at = _get(op, "at", float, ctx)
     out["at"] = None if at is None else ns(at)
-    for f in ("pages", "offset", "size", "length", "package", "keyid", "target", "prot"):
+    for f in ("pages", "offset", "size", "length", "package", "keyid", "target", "prot", "slot"):
         if f in op:
             v = _get(op, f, int, ctx)
             if v < 0:
@@ -422,6 +423,10 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     if exp:
         if name in ("read", "device_read"):
             exp = _expect(op, ctx, READ_CLASSES)
+        elif name == "swap_read":
+            if exp not in ("plaintext", "opaque"):
+                raise ctx.error("expect", f"{exp!r}: a swap read is expected to be plaintext "
+                                "(what the page's user stored) or opaque")
         elif name == "pconfig":
             if exp not in PCONFIG_RESULTS:
                 raise ctx.error("expect", f"{exp!r} is not one of {', '.join(PCONFIG_RESULTS)}")
@@ -433,10 +438,12 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
         elif exp not in ERRNOS:
             raise ctx.error("expect", f"{exp!r} is not one of {', '.join(ERRNOS)}")
     label = _get(op, "name", str, ctx, default="")
+    if name == "swap_read" and not 1 <= op.get("size", 64) <= 4096:
+        raise ctx.error("size", f"{op['size']}: a swap read is 1..4096 bytes of one slot")
     if name == "device_read" and not 1 <= op.get("size", 64) <= 64:
         raise ctx.error("size", f"{op['size']}: a device read is 1..64 bytes of the page's "
                         "first line")
-    if exp or label or name in ("read", "device_read", "keytable"):
+    if exp or label or name in ("read", "device_read", "swap_read", "keytable"):
         checks.append(ReadCheck(actor, index, label or f"{actor} op {index} ({name})", exp,
                                 ctx.path))
     return out
