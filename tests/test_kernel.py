@@ -1262,3 +1262,20 @@ def test_swap_out_of_an_mktme_page_exposes_its_plaintext(policy):
     if per_keyid:
         assert sim.read(proc, va) == pattern(9)  # swap-in gives it back: the leak is silent
         assert 0 not in sim.mm.swap_device  # the slot was released
+
+
+@pytest.mark.parametrize("policy", ["rfc-v2", "unsafe-keyid0-direct-map"])
+def test_a_kernel_read_through_the_direct_map_sees_the_tenants_plaintext(policy):
+    """Per-KeyID direct maps give the kernel a decrypted view of every tenant's memory."""
+    sim = Sim(policy=policy)
+    serial = sim.add("k")
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    sim.write(proc, va, pattern(11))
+    kid, pa = sim.frame(proc, va)
+    sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+    seen = sim.call(sim.mm.direct_map_read(20, kid, pa))[5]
+    keyid0 = sim.call(sim.mm.direct_map_read(20, 0, pa))[5]
+    assert keyid0 != pattern(11)
+    assert (seen == pattern(11)) == (policy == "rfc-v2")

@@ -297,6 +297,16 @@ class MM:
         yield from self.plat.cores[cpu].run(ops, log)
         return [entry[5] for entry in log]
 
+    def direct_map_read(self, cpu: int, keyid: int, pa: int, size: int = 64):
+        """A kernel load of ``size`` bytes at physical ``pa`` through its direct map for
+        ``keyid`` (``phys_to_virt`` plus that KeyID's offset): with a direct map per KeyID
+        (Hansen, Dec 5) that is a decrypted view of any tenant's memory; with only KeyID 0
+        the kernel sees ciphertext decrypted with the wrong key. Returns the core's log entry."""
+        log: list = []
+        yield from self.plat.cores[cpu].run([(O.READ, self._map_keyid(keyid), pa, size, None)],
+                                            log)
+        return log[0]
+
     # -- page pins ---------------------------------------------------------------------------
     def pin(self, proc: Process, va: int):
         """``get_user_pages`` (FOLL_PIN) of the page of ``va``, faulting it in; returns the

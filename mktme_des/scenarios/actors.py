@@ -122,6 +122,11 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 keyid = op["keyid"]
                 entry = plat.packages[op["package"]].mc.keys.entry(keyid)
                 result, detail = _keytable_result(plat, op, entry)
+            elif what == "direct_map_read":
+                entry = yield from kernel.mm.direct_map_read(cpu, op["keyid"], op["addr"],
+                                                             op.get("size", 64))
+                keyid, pa, data, served, cls = entry[3], entry[4], entry[5], entry[6], entry[7]
+                what = "read"  # judged like a read (bytes and class)
             elif what == "swap_read":
                 raw, result = kernel.mm.swap_read(op["slot"], op.get("size", 64))
                 detail = f"slot {op['slot']}: {raw.hex()}"

@@ -361,6 +361,7 @@ SYSTEM_OPS = {
     "keytable": ({"package", "keyid"}, {"at", "expect", "name"}),
     "wbinvd": (set(), {"at"}),
     "swap_read": ({"slot"}, {"size", "at", "expect", "name"}),
+    "direct_map_read": ({"keyid", "addr"}, {"size", "at", "expect", "name"}),
     "compute": ({"ns"}, {"at"}),
 }
 ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EKEYREVOKED", "EBUSY", "EPERM", "ENOMEM",
@@ -392,7 +393,8 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     out = dict(op)
     at = _get(op, "at", float, ctx)
     out["at"] = None if at is None else ns(at)
-    for f in ("pages", "offset", "size", "length", "package", "keyid", "target", "prot", "slot"):
+    for f in ("pages", "offset", "size", "length", "package", "keyid", "target", "prot", "slot",
+              "addr"):
         if f in op:
             v = _get(op, f, int, ctx)
             if v < 0:
@@ -421,7 +423,7 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
             _get(op, f, bool, ctx)
     exp = _get(op, "expect", str, ctx, default="")
     if exp:
-        if name in ("read", "device_read"):
+        if name in ("read", "device_read", "direct_map_read"):
             exp = _expect(op, ctx, READ_CLASSES)
         elif name == "swap_read":
             if exp not in ("plaintext", "opaque"):
@@ -443,7 +445,19 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     if name == "device_read" and not 1 <= op.get("size", 64) <= 64:
         raise ctx.error("size", f"{op['size']}: a device read is 1..64 bytes of the page's "
                         "first line")
-    if exp or label or name in ("read", "device_read", "swap_read", "keytable"):
+    if name == "direct_map_read":
+        from mktme_des.hw.address import AddressMap
+
+        amap = AddressMap(model)
+        if not amap.valid_keyid(op["keyid"]):
+            raise ctx.error("keyid", f"{op['keyid']} is not a KeyID of this model "
+                            f"(0..{amap.max_keyid})")
+        size = op.get("size", 64)
+        if not amap.valid_pa(op["addr"]) or not 1 <= size <= 64 - (op["addr"] & 63):
+            raise ctx.error("addr", f"{op['addr']:#x}+{size} is outside physical memory or "
+                            "crosses a 64-byte line")
+    if exp or label or name in ("read", "device_read", "swap_read", "direct_map_read",
+                                "keytable"):
         checks.append(ReadCheck(actor, index, label or f"{actor} op {index} ({name})", exp,
                                 ctx.path))
     return out
