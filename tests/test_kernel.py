@@ -1279,3 +1279,41 @@ def test_a_kernel_read_through_the_direct_map_sees_the_tenants_plaintext(policy)
     keyid0 = sim.call(sim.mm.direct_map_read(20, 0, pa))[5]
     assert keyid0 != pattern(11)
     assert (seen == pattern(11)) == (policy == "rfc-v2")
+
+
+# -- allocation flush: last KeyID with skip-on-repeat, or always through KeyID 0 ------------------
+
+
+@pytest.mark.parametrize("alloc_flush", ["last-keyid", "keyid0"])
+def test_allocation_flush_policy(alloc_flush):
+    sim = Sim(policy_overrides={"alloc_flush": alloc_flush})
+    serial = sim.add("k")
+    kid = sim.keyid(serial)
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    flushed: list[tuple[int, int]] = []  # (KeyID, pa) of every clflush on allocation
+    real = sim.mm.flush_page
+
+    def spy(cpu, pa, keyid):
+        flushed.append((keyid, pa))
+        yield from real(cpu, pa, keyid)
+
+    sim.mm.flush_page = spy
+    sim.write(proc, va, pattern(1))  # first use of the frame: it last had KeyID 0
+    _, pa = sim.frame(proc, va)
+    on_alloc = [f for f in flushed]
+    sim.munmap(proc, va, 1)  # free: flushed through K
+    flushed.clear()
+    va2 = sim.mmap(proc, 1)
+    sim.protect(proc, va2, PAGE, serial)
+    sim.write(proc, va2, pattern(2))  # LIFO: the same frame again, same KeyID
+    assert sim.frame(proc, va2)[1] == pa
+    again = [f for f in flushed]
+    assert on_alloc == [(0, pa)]  # last KeyID 0, or KeyID 0: the same lines either way
+    if alloc_flush == "keyid0":
+        assert again == [(0, pa)]  # every allocation, through KeyID 0
+    else:
+        assert again == []  # same KeyID as last time: skipped
+    assert kid
+    sim.no_violations()

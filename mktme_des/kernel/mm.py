@@ -3,8 +3,10 @@
 
 * **Page allocator.** Per-package LIFO free lists of 4 KiB frames (hot pages are reused first,
   as with the kernel's per-CPU lists). Every frame remembers the KeyID it last had.
-  ``prep_encrypted_page``: allocating a frame under KeyID K != 0 first clflushes it through its
-  previous KeyID when that differs (``flush_on_alloc``), then zeroes it through K
+  ``prep_encrypted_page``: allocating a frame under KeyID K != 0 first clflushes it
+  (``flush_on_alloc``): through its previous KeyID when that differs (``alloc_flush =
+  "last-keyid"``, the core series behind RFC v2), or always through KeyID 0 (``"keyid0"``, the
+  2019 tree); then it zeroes it through K
   (``zero_on_alloc``). ``free_encrypted_page``: freeing a frame that had KeyID K != 0 clflushes
   every line through K (``flush_on_free``). KeyID-0 allocations get no flush, as in the kernel.
 * **VMAs** carry a KeyID (in ``vm_page_prot``) and hold a reference on it.
@@ -245,8 +247,11 @@ class MM:
         pa = self.frames.take(self.plat.cores[cpu].package)
         policy = self.k.policy
         last = self.frames.last_keyid.get(pa, 0)
-        if keyid and policy.flush_on_alloc and last != keyid:
-            yield from self.flush_page(cpu, pa, last)
+        if keyid and policy.flush_on_alloc:
+            if policy.alloc_flush == "keyid0":
+                yield from self.flush_page(cpu, pa, 0)
+            elif last != keyid:
+                yield from self.flush_page(cpu, pa, last)
         if keyid and policy.refcount_pages:
             self.k.keys.get_ref(keyid)
         if zero and policy.zero_on_alloc:

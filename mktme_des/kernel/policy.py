@@ -24,6 +24,12 @@ class Policy(Section):
                                  "previous KeyID before handing it out under a new one")
     flush_on_free: bool = param(True, doc="free_encrypted_page: clflush every line of an "
                                 "encrypted page through its KeyID when it is freed")
+    alloc_flush: str = param("last-keyid", doc="which lines prep_encrypted_page clflushes when "
+                             "a page is allocated under a KeyID: last-keyid (the core series "
+                             "behind RFC v2, PATCHv4 changelog: through the KeyID the page last "
+                             "had, skipped when it is the same KeyID) or keyid0 (the 2019 tree: "
+                             "always, through the KeyID-0 direct map)",
+                             choices=("last-keyid", "keyid0"))
     zero_on_alloc: bool = param(True, doc="new user pages are zeroed through their KeyID")
     refcount_pages: bool = param(False, doc="2019 series: every allocated page holds a "
                                  "reference on its KeyID (percpu_ref)")
