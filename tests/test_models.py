@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -167,3 +168,24 @@ def test_missing_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_model(tmp_path / "nope.toml")
     assert "no such file" in str(info.value)
+
+
+SOURCE_TAG = re.compile(r"ASSUMPTION|\b(?:S[1-5]b?|K1?[0-9]|C[1-8]|P1?[0-9]a?b?|M[1-3])\b")
+
+
+@pytest.mark.parametrize("path", sorted(MODELS_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_model_number_cites_a_source_or_is_an_assumption(path):
+    """Project rule: each number in a model (and the boot tweak, a modelling choice) carries,
+    on its line or the comment lines right below it, a fact-sheet source tag or ASSUMPTION."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\w+) = (-?[0-9][0-9_.]*|\"per-boot\"|\"stable\")\s*(#.*)?$", line)
+        if not m:
+            continue
+        comment = m.group(3) or ""
+        j = i + 1
+        while j < len(lines) and lines[j].lstrip().startswith("#") and not lines[j].startswith("#"):
+            comment += lines[j]
+            j += 1
+        assert SOURCE_TAG.search(comment), f"{path.name}:{i + 1}: {line.strip()}"
+        assert "can take ms" not in comment, f"{path.name}:{i + 1}: cites an unfound figure"
