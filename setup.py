@@ -12,6 +12,7 @@ from setuptools import setup
 
 HOT = [
     "mktme_des/hw/core.py",
+    "mktme_des/hw/memsys.py",
     "mktme_des/hw/cache.py",
     "mktme_des/hw/memctrl.py",
     "mktme_des/hw/dram.py",

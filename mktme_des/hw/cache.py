@@ -23,7 +23,7 @@ import numpy as np
 from mktme_des.config.model import CacheSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mktme_des.hw.core import Line
+    from mktme_des.hw.memsys import Line
 
 EMPTY = -1  # the tag of an unused slot (real tags are never negative)
 

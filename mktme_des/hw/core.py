@@ -19,15 +19,16 @@ Coherence
 Copies of one tag are always identical (the bytes live once per tag, in the directory), which
 is what MESI/MOESI guarantee. A store invalidates every copy outside the writing core's private
 caches and its package's shared cache; a read of a line cached elsewhere is served cache to
-cache and leaves a dirty line dirty (the MOESI Owned state), so memory is updated only when the
-last copy leaves the caches (eviction, CLFLUSH, WBINVD) or by CLWB. Nothing relates tags that
-differ in their KeyID, as on real hardware.
+cache and leaves a dirty line dirty (the MOESI Owned state, held by the writer's package), so
+memory is updated only when the last copy leaves the caches (eviction, CLFLUSH), by the owner's
+WBINVD or by CLWB. Nothing relates tags that differ in their KeyID, as on real hardware. What
+happens to lines on their way to and from memory, and the order in which they arrive, is the
+memory system's (:mod:`~mktme_des.hw.memsys`, whose rules this module follows).
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import cython
 
@@ -36,11 +37,8 @@ from mktme_des.hw import ops as O
 from mktme_des.hw.address import LINE_MASK
 from mktme_des.hw.cache import Cache
 from mktme_des.hw.memctrl import MemoryController
+from mktme_des.hw.memsys import Line, MemorySystem
 from mktme_des.oracle import Oracle
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mktme_des.hw.platform import Platform
-
 
 NO_EVENT = 1 << 62  # the horizon when nothing is scheduled (later than any simulated time)
 
@@ -51,29 +49,25 @@ def _horizon(env) -> int:
     return NO_EVENT if h == float("inf") else h
 
 
-@cython.no_gc  # holds no container, so it is never part of a cycle: the collector skips it
-@cython.cclass
-class Line:
-    """The single coherent copy of a cached tag's bytes and its state across caches."""
-
-    tag = cython.declare(cython.longlong, visibility="public")
-    data = cython.declare(bytearray, visibility="public")
-    dirty = cython.declare(cython.bint, visibility="public")
-    holders = cython.declare(object, visibility="public")  # a bit per cache: may pass 64 bits
-
-    def __init__(self, tag: int, data: bytes) -> None:
-        self.tag = tag
-        self.data = bytearray(data)
-        self.dirty = False
-        self.holders = 0  # bit mask of the caches that hold this tag
-
-
 class Core:
-    """One core: its private caches, its package's shared caches and its op stream."""
+    """One core: its private caches, its package's shared caches and its op stream.
 
-    def __init__(self, plat: Platform, cpu: int, package: int, private: list, shared: list) -> None:
-        self.plat = plat
-        self.env = plat.env
+    Its collaborators come from the platform's builder: the memory system ``mem``, its caches
+    (``private`` then ``shared``, nearest first), ``routes[p]`` (package ``p``'s memory
+    controller and the one-way latency there), the scenario ``board`` (flags and captures)
+    and its timings in ticks (``cycle``, and the cost of issuing CLFLUSH and CLFLUSHOPT).
+    """
+
+    def __init__(self, mem: MemorySystem, cpu: int, package: int, private: list, shared: list,
+                 routes: list[tuple], board, *, cycle: int, clflush_cost: int,
+                 clflushopt_cost: int, fill_buffers: int = 1) -> None:
+        self.mem = mem
+        self.env = mem.env
+        self.amap = mem.amap
+        self.board = board
+        self.cycle = cycle
+        self.clflush_cost = clflush_cost
+        self.clflushopt_cost = clflushopt_cost
         self.cpu = cpu
         self.package = package
         self.levels = private + shared  # nearest first
@@ -86,11 +80,11 @@ class Core:
         self.l1_bit = 1 << self.levels[0].bit
         # Load misses the core goes on under (line fill buffers), and the event the core waits
         # on when it needs one to complete.
-        self.fill_buffers = plat.model.core.fill_buffers
+        self.fill_buffers = fill_buffers
         self.loads_in_flight = 0
         self._freed = None
         self.online = True
-        self._routes: list[tuple] | None = None
+        self.routes = routes
         self.outstanding: list[int] = []  # completion times of unordered flushes
         self.served: dict[str, int] = {}  # accesses by where they were served
         self.read_lat = LatencyStat()
@@ -119,21 +113,22 @@ class Core:
                        package_bytes=cython.longlong, home=cython.longlong,
                        package=cython.longlong, arrive=cython.longlong, done=cython.longlong,
                        there=cython.longlong, READ=cython.int, WRITE=cython.int,
-                       waited=cython.bint, merged=cython.bint, nb=cython.bint,
+                       boot=cython.longlong, waited=cython.bint, merged=cython.bint,
+                       nb=cython.bint,
                        slot=cython.Py_ssize_t, directory=dict, read_hist=dict,
                        write_hist=dict, served=dict, pending=dict, routes=list,
                        l1_lines=list, l1=Cache, line=Line, ctrl=MemoryController,
                        oracle=Oracle)
         env = self.env
-        plat = self.plat
-        directory = plat.directory
-        shift = plat.amap.keyid_shift
+        mem = self.mem
+        directory = mem.directory
+        shift = self.amap.keyid_shift
         l1 = self.levels[0]
         l1_lines = l1.lines
         l1_hit = l1.hit
         l1_name = l1.level_name
         foreign = ~self.own_mask
-        oracle = plat.oracle
+        oracle = mem.oracle
         read_hist = self.read_lat.hist
         write_hist = self.write_lat.hist
         served = self.served
@@ -145,13 +140,13 @@ class Core:
         READ, WRITE = O.READ, O.WRITE
         miss_cost = self.miss_cost
         package = self.package
-        amap = plat.amap
+        amap = self.amap
         interleave, npackages, package_bytes = amap.interleave, amap.packages, amap.package_bytes
-        routes = self.routes()
+        routes = self.routes
         place = self._place
         fill_path = self.fill_path
-        pending = plat.pending
-        prefetching = plat.prefetching
+        pending = mem.pending
+        prefetching = mem.prefetching
         l1_bit = self.l1_bit
         nb = self.fill_buffers > 1  # non-blocking loads
         t = env.now
@@ -194,6 +189,7 @@ class Core:
                         t = self._invalidate_others(t, tag, line)
                     line.data[off : off + len(arg)] = arg
                     line.dirty = True
+                    line.owner = package
                     write_hist[t - t0] = write_hist.get(t - t0, 0) + 1
                     if oracle is not None:
                         oracle.store(t, cpu, tag, off, arg)
@@ -217,12 +213,12 @@ class Core:
                 merged = False
                 if line is None and prefetching:
                     inflight = prefetching.get(tag)
-                    if inflight is not None and inflight[1] is self:
+                    if inflight is not None and inflight.core is self:
                         # This core's own prefetch of the line is on its way: the load waits
                         # for it, as a fill buffer merges a demand miss into a prefetch.
                         if t > env.now:
                             yield env.timeout(t - env.now)
-                        yield inflight[0]
+                        yield inflight.event
                         t = env.now
                         horizon = _horizon(env)
                         line = directory.get(tag)
@@ -241,12 +237,11 @@ class Core:
                     home = (pa // interleave) % npackages if interleave else pa // package_bytes  # AddressMap.home, inline
                     ctrl, there = routes[home]
                     arrive = t + there
+                    boot = mem.boots
                     waited = arrive >= horizon
                     if waited:
                         yield env.timeout(arrive - env.now)
                         horizon = _horizon(env)
-                    if pending:
-                        plat.deliver_pending(pa & line_mask, arrive)
                     data, done = ctrl.read(arrive, tag)
                     t = done + there
                     if t >= horizon:
@@ -254,15 +249,17 @@ class Core:
                         horizon = _horizon(env)
                         waited = True
                     if waited:
-                        # Others ran meanwhile: they may have cached the tag, or written
-                        # it back after the read (see Platform.settle_fill).
+                        # Others ran meanwhile: they may have cached the tag, or sent it
+                        # back to memory (MemorySystem.settle_fill, rule 3).
                         line = directory.get(tag)
                         if line is None:
-                            data = plat.settle_fill(tag, pa & line_mask, arrive, data)
+                            data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
                             line = directory[tag] = Line(tag, data)
                     else:
-                        # Nothing ran since the lookup missed: the tag is still uncached,
-                        # and every writeback to the line reached DRAM before the read did.
+                        # Nothing ran since the lookup missed: the tag is still uncached; a
+                        # writeback of it still on its way has the newest data (rule 3).
+                        if pending and (pa & line_mask) in pending:
+                            data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
                         line = directory[tag] = Line(tag, data)
                     place(t, tag, line, fill_path)
                     where = "DRAM" if home == package else "DRAM-remote"
@@ -272,6 +269,7 @@ class Core:
                         t = self._invalidate_others(t, tag, line)
                     line.data[off : off + len(arg)] = arg
                     line.dirty = True
+                    line.owner = package
                     lat = t - t0
                     write_hist[lat] = write_hist.get(lat, 0) + 1
                     if oracle is not None:
@@ -292,10 +290,10 @@ class Core:
                 if code == O.AWAIT:
                     if t > env.now:
                         yield env.timeout(t - env.now)
-                    yield plat.flag(arg)
+                    yield self.board.flag(arg)
                     t = env.now
                 else:
-                    plat.raise_flag(arg, t)
+                    self.board.raise_flag(arg, t)
                 horizon = _horizon(env)  # a waiter may now act before t
                 continue
             self.op_counts.add(O.NAMES[code])
@@ -310,20 +308,20 @@ class Core:
                     t = max(t, max(self.outstanding))
                     self.outstanding.clear()
             elif code == O.WBINVD:
-                t = plat.wbinvd(t, self.package, self.cpu)
+                t = mem.wbinvd(t, self.package, "wbinvd by", f"cpu{cpu}")
             elif code == O.WRITE_CAPTURE:
                 if t > env.now:
                     yield env.timeout(t - env.now)
-                data = plat.captured(arg, pa)
+                data = self.board.captured(arg, pa)
                 yield from self.run([(O.WRITE, keyid, pa, data, None)], log)
                 t = env.now
                 horizon = _horizon(env)
                 continue
             elif code == O.PREFETCH:
-                t += plat.cycle
+                t += self.cycle
                 tag = (keyid << shift) | (pa & LINE_MASK)
                 if tag not in directory:
-                    plat.prefetch(t, self, tag, pa)
+                    mem.prefetch(t, self, tag, pa)
             else:
                 # Raw DRAM access is not an instruction: see Platform.start_agent.
                 raise ValueError(f"{O.NAMES[code]} is not a core operation")
@@ -347,36 +345,41 @@ class Core:
         """Send a load that missed every cache on its way without blocking the core: it joins
         the fill of its line already in flight, or starts one, and completes when the line
         arrives (:meth:`_load_done`)."""
-        plat = self.plat
-        inflight = plat.prefetching.get(tag)
+        mem = self.mem
+        inflight = mem.prefetching.get(tag)
         issued = inflight is None
         if issued:
-            plat.prefetch(t, self, tag, pa)
-            inflight = plat.prefetching[tag]
+            mem.prefetch(t, self, tag, pa)
+            inflight = mem.prefetching[tag]
         self.loads_in_flight += 1
         entry = None
         if log is not None:  # the log stays in program order: the load's entry is kept now
             entry = len(log)
             log.append(None)
-        inflight[2].append(partial(self._load_done, t, tag, off, n, keyid, pa, log, entry,
+        inflight.waiting.append(partial(self._load_done, t, tag, off, n, keyid, pa, log, entry,
                                    issued))
 
     def _load_done(self, t0: int, tag: int, off: int, n: int, keyid: int, pa: int,
                    log: list | None, entry: int | None, issued: bool) -> None:
         """The line of a load in flight arrived: the load reads it now, as it is now."""
-        plat = self.plat
         t = self.env.now
-        line = plat.directory[tag]  # just installed, or cached by another core meanwhile
+        line = self.mem.directory.get(tag)  # just installed, or cached by another core meanwhile
+        if line is None:
+            # Not installed (the fill was cut by a reset or the core went offline): the load
+            # misses again, served from memory as it is now.
+            mc, _there = self.mem.route(self.package, pa)
+            line = self._fill(t, tag, mc.store.read(pa & LINE_MASK, mc.key_of[keyid],
+                                                     mc.boot_tweak))
         if not line.holders & self.l1_bit:
             line, t, where = self._lookup(t, tag, line)
         elif not issued:
             where = "fill-buffer"  # the line was already on its way for this core
         else:
-            where = "DRAM" if plat.amap.home(pa) == self.package else "DRAM-remote"
+            where = "DRAM" if self.amap.home(pa) == self.package else "DRAM-remote"
         self.served[where] = self.served.get(where, 0) + 1
         self.read_lat.record(t - t0)
         data = bytes(line.data[off : off + n])
-        oracle = plat.oracle
+        oracle = self.mem.oracle
         cls = oracle.load(t, self.cpu, tag, off, data, where) if oracle is not None else None
         if log is not None:
             log[entry] = (t0, t, O.READ, keyid, pa, data, where, cls)
@@ -395,16 +398,6 @@ class Core:
             self._freed = env.event()
             yield self._freed
 
-    def routes(self) -> list[tuple]:
-        """``(memory controller, one-way latency)`` for each home package, computed once (the
-        platform builds its controllers after its cores)."""
-        if self._routes is None:
-            plat = self.plat
-            pkg_bytes = plat.amap.package_bytes
-            self._routes = [plat.route(self.package, p.index * pkg_bytes)[:2]
-                            for p in plat.packages]
-        return self._routes
-
     # -- helpers (all act at local time t, in global time order) -------------------------------
     def _lookup(self, t: int, tag: int, line: Line):
         """Serve ``tag``, which some cache holds, from this core's levels below L1 or from
@@ -417,18 +410,18 @@ class Core:
                 c.lookup(tag)
                 self._place(t, tag, line, self.fill_path[:i])
                 return line, t + c.hit, c.level_name
-        plat = self.plat
-        if holders & plat.package_mask[self.package]:
-            where, t = "peer", t + self.miss_cost + plat.snoop
+        mem = self.mem
+        if holders & mem.package_mask[self.package]:
+            where, t = "peer", t + self.miss_cost + mem.snoop
         else:
-            where, t = "remote", t + self.miss_cost + plat.snoop + 2 * plat.hop
+            where, t = "remote", t + self.miss_cost + mem.snoop + 2 * mem.hop
         self._place(t, tag, line, self.fill_path)
         return line, t, where
 
     def _fill(self, t: int, tag: int, data: bytes) -> Line:
         """Install data fetched from memory in every level of this core's path (joining the
         coherent copy if one appeared meanwhile)."""
-        directory = self.plat.directory
+        directory = self.mem.directory
         line = directory.get(tag)
         if line is None:
             line = directory[tag] = Line(tag, data)
@@ -438,7 +431,8 @@ class Core:
     @cython.locals(c=Cache, vline=Line)
     def _place(self, t: int, tag: int, line: Line, path: list[tuple]) -> None:
         """Put ``line`` (the coherent copy of ``tag``) in each cache of ``path`` that lacks
-        it, evicting as replacement says; the last copy of a dirty victim is written back."""
+        it, evicting as replacement says; the last copy of a dirty victim is written back, and
+        ownership of a dirty victim others still hold moves on (memsys rule 5)."""
         holders = line.holders
         for c, bit in path:
             if holders & bit:
@@ -448,44 +442,47 @@ class Core:
                 left = vline.holders & ~bit
                 vline.holders = left
                 if not left:
-                    del self.plat.directory[vline.tag]
+                    del self.mem.directory[vline.tag]
                     if vline.dirty:
                         c.writebacks += 1
-                        self.plat.writeback(t, self.package, vline.tag, bytes(vline.data),
-                                            "eviction from", c.name)
+                        self.mem.writeback(t, self.package, vline.tag, bytes(vline.data),
+                                           "eviction from", c.name)
+                elif vline.dirty:
+                    self.mem.pass_ownership(vline)
             holders |= bit
         line.holders = holders
 
     def _invalidate_others(self, t: int, tag: int, line: Line) -> int:
         """Take ownership for a store: remove every copy outside this core's path."""
-        plat = self.plat
+        mem = self.mem
         others = line.holders & ~self.own_mask
-        remote = others & ~plat.package_mask[self.package]
+        remote = others & ~mem.package_mask[self.package]
         bit = 0
         while others:
             if others & 1:
-                plat.caches[bit].remove(tag)
-                plat.caches[bit].invalidations += 1
+                mem.caches[bit].remove(tag)
+                mem.caches[bit].invalidations += 1
             others >>= 1
             bit += 1
         line.holders &= self.own_mask
-        return t + plat.snoop + (2 * plat.hop if remote else 0)
+        return t + mem.snoop + (2 * mem.hop if remote else 0)
 
     def _flush_line(self, t: int, tag: int, code: int) -> int:
-        plat = self.plat
+        mem = self.mem
         ordered = code == O.CLFLUSH
-        t += plat.clflush_cost if ordered else plat.clflushopt_cost
-        line = plat.directory.get(tag)
+        t += self.clflush_cost if ordered else self.clflushopt_cost
+        line = mem.directory.get(tag)
         if line is None:
             return t
         done = t
         name = O.NAMES[code]
         if line.dirty:
-            done = plat.writeback(t, self.package, tag, bytes(line.data), f"{name} by",
-                                  f"cpu{self.cpu}")
+            done = mem.writeback(t, self.package, tag, bytes(line.data), f"{name} by",
+                                 f"cpu{self.cpu}")
             line.dirty = False
+            line.owner = -1
         if code != O.CLWB:
-            plat.invalidate_everywhere(tag, line)
+            mem.invalidate_everywhere(tag, line)
         if ordered:
             return done
         self.outstanding.append(done)

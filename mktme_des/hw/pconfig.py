@@ -18,6 +18,9 @@ Semantics (Intel MKTME specification rev 1.3 and the SDM PCONFIG page):
 * SET_KEY_RANDOM draws fresh data and tweak keys from the hardware RNG on every execution and
   on every package, and XORs in the software entropy of KEY_FIELD_1/KEY_FIELD_2.
 * Changing a key touches no cache and no TLB.
+* A platform reset while the programming is in progress cuts it: the entry never changes and
+  the lock is gone with the old boot (the new boot's tables start free). The process then
+  returns ``RESET``, not an architectural status: the instruction never retired.
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ ENTROPY_ERROR = 2
 INVALID_KEYID = 3
 INVALID_ENC_ALG = 4
 DEVICE_BUSY = 5
+RESET = -1  # not a return code: the platform was reset before the instruction retired
 STATUS = {PROG_SUCCESS: "PROG_SUCCESS", INVALID_PROG_CMD: "INVALID_PROG_CMD",
           ENTROPY_ERROR: "ENTROPY_ERROR", INVALID_KEYID: "INVALID_KEYID",
-          INVALID_ENC_ALG: "INVALID_ENC_ALG", DEVICE_BUSY: "DEVICE_BUSY"}
+          INVALID_ENC_ALG: "INVALID_ENC_ALG", DEVICE_BUSY: "DEVICE_BUSY", RESET: "RESET"}
 
 
 class GeneralProtection(Exception):
@@ -122,8 +126,13 @@ def pconfig(plat, cpu: int, program: KeyProgram):
     if not lock.try_acquire(cpu):
         plat.counts["pconfig_busy"] = plat.counts.get("pconfig_busy", 0) + 1
         return DEVICE_BUSY
+    boot = plat.boots
     try:
         yield env.timeout(ns(plat.model.pconfig.latency_ns))
+        if plat.boots != boot:
+            plat.pconfig_log.append((env.now, cpu, core.package, program.keyid, program.command,
+                                     "cut by a reset"))
+            return RESET
         if program.command == SET_KEY_RANDOM:
             rng = plat.streams.get(f"entropy/pkg{core.package}")
             if rng.random() < plat.model.pconfig.entropy_error_probability:

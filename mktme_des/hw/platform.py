@@ -19,20 +19,52 @@ from mktme_des.hw import ops as O
 from mktme_des.hw.address import LINE_MASK, AddressMap
 from mktme_des.hw.aes import AesEngine
 from mktme_des.hw.cache import Cache
-from mktme_des.hw.core import Core, Line
+from mktme_des.hw.core import Core
 from mktme_des.hw.dram import DramStore, DramTiming
 from mktme_des.hw.keytable import KEY, NO_ENCRYPT, TME, KeyTable
 from mktme_des.hw.memctrl import MemoryController
+from mktme_des.hw.memsys import MemorySystem
 from mktme_des.hw.pconfig import KeyTableLock
 
 
-def _origin(cause) -> tuple[str, int] | None:
-    """The CPU whose flush or eviction sent a writeback, and when: ``("cpu3", t)``."""
-    if isinstance(cause, str):
-        return None
-    _kind, _tag, t, _why, where = cause
-    cpu = where.rpartition("/")[2]  # "cpu3" (a flush) or "L2/cpu3" (a private cache's victim)
-    return (cpu, t) if cpu.startswith("cpu") else None
+class Board:
+    """What scenario actors share besides memory: happens-before flags (an op's label, raised
+    when it completes) and bytes captured by label."""
+
+    def __init__(self, env) -> None:
+        self.env = env
+        self.flags: dict[str, simpy.Event] = {}
+        self.captures: dict[str, bytes] = {}
+        self.boot_tweak = lambda: 0  # set by the platform: the tweak in force
+
+    def flag(self, label: str) -> simpy.Event:
+        """The event of the op labelled ``label`` completing: an actor waits on it to run
+        after that op (a scenario's ``after``), whatever the timing."""
+        ev = self.flags.get(label)
+        if ev is None:
+            ev = self.flags[label] = self.env.event()
+        return ev
+
+    def raise_flag(self, label: str, t: int) -> None:
+        """The op labelled ``label`` completed at ``t`` (the actor's local time)."""
+        ev = self.flag(label)
+        if t > self.env.now:
+            ev2 = self.env.timeout(t - self.env.now)
+            ev2.callbacks.append(lambda _e: ev.succeed())
+        else:
+            ev.succeed()
+
+    def captured(self, arg: tuple, pa: int) -> bytes:
+        """The bytes a WRITE_CAPTURE op stores: a capture, or its XTS preimage under a key."""
+        from mktme_des.crypto import line_tweak, xts_decrypt
+
+        label, key = arg
+        if label not in self.captures:
+            raise ValueError(f"nothing was captured as {label!r} before it was used")
+        data = self.captures[label]
+        if key is not None:
+            data = xts_decrypt(key, line_tweak(pa & LINE_MASK, self.boot_tweak()), data)
+        return data
 
 
 class Package:
@@ -49,7 +81,8 @@ class Package:
 
 
 class Platform:
-    """A simulated machine built from ``model``, seeded with ``seed``.
+    """A simulated machine built from ``model``, seeded with ``seed``: the builder of its
+    components and their facade (keys, reset, the raw DRAM view, statistics).
 
     ``oracle`` (optional) is told of every load, store and DRAM write; ``lazy_dram=False``
     makes DRAM encrypt eagerly (slow, for tests that prove laziness changes nothing);
@@ -64,34 +97,22 @@ class Platform:
         self.env = environment(tie_seed, tie_choices)
         self.streams = Streams(seed)
         self.amap = AddressMap(model)
-        self.oracle = oracle
         self.cycle = max(1, ns(1.0 / model.platform.frequency_ghz))
-        ic = model.interconnect
-        self.mesh, self.hop, self.snoop = ns(ic.mesh_latency_ns), ns(ic.socket_hop_ns), ns(ic.snoop_latency_ns)
-        self.clflush_cost = model.flush.clflush_cycles * self.cycle
-        self.clflushopt_cost = model.flush.clflushopt_cycles * self.cycle
-        self.wbinvd_line = ns(model.flush.wbinvd_line_ns)
         self.boots = 0
         self._boot = [self._new_boot_tweak()]
-        self.directory: dict[int, Line] = {}
+        self.board = Board(self.env)
+        self.board.boot_tweak = lambda: self._boot[0]
+        self.captures = self.board.captures  # bytes agents captured, by label
         self.caches: list[Cache] = []
         self.packages: list[Package] = []
         self.cores: list[Core] = []
-        self.package_mask: list[int] = []
-        self.writebacks = 0
-        self.pending: dict[int, list] = {}  # line PA -> writebacks on their way there
-        self.prefetching: dict[int, tuple] = {}  # tag -> (fill event, core): prefetches in flight
         self.rng_draws = 0
         self.pconfig_log: list[tuple] = []  # (time, cpu, package, keyid, command, what)
         self.counts: dict[str, int] = {}
         self.measured_from = 0  # statistics count from this time (see reset_stats)
-        # Platform event log, kept when asked: (time, actor, what, tag, detail[, origin]),
-        # origin being (actor, time) of what caused it (a writeback: the flush or eviction).
-        self.events: list[tuple] | None = None
-        self.captures: dict[str, bytes] = {}  # bytes agents captured, by label
-        self.flags: dict[str, simpy.Event] = {}  # happens-before labels (see flag)
         self._lazy = lazy_dram
         self._build()
+        self.oracle = oracle
         if oracle is not None:
             oracle.attach(self)
 
@@ -109,23 +130,22 @@ class Platform:
         return c
 
     def _build(self) -> None:
+        """Caches and memory controllers first, then the memory system joining them, then
+        the cores with their routes to every controller."""
         m = self.model
         cpp = m.topology.cores_per_package
+        private: dict[int, list[Cache]] = {}
         for p in range(m.topology.packages):
             pkg = Package(p)
             pkg.shared = [
                 self._cache(spec, f"{spec.name}/pkg{p}", p, None, i)
                 for i, spec in enumerate(m.cache) if spec.scope == "package"
             ]
-            for i in range(cpp):
-                cpu = p * cpp + i
-                private = [
+            for cpu in range(p * cpp, (p + 1) * cpp):
+                private[cpu] = [
                     self._cache(spec, f"{spec.name}/cpu{cpu}", p, cpu, lvl)
                     for lvl, spec in enumerate(m.cache) if spec.scope == "core"
                 ]
-                core = Core(self, cpu, p, private, pkg.shared)
-                pkg.cores.append(core)
-                self.cores.append(core)
             pkg.caches = [c for c in self.caches if c.package == p]
             keys = KeyTable(p, self.amap.max_keyid, self.streams.randbytes(f"tme-key/pkg{p}/boot0", 32),
                             m.mktme.tme_bypass)
@@ -135,13 +155,54 @@ class Platform:
                 DramTiming(m.dram), DramStore(lazy=self._lazy), self._boot,
             )
             self.packages.append(pkg)
+        ic = m.interconnect
+        mesh, hop = ns(ic.mesh_latency_ns), ns(ic.socket_hop_ns)
+        self.mem = MemorySystem(self.env, self.amap, [p.mc for p in self.packages], self.caches,
+                                mesh, hop, ns(ic.snoop_latency_ns), ns(m.flush.wbinvd_line_ns))
         for pkg in self.packages:
-            mask = 0
-            for c in pkg.caches:
-                mask |= 1 << c.bit
-            self.package_mask.append(mask)
+            p = pkg.index
+            routes = [(q.mc, mesh + (hop if q.index != p else 0)) for q in self.packages]
+            for cpu in range(p * cpp, (p + 1) * cpp):
+                core = Core(self.mem, cpu, p, private[cpu], pkg.shared, routes, self.board,
+                            cycle=self.cycle,
+                            clflush_cost=m.flush.clflush_cycles * self.cycle,
+                            clflushopt_cost=m.flush.clflushopt_cycles * self.cycle,
+                            fill_buffers=m.core.fill_buffers)
+                pkg.cores.append(core)
+                self.cores.append(core)
 
-    # -- memory system services used by cores -----------------------------------------------
+    # -- what the memory system and the board hold, for components and tools -------------------
+    @property
+    def oracle(self):
+        return self.mem.oracle
+
+    @oracle.setter
+    def oracle(self, oracle) -> None:
+        self.mem.oracle = oracle
+
+    @property
+    def events(self) -> list[tuple] | None:
+        """Platform event log, kept when set to a list: ``(time, actor, what, tag, detail[,
+        origin])``, origin being ``(actor, time)`` of what caused it (a writeback: the flush
+        or eviction)."""
+        return self.mem.events
+
+    @events.setter
+    def events(self, log: list[tuple] | None) -> None:
+        self.mem.events = log
+
+    @property
+    def directory(self) -> dict:
+        return self.mem.directory
+
+    @property
+    def writebacks(self) -> int:
+        return self.mem.writebacks
+
+    @property
+    def package_mask(self) -> list[int]:
+        return self.mem.package_mask
+
     @property
     def boot_tweak(self) -> int:
         return self._boot[0]
@@ -149,186 +210,32 @@ class Platform:
     def mc_for(self, pa: int) -> MemoryController:
         return self.packages[self.amap.home(pa)].mc
 
-    def route(self, package: int, pa: int) -> tuple[MemoryController, int, int]:
-        """Home controller of ``pa`` and the one-way latencies there and back from ``package``."""
-        home = self.amap.home(pa)
-        lat = self.mesh + (self.hop if home != package else 0)
-        return self.packages[home].mc, lat, lat
-
     def later(self, when: int, fn, *args) -> None:
         """Call ``fn(*args)`` at absolute time ``when`` (an event with a callback)."""
-        ev = self.env.timeout(when - self.env.now)
-        ev.callbacks.append(lambda _ev: fn(*args))
-
-    def writeback(self, t: int, package: int, tag: int, data: bytes, why: str, where: str = "") -> int:
-        """Send a dirty line from ``package`` at ``t`` to its home; returns its arrival time.
-
-        The line is encrypted with the key the home package holds when it *arrives*.
-        """
-        pa = tag & self.amap.pa_mask
-        mc, there, _ = self.route(package, pa)
-        arrival = t + there
-        self.writebacks += 1
-        cause = ("writeback", tag, t, why, where)  # formatted only if someone reports it
-        if arrival < self.env.peek():
-            # Nothing else happens before it arrives: deliver it now (exact lookahead).
-            self._arrive(mc, tag, data, cause, arrival)
-        else:
-            entry = [mc, tag, data, cause, arrival, False]
-            self.pending.setdefault(pa, []).append(entry)
-            self.later(arrival, self._arrive_pending, pa, entry)
-        return arrival
-
-    def _arrive_pending(self, pa: int, entry: list) -> None:
-        if entry[5]:
-            return  # a read already pulled it in
-        entry[5] = True
-        waiting = self.pending[pa]
-        waiting.remove(entry)
-        if not waiting:
-            del self.pending[pa]
-        self._arrive(entry[0], entry[1], entry[2], entry[3], entry[4])
-
-    def settle_fill(self, tag: int, pa: int, asked: int, data: bytes) -> bytes:
-        """The bytes a fill of ``tag`` installs, read from memory at ``asked``.
-
-        Coherence orders a fill after the stores that other cores made to the same tag while
-        the request was on its way: when the tag's newer data left the caches meanwhile
-        (a writeback still in flight, or one that reached DRAM after ``asked``), the fill
-        takes that data, as a directory or a snoop of the writeback buffer would give it.
-
-        A writeback whose data a fill takes is ordered, at the home controller, before the
-        fill (with the writebacks to the line sent before it): it reaches DRAM now. Otherwise
-        it could land after a newer copy of the line, written back later from nearer to the
-        home, and put the old bytes back.
-        """
-        waiting = self.pending.get(pa, [])
-        for i in range(len(waiting) - 1, -1, -1):
-            entry = waiting[i]
-            if entry[1] == tag:
-                self._deliver(waiting[: i + 1], self.env.now)
-                del waiting[: i + 1]
-                if not waiting:
-                    del self.pending[pa]
-                return entry[2]
-        mc = self.mc_for(pa)
-        rec = mc.store.lines.get(pa)
-        if rec is not None and rec.writer == tag and rec.time > asked:
-            return mc.store.read(pa, mc.keys.key(tag >> self.amap.keyid_shift), self.boot_tweak)
-        return data
-
-    def deliver_pending(self, pa: int, now: int) -> None:
-        """A read reaching ``pa``'s controller at ``now`` is ordered after the writebacks to
-        ``pa`` already on their way (the dirty data is in the memory system, in no cache):
-        they are applied first, with the key in force now."""
-        self._deliver(self.pending.pop(pa, ()), now)
-
-    def _deliver(self, entries, now: int) -> None:
-        """Apply writebacks taken out of ``pending`` (which holds only those not yet applied)
-        at ``now``, marking them so their scheduled arrival does nothing."""
-        for entry in entries:
-            entry[5] = True
-            self._arrive(entry[0], entry[1], entry[2], entry[3], now)
-
-    def _arrive(self, mc: MemoryController, tag: int, data: bytes, cause: tuple, when: int) -> None:
-        rec = mc.store.lines.get(tag & self.amap.pa_mask)
-        if (rec is not None and rec.writer == tag and not isinstance(rec.cause, str)
-                and rec.cause[2] > cause[2]):
-            # A copy of this tag that left the caches later is in DRAM already (it came from
-            # nearer the home). Coherence orders the two at the home: the older is not written.
-            if self.events is not None:
-                self.events.append((when, f"mc{mc.package}", "writeback superseded", tag,
-                                    f"{self.cause_text(cause)}; a newer copy is in DRAM",
-                                    _origin(cause)))
-            return
-        mc.write(when, tag, data, cause)
-        if self.events is not None:
-            keyid = tag >> self.amap.keyid_shift
-            entry = mc.keys.entry(keyid)
-            self.events.append((when, f"mc{mc.package}", "writeback arrives", tag,
-                                f"{self.cause_text(cause)}; encrypted with K{keyid} "
-                                f"{entry.mode} v{entry.version}", _origin(cause)))
-
-    def invalidate_everywhere(self, tag: int, line: Line) -> None:
-        holders, bit = line.holders, 0
-        while holders:
-            if holders & 1:
-                self.caches[bit].remove(tag)
-            holders >>= 1
-            bit += 1
-        line.holders = 0
-        del self.directory[tag]
+        self.mem.later(when, fn, *args)
 
     def evict(self, t: int, tag: int, why: str = "capacity eviction") -> int | None:
-        """Hardware drops ``tag`` from every cache at ``t`` (as replacement would), writing
-        it back when dirty; returns the writeback's arrival time, or None."""
-        line = self.directory.get(tag)
-        if line is None:
-            return None
-        package = next(c.package for c in self.caches if (line.holders >> c.bit) & 1)
-        self.invalidate_everywhere(tag, line)
-        if line.dirty:
-            return self.writeback(t, package, tag, bytes(line.data), why, "")
-        return None
+        """Hardware drops ``tag`` from every cache at ``t`` (:meth:`MemorySystem.evict`)."""
+        return self.mem.evict(t, tag, why)
 
     def wbinvd(self, t: int, package: int, cpu: int) -> int:
-        """WBINVD on ``package``: write back every dirty line its caches hold, drop them all.
+        """WBINVD by ``cpu`` on ``package`` at ``t``; returns when it completes
+        (:meth:`MemorySystem.wbinvd`)."""
+        return self.mem.wbinvd(t, package, "wbinvd by", f"cpu{cpu}")
 
-        It walks every way of every set of the package's caches (``wbinvd_line_ns`` each,
-        whether the way holds a line or not), so its cost grows with the cache size, not with
-        what is dirty; dirty lines are sent to memory as the walk reaches them, and the
-        instruction completes when the walk is over and the last writeback has arrived.
-        """
-        pkg = self.packages[package]
-        tags: set[int] = set()
-        for c in pkg.caches:
-            for tag in c.clear():
-                tags.add(tag)
-                self.directory[tag].holders &= ~(1 << c.bit)
-        capacity = sum(c.nsets * c.ways for c in pkg.caches)
-        step = self.wbinvd_line * capacity // max(1, len(tags)) if tags else 0
-        done = t + capacity * self.wbinvd_line
-        for i, tag in enumerate(sorted(tags)):
-            line = self.directory[tag]
-            if line.dirty:
-                arrival = self.writeback(t + i * step, package, tag, bytes(line.data),
-                                         "wbinvd by", f"cpu{cpu}")
-                line.dirty = False
-                done = max(done, arrival)
-            if line.holders == 0:
-                del self.directory[tag]
-        return done
+    def offline_caches(self, t: int, package: int) -> int:
+        """``package`` goes offline at ``t``: its caches are written back and emptied
+        (memory-system rule 7); returns when that is done."""
+        return self.mem.offline(t, package)
 
-    def prefetch(self, t: int, core: Core, tag: int, pa: int) -> None:
-        """A speculative fill of ``tag`` into ``core``'s caches; the line arrives clean. A load
-        of ``tag`` by the same core while it is on its way waits for it (a merged miss), and
-        a second prefetch of it is dropped.
+    def flag(self, label: str) -> simpy.Event:
+        return self.board.flag(label)
 
-        The fill is also how a core keeps load misses in flight (``[core] fill_buffers``): the
-        loads waiting on it are the calls in the entry's list, made the moment the line is
-        installed (or found fetched by another core meanwhile), before anything else runs."""
-        if tag in self.prefetching:
-            return
-        mc, there, back = self.route(core.package, pa)
-        arrived = self.env.event()
-        waiting: list = []
-        self.prefetching[tag] = (arrived, core, waiting)
+    def raise_flag(self, label: str, t: int) -> None:
+        self.board.raise_flag(label, t)
 
-        def at_controller() -> None:
-            if self.pending:
-                self.deliver_pending(pa & LINE_MASK, self.env.now)
-            data, done = mc.read(self.env.now, tag)
-            self.later(done + back, fill, data, self.env.now)
-
-        def fill(data: bytes, asked: int) -> None:
-            if tag not in self.directory:
-                core._fill(self.env.now, tag, self.settle_fill(tag, pa & LINE_MASK, asked, data))
-            del self.prefetching[tag]
-            for load in waiting:
-                load()
-            arrived.succeed()
-
-        self.later(t + core.levels[-1].hit + there, at_controller)
+    def captured(self, arg: tuple, pa: int) -> bytes:
+        return self.board.captured(arg, pa)
 
     def agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
         """SimPy process of an agent outside the CPUs (a bus probe, a DMA engine, an attacker
@@ -342,10 +249,10 @@ class Platform:
         captures = self.captures
         for code, keyid, pa, arg, at in ops:
             if code == O.AWAIT:
-                yield self.flag(arg)
+                yield self.board.flag(arg)
                 continue
             if code == O.SIGNAL:
-                self.raise_flag(arg, env.now)
+                self.board.raise_flag(arg, env.now)
                 continue
             if at is not None and at > env.now:
                 yield env.timeout(at - env.now)
@@ -377,34 +284,6 @@ class Platform:
                 raise ValueError(f"{code} is not a DRAM agent operation")
             if log is not None:
                 log.append((t, env.now, code, keyid, pa, data, None, cls))
-
-    def captured(self, arg: tuple, pa: int) -> bytes:
-        """The bytes a WRITE_CAPTURE op stores: a capture, or its XTS preimage under a key."""
-        from mktme_des.crypto import line_tweak, xts_decrypt
-
-        label, key = arg
-        if label not in self.captures:
-            raise ValueError(f"nothing was captured as {label!r} before it was used")
-        data = self.captures[label]
-        if key is not None:
-            data = xts_decrypt(key, line_tweak(pa & LINE_MASK, self.boot_tweak), data)
-        return data
-
-    def flag(self, label: str) -> simpy.Event:
-        """The event of the op labelled ``label`` completing: an actor waits on it to run
-        after that op (a scenario's ``after``), whatever the timing."""
-        ev = self.flags.get(label)
-        if ev is None:
-            ev = self.flags[label] = self.env.event()
-        return ev
-
-    def raise_flag(self, label: str, t: int) -> None:
-        """The op labelled ``label`` completed at ``t`` (the actor's local time)."""
-        ev = self.flag(label)
-        if t > self.env.now:
-            self.later(t, ev.succeed)
-        else:
-            ev.succeed()
 
     def start_agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
         return self.env.process(self.agent(name, ops, log))
@@ -465,22 +344,20 @@ class Platform:
                                 f"{mode} on packages {targets} ({command})"))
 
     def reboot(self, persistent: bool = False, flush: bool = True) -> None:
-        """Reset the platform: caches written back (``flush``) or lost, key tables back to
-        TME with new TME keys, a new boot tweak unless the model's is stable, and DRAM
-        wiped unless ``persistent`` (persistent memory keeps its ciphertext)."""
+        """Reset the platform: a clean cut (memory-system rule 6). With ``flush`` (an orderly
+        reset) the writebacks in flight and then every dirty cached line reach DRAM first,
+        under the pre-reset keys and tweak; without it they are lost. Then the caches are
+        empty, the key tables back to TME with new TME keys and free key-table locks (a
+        PCONFIG in progress never lands), the boot tweak new unless the model's is stable,
+        and DRAM wiped unless ``persistent`` (persistent memory keeps its ciphertext)."""
         now = self.env.now
-        for tag, line in sorted(self.directory.items()):
-            if flush and line.dirty:
-                self.mc_for(tag & self.amap.pa_mask).write(now, tag, bytes(line.data),
-                                                           ("writeback", tag, now, "shutdown", "flush"))
-        for c in self.caches:
-            c.clear()
-        self.directory.clear()
+        self.mem.reset(now, flush)
         self.boots += 1
         self._boot[0] = self._new_boot_tweak()
         for pkg in self.packages:
             pkg.mc.keys.tme_key = self.streams.randbytes(f"tme-key/pkg{pkg.index}/boot{self.boots}", 32)
             pkg.mc.keys.reset(now, f"reboot {self.boots}")
+            pkg.key_lock = KeyTableLock()
             if not persistent:
                 pkg.mc.store.wipe()
         if self.oracle is not None:
@@ -493,11 +370,8 @@ class Platform:
         return self.streams.randbytes(name, size)
 
     def cause_text(self, cause) -> str:
-        """Human text of a DRAM record's cause (kept as a tuple on the hot path)."""
-        if isinstance(cause, str):
-            return cause
-        _kind, tag, t, why, where = cause
-        return f"writeback of {self.amap.describe(tag)} ({why} {where}) at t={to_ns(t):g} ns"
+        """Human text of a DRAM record's cause (:meth:`MemorySystem.cause_text`)."""
+        return self.mem.cause_text(cause)
 
     def key_of(self, keyid: int, pa: int) -> bytes | None:
         """The key the home controller of ``pa`` uses for ``keyid`` now (None: plaintext)."""
@@ -521,7 +395,7 @@ class Platform:
         DRAM and key tables hold is untouched; so is the oracle, which checks every read of
         the whole run and never forgets a violation."""
         self.measured_from = self.env.now
-        self.writebacks = 0
+        self.mem.writebacks = 0
         for core in self.cores:
             core.reset_stats()
         for cache in self.caches:

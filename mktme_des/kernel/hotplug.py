@@ -23,6 +23,9 @@
   - ``"refuse"`` (2019, 38/62): the last CPU of a package cannot go offline while keys are in
     use (EBUSY), and key creation fails (EINVAL) while a package with memory has no online CPU
     (37/62, "no online CPU in proximity domain").
+* A CPU going offline runs WBINVD before it stops (Linux's ``native_play_dead``), and so does
+  a package: dirty lines its caches own are written back, every line is dropped, and the
+  offline takes that time (memory-system rule 7). An offline package's caches hold nothing.
 * Online and offline take the hotplug lock as writers; the key broadcast takes it as a reader
   unless the policy removes that, which opens the race of scenario S7.
 """
@@ -108,14 +111,21 @@ class Hotplug:
             yield self.env.timeout(ns(self.k.policy.syscall_ns))
             if used:
                 yield from self.k.mm.migrate_off(package)
-            pkg.online = False
             for core in pkg.cores:
                 core.online = False
+            yield from self._flush_caches(package)
+            pkg.online = False
             self._move_tasks()
             self.log.append({"event": "offline", "package": package, "migrated": used,
                              "start_ns": start / 1000, "time_ns": self.env.now / 1000})
         finally:
             self.k.hotplug.write_release()
+
+    def _flush_caches(self, package: int):
+        """The WBINVD a dying CPU runs: ``package``'s caches written back and emptied."""
+        done = self.plat.offline_caches(self.env.now, package)
+        if done > self.env.now:
+            yield self.env.timeout(done - self.env.now)
 
     def _move_tasks(self) -> None:
         """Processes on CPUs that went offline move to the first online CPU, as the
@@ -147,6 +157,7 @@ class Hotplug:
         try:
             was_lead = self.k.lead_cpus().get(core.package) == cpu
             core.online = False
+            yield from self._flush_caches(core.package)
             if not siblings:
                 pkg.online = False
                 self.cpuless.add(core.package)
