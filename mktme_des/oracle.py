@@ -69,6 +69,9 @@ class Oracle:
         self.intended_via: dict[int, int] = {}  # tag -> tag software really stored through
         self.history: dict[int, list[bytes]] = {}  # tag -> earlier line images (classify only)
         self.line_history: dict[int, list[bytes]] = {}  # line PA -> images stored via any tag
+        # tag -> why the bytes a read got from memory were wrong: a later read of the same
+        # copy from a cache is wrong for the same reason.
+        self.fill_cause: dict[int, str] = {}
         self.counts = Counter()
         self.stores = self.checked = self.unchecked = self.violation_count = 0
         self.violations: list[dict] = []
@@ -149,6 +152,7 @@ class Oracle:
 
     def reboot(self, persistent: bool) -> None:
         """Volatile memory promises nothing across a reboot; persistent memory does."""
+        self.fill_cause.clear()  # the caches are empty
         if not persistent:
             self.ref.clear()
             self.owner.clear()
@@ -220,7 +224,10 @@ class Oracle:
                 return "plaintext"
         return "garbage"
 
-    def _cause(self, tag: int, pa: int, served: str) -> str:
+    def _cause(self, tag: int, pa: int, served: str, off: int = 0, data: bytes = b"") -> str:
+        """Why a read of ``tag`` served by ``served`` returned wrong ``data``. A cached copy
+        is wrong only because the bytes it was filled with were: the cause is memory's when
+        DRAM still decrypts to those bytes, else the one found when they were first read."""
         plat = self.plat
         describe = self.amap.describe
         mc = plat.mc_for(pa)
@@ -232,6 +239,13 @@ class Oracle:
             return (f"the kernel stored the data meant for {describe(tag)} through "
                     f"{describe(via)}, a mapping with another KeyID")
         if served not in ("DRAM", "DRAM-remote"):
+            now = mc.store.read(pa, mc.keys.key(keyid), mc.boot_tweak)
+            if data and now[off : off + len(data)] == data:
+                return (f"{self._cause(tag, pa, 'DRAM')} (the cached copy of {describe(tag)} was "
+                        "filled from it)")
+            first = self.fill_cause.get(tag)
+            if first is not None:
+                return f"{first} (the cached copy of {describe(tag)} holds the bytes read then)"
             return f"the cached copy of {describe(tag)} (served by {served}) does not hold the stored data"
         if rec is None:
             return f"{describe(tag)} never reached DRAM: the dirty line was lost"
@@ -252,6 +266,9 @@ class Oracle:
         if len(self.violations) >= self.max_violations:
             return
         keyid, pa = self.amap.split(tag)
+        cause = self._cause(tag, pa, served, off, data)
+        if served in ("DRAM", "DRAM-remote"):
+            self.fill_cause[tag] = cause
         self.violations.append({
             "time_ns": to_ns(t),
             "cpu": cpu,
@@ -261,7 +278,7 @@ class Oracle:
             "expected": want.hex(),
             "actual": data.hex(),
             "served_by": served,
-            "cause": self._cause(tag, pa, served),
+            "cause": cause,
         })
 
     def summary(self) -> dict:

@@ -137,3 +137,36 @@ def test_chrome_trace_export(tmp_path, capsys):
     (fid,) = [i for i, s in starts.items() if ends[i]["ts"] == arrival["ts"]]
     assert (starts[fid]["tid"], ends[fid]["tid"]) == (tids["cpu0"], tids["mc0"])
     assert flush["ts"] <= starts[fid]["ts"] <= flush["ts"] + flush["dur"] < arrival["ts"] + 1e-9
+
+
+SYSTEM_OPS_WITHOUT_EXPECT = """
+[scenario]
+name = "pconfig-unjudged"
+title = "system ops without an expectation"
+model = "server-2s"
+seed = 1
+
+[[system]]
+name = "admin"
+cpu = 0
+ops = [
+  {{ op = "pconfig", keyid = 5, command = "SET_KEY_RANDOM"{pconfig} }},
+  {{ op = "keytable", package = 0, keyid = 5, at = 10000 }},
+]
+"""
+
+
+@pytest.mark.parametrize("pconfig, verdict", [
+    ("", True),  # succeeded, no expectation: recorded, not judged
+    (', expect = "ok"', True),  # "ok" is PCONFIG's success, as for system calls
+    (', expect = "PROG_SUCCESS"', True),
+    (', expect = "DEVICE_BUSY"', False),  # an expectation is judged
+    (', alg = "aes-xts-512"', False),  # a failure nobody expected fails the scenario
+])
+def test_a_system_op_without_expectation_is_recorded_not_judged(tmp_path, pconfig, verdict):
+    path = tmp_path / "ops.toml"
+    path.write_text(SYSTEM_OPS_WITHOUT_EXPECT.format(pconfig=pconfig))
+    res = run_scenario(str(path))
+    assert res.ok is verdict, [c for c in res.checks if not c["ok"]]
+    table = next(c for c in res.checks if c["op"] == 1)
+    assert table["ok"] and "recorded" in table["detail"]

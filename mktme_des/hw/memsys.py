@@ -85,7 +85,8 @@ class Writeback:
     issue order is departure order). It is also the DRAM record's cause while it is there.
     """
 
-    __slots__ = ("seq", "tag", "data", "package", "sent", "arrival", "why", "where", "state")
+    __slots__ = ("seq", "tag", "data", "package", "sent", "arrival", "why", "where", "state",
+                 "key")
 
     def __init__(self, seq: int, tag: int, data: bytes, package: int, sent: int, arrival: int,
                  why: str, where: str) -> None:
@@ -98,6 +99,7 @@ class Writeback:
         self.why = why  # "eviction from", "CLWB by", ...
         self.where = where  # a cache's name, or "cpuN"
         self.state = IN_FLIGHT
+        self.key = None  # the XTS key it was written under, once applied (None: plaintext)
 
     @property
     def origin(self) -> str | None:
@@ -150,6 +152,9 @@ class MemorySystem:
         self.boots = 0
         self.oracle = None
         self.events: list[tuple] | None = None  # the platform's event log, when kept
+        # Every writeback once its fate is known (applied, superseded or lost), when kept:
+        # what the rule tests read.
+        self.history: list[Writeback] | None = None
         self.describe = amap.describe
 
     # -- routes ----------------------------------------------------------------------------------
@@ -194,6 +199,8 @@ class MemorySystem:
     def _arrive(self, mc: MemoryController, wb: Writeback) -> None:
         """``wb`` reaches its home at ``wb.arrival``: it is written under the key in force
         now, unless a later-sent writeback of its tag is in DRAM already."""
+        if self.history is not None:
+            self.history.append(wb)
         last = self.landed.get(wb.tag)
         if last is not None and last.seq > wb.seq:
             wb.state = SUPERSEDED
@@ -204,6 +211,7 @@ class MemorySystem:
                                     "caches later is in DRAM", self._origin(wb)))
             return
         wb.state = APPLIED
+        wb.key = mc.key_of[wb.tag >> self.amap.keyid_shift]
         self.landed[wb.tag] = wb
         mc.write(wb.arrival, wb.tag, wb.data, wb)
         if self.events is not None:
@@ -236,16 +244,15 @@ class MemorySystem:
             # Sent before a reset: the line is what memory holds now.
             mc = self.controllers[self.amap.home(pa)]
             return mc.store.read(pa, mc.key_of[tag >> self.amap.keyid_shift], mc.boot_tweak)
-        newest = None
-        for wb in self.pending.get(pa, ()):
-            if wb.tag == tag and (newest is None or wb.seq > newest.seq):
-                newest = wb
         last = self.landed.get(tag)
-        if last is not None and last.arrival > asked and (newest is None or last.seq > newest.seq):
-            newest = last
-        if newest is not None and (last is None or newest.seq >= last.seq):
-            return newest.data
-        return data
+        # Candidates: the newest writeback of the tag in flight, unless one sent later is in
+        # DRAM already (it will be superseded), and one that landed after memory was read.
+        floor = -1 if last is None else last.seq
+        newest = last if last is not None and last.arrival >= asked else None
+        for wb in self.pending.get(pa, ()):
+            if wb.tag == tag and wb.seq > floor and (newest is None or wb.seq > newest.seq):
+                newest = wb
+        return data if newest is None else newest.data
 
     def prefetch(self, t: int, core, tag: int, pa: int) -> None:
         """A speculative fill of ``tag`` into ``core``'s caches; the line arrives clean. A load
@@ -364,6 +371,8 @@ class MemorySystem:
                 self._arrive(self.controllers[self.amap.home(wb.tag & self.amap.pa_mask)], wb)
             else:
                 wb.state = LOST
+                if self.history is not None:
+                    self.history.append(wb)
                 if self.events is not None:
                     self.events.append((now, "platform", "writeback lost", wb.tag,
                                         f"{self.cause_text(wb)}; in flight at the reset",

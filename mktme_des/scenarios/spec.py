@@ -430,8 +430,10 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
                 raise ctx.error("expect", f"{exp!r}: a swap read is expected to be plaintext "
                                 "(what the page's user stored) or opaque")
         elif name == "pconfig":
+            if exp == "ok":
+                exp = "PROG_SUCCESS"  # the instruction's success, as for the other ops
             if exp not in PCONFIG_RESULTS:
-                raise ctx.error("expect", f"{exp!r} is not one of {', '.join(PCONFIG_RESULTS)}")
+                raise ctx.error("expect", f"{exp!r} is not one of ok, {', '.join(PCONFIG_RESULTS)}")
         elif name == "keytable":
             if exp not in KEYTABLE_STATES and not exp.startswith("same-as-package-") and \
                     not exp.startswith("differs-from-package-"):
