@@ -189,3 +189,19 @@ def test_every_model_number_cites_a_source_or_is_an_assumption(path):
             j += 1
         assert SOURCE_TAG.search(comment), f"{path.name}:{i + 1}: {line.strip()}"
         assert "can take ms" not in comment, f"{path.name}:{i + 1}: cites an unfound figure"
+
+
+@pytest.mark.parametrize("name", ["client-1s", "server-2s", "server-4s"])
+def test_aes_engine_per_controller_keeps_up_with_its_channel_by_default(name):
+    """One engine per memory controller, no slower than the controller's channel unless a
+    model says so (aes_throughput_x_channel); an override scales it."""
+    from mktme_des.engine.time import ns
+    from mktme_des.hw.platform import Platform
+
+    m = load_model(name)
+    channel = m.dram.bandwidth_gbps / 64  # lines per ns
+    assert m.aes_lines_per_ns >= channel
+    for factor in (0.25, 2.0):
+        plat = Platform(load_model(name, {"mktme": {"aes_throughput_x_channel": factor}}), seed=0)
+        for pkg in plat.packages:
+            assert pkg.mc.engine.interval == max(1, ns(1.0 / (factor * channel)))
