@@ -21,7 +21,8 @@ KeyID is reused only when the last reference is gone. The hardware slot is not c
 Key lifetime
 ------------
 The key's own reference is put by the key type's ``.destroy`` method, which the keyring
-garbage collector calls. RFC v2 patch 10/13 (``security/keys/mktme_keys.c``) registers
+garbage collector calls. RFC v2 patch 10/13 (``security/keys/mktme_keys.c``, Message-ID
+<42d44fb5ddbbf7241a2494fc688e274ade641965.1543903910.git.alison.schofield@intel.com>) registers
 ``key_type_mktme`` with ``.destroy = mktme_destroy_key`` ("Key Service Method called when Key
 is garbage collected": ``key_put_encrypt_ref(mktme_map_keyid_from_key(key))``) and no
 ``.revoke``; the cover letter removed the earlier "special MKTME case in keyctl revoke". So:
