@@ -286,45 +286,17 @@ class Core:
                 # No refresh of the horizon: a writeback scheduled above is an event no
                 # earlier than it (earlier ones were delivered inline).
                 continue
-            if code >= O.AWAIT:  # AWAIT or SIGNAL (the last codes): ordering, not work
-                if code == O.AWAIT:
-                    if t > env.now:
-                        yield env.timeout(t - env.now)
-                    yield self.board.flag(arg)
-                    t = env.now
-                else:
-                    self.board.raise_flag(arg, t)
+            if code == O.SIGNAL:
+                self.board.raise_flag(arg, t)
                 horizon = _horizon(env)  # a waiter may now act before t
                 continue
-            self.op_counts.add(O.NAMES[code])
-            t0 = t
-            if code == O.COMPUTE:
-                t += arg
-            elif code in (O.CLFLUSH, O.CLFLUSHOPT, O.CLWB):
-                tag = (keyid << shift) | (pa & LINE_MASK)
-                t = self._flush_line(t, tag, code)
-            elif code in (O.SFENCE, O.MFENCE):
-                if self.outstanding:
-                    t = max(t, max(self.outstanding))
-                    self.outstanding.clear()
-            elif code == O.WBINVD:
-                t = mem.wbinvd(t, self.package, "wbinvd by", f"cpu{cpu}")
-            elif code == O.WRITE_CAPTURE:
-                if t > env.now:
-                    yield env.timeout(t - env.now)
-                data = self.board.captured(arg, pa)
-                yield from self.run([(O.WRITE, keyid, pa, data, None)], log)
+            if code == O.AWAIT or code == O.WRITE_CAPTURE:
+                yield from self._scenario_op(t, code, keyid, pa, arg, log)
                 t = env.now
                 horizon = _horizon(env)
                 continue
-            elif code == O.PREFETCH:
-                t += self.cycle
-                tag = (keyid << shift) | (pa & LINE_MASK)
-                if tag not in directory:
-                    mem.prefetch(t, self, tag, pa)
-            else:
-                # Raw DRAM access is not an instruction: see Platform.start_agent.
-                raise ValueError(f"{O.NAMES[code]} is not a core operation")
+            t0 = t
+            t = self._instruction(t, code, keyid, pa, arg)
             if log is not None:
                 log.append((t0, t, code, keyid, pa, None, None, None))
             horizon = _horizon(env)
@@ -338,6 +310,43 @@ class Core:
         if t > env.now:
             yield env.timeout(t - env.now)
         self.finished_at = env.now
+
+    # -- instructions other than loads and stores ----------------------------------------------
+    def _instruction(self, t: int, code: int, keyid: int, pa: int, arg) -> int:
+        """Execute a flush, fence, WBINVD, prefetch or computation at local time ``t``;
+        returns when the core may go on."""
+        self.op_counts.add(O.NAMES[code])
+        if code == O.COMPUTE:
+            return t + arg
+        if code in (O.CLFLUSH, O.CLFLUSHOPT, O.CLWB):
+            return self._flush_line(t, (keyid << self.amap.keyid_shift) | (pa & LINE_MASK), code)
+        if code in (O.SFENCE, O.MFENCE):
+            if self.outstanding:
+                t = max(t, max(self.outstanding))
+                self.outstanding.clear()
+            return t
+        if code == O.WBINVD:
+            return self.mem.wbinvd(t, self.package, "wbinvd by", f"cpu{self.cpu}")
+        if code == O.PREFETCH:
+            t += self.cycle
+            tag = (keyid << self.amap.keyid_shift) | (pa & LINE_MASK)
+            if tag not in self.mem.directory:
+                self.mem.prefetch(t, self, tag, pa)
+            return t
+        # Raw DRAM access is not an instruction: see Platform.start_agent.
+        raise ValueError(f"{O.NAMES[code]} is not a core operation")
+
+    def _scenario_op(self, t: int, code: int, keyid: int, pa: int, arg, log: list | None):
+        """A scenario's wait for a label (AWAIT) or store of captured bytes (WRITE_CAPTURE),
+        from local time ``t``; the core goes on at ``env.now``."""
+        env = self.env
+        if t > env.now:
+            yield env.timeout(t - env.now)
+        if code == O.AWAIT:
+            yield self.board.flag(arg)
+            return
+        data = self.board.captured(arg, pa)
+        yield from self.run([(O.WRITE, keyid, pa, data, None)], log)
 
     # -- load misses in flight (fill_buffers > 1) ---------------------------------------------
     def _load_under_miss(self, t: int, tag: int, off: int, n: int, keyid: int, pa: int,
