@@ -204,6 +204,13 @@ def cmd_calibrate(args) -> int:
     print()
     for r in rows:
         print(f"  {r['figure']}: {r['source']}")
+    for r in rows:
+        if r.get("fitted"):
+            print(f"\n  {r['figure']} is fitted, not validated: {r['fitted']} was chosen to land "
+                  "near the source.")
+            print(f"     halved: {float(r['model_pct_at_half']):.1f}%   doubled: "
+                  f"{float(r['model_pct_at_double']):.1f}%   with the 2019 allocation flush "
+                  f"(always through KeyID 0): {float(r['model_pct_alloc_flush_keyid0']):.1f}%")
     print(f"\n  table: {summary.table}")
     return 0
 

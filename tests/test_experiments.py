@@ -584,3 +584,20 @@ def test_pconfig_driver_offline_cost_grows_with_the_pages_migrated():
     # at least 64 DRAM accesses (55 ns each in server-2s) per page, one after another.
     per_page = (out[6]["offline_ns"] - out[2]["offline_ns"]) / 4
     assert per_page > 64 * 55
+
+
+def test_calibrate_names_the_fitted_parameter_and_its_sensitivity(tmp_path, capsys):
+    """(b) is fitted through compute_ns_per_page: calibrate says so and shows how the figure
+    moves with it (less work per page, a larger share of flushing) and with the 2019 flush."""
+    assert main(["calibrate", "--out", str(tmp_path / "cal")]) == 0
+    out = capsys.readouterr().out
+    assert "fitted, not validated: compute_ns_per_page" in out
+    import csv
+
+    rows = {r["figure"]: r for r in csv.DictReader(open(tmp_path / "cal" / "table.csv"))}  # noqa: SIM115
+    b = rows["b"]
+    model, half, double = (float(b[k]) for k in ("model_pct", "model_pct_at_half",
+                                                 "model_pct_at_double"))
+    assert half > model > double > 0
+    assert float(b["model_pct_alloc_flush_keyid0"]) > model  # a flush on every allocation
+    assert rows["a"]["fitted"] == "" and rows["c"]["fitted"] == ""

@@ -57,7 +57,7 @@ class Lat:
         self.dram_remote = self.dram_local + 2 * self.hop
         self.clflush = m.flush.clflush_cycles * self.cycle
         self.clflushopt = m.flush.clflushopt_cycles * self.cycle
-        self.aes_interval = ns(1.0 / m.mktme.aes_lines_per_ns)
+        self.aes_interval = ns(1.0 / m.aes_lines_per_ns)
         self.l1_sets, self.l1_ways = c1.sets, c1.ways
         self.l2_ways = c2.ways
         self.llc_ways = c3.ways

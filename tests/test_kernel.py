@@ -12,6 +12,8 @@ independent AES-XTS (the ``cryptography`` package).
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from mktme_des.config.model import load_model
 from mktme_des.engine.time import ns, to_ns
@@ -229,7 +231,8 @@ def test_payload_of_exactly_1024_bytes_is_accepted():
     (CPU_KEY, KEY), (f"{CPU_KEY} key={KHEX} tweak={THEX}", KEY), (USER_KEY, KEY),
     ("type=clear", TME), ("type=no-encrypt", NO_ENCRYPT)])
 def test_valid_payloads_program_every_package(payload, mode):
-    sim = Sim()
+    # type=clear and type=no-encrypt program only where CLEAR/NO_ENCRYPT carry an algorithm.
+    sim = Sim(policy="mktme-2019" if payload in ("type=clear", "type=no-encrypt") else "rfc-v2")
     serial = sim.add("k", payload)
     kid = sim.keyid(serial)
     assert kid == 1
@@ -241,6 +244,31 @@ def test_valid_payloads_program_every_package(payload, mode):
         k0, k1 = sim.key_in_tables(kid)
         assert k0 != k1  # SET_KEY_RANDOM: a different key per package
         assert USER_XTS not in (k0, k1)  # key=/tweak= are only entropy for a cpu key
+
+
+@pytest.mark.parametrize("payload", ["type=clear", "type=no-encrypt"])
+@pytest.mark.parametrize("policy", ["rfc-v2", "mktme-2019"])
+def test_clear_and_no_encrypt_need_an_algorithm_in_pconfig(payload, policy):
+    """As posted (RFC v2) CLEAR_KEY and NO_ENCRYPT go out with ENC_ALG = 0, which PCONFIG
+    rejects on every package; the 2019 tree sends an activated algorithm."""
+    sim = Sim(policy=policy)
+    user = sim.add("u", USER_KEY)
+    kid = sim.keyid(user)
+    before = sim.state(broadcasts=False)
+    posted = policy == "rfc-v2"
+    if posted:
+        sim.fails(sim.keys.add_key(0, "k", payload), "ENOKEY")
+        # Scrubbing the slot by updating to type=clear fails too: the user key stays.
+        sim.fails(sim.keys.update_key(0, user, "type=clear"), "ENOKEY")
+        assert sim.state(broadcasts=False) == before
+        assert sim.key_in_tables(kid) == [USER_XTS, USER_XTS]
+        statuses = {s for b in sim.keys.broadcasts[1:] for s in b.statuses.values()}
+        assert statuses == {"INVALID_ENC_ALG"}
+    else:
+        serial = sim.add("k", payload)
+        assert sim.keyid(serial) == kid + 1
+        sim.call(sim.keys.update_key(0, user, "type=clear"))
+        assert [p.mc.keys.mode(kid) for p in sim.plat.packages] == [TME, TME]
 
 
 def test_add_key_eacces_without_capability():
@@ -753,7 +781,7 @@ def test_online_with_savekeys_programs_the_same_user_key():
 
 
 def test_online_gives_a_cpu_key_a_different_random_key_and_starts_from_an_empty_table():
-    sim = Sim()
+    sim = Sim(policy_overrides={"clear_sends_alg": True})  # a no-encrypt key can exist
     x, y, z = (sim.add(d, USER_KEY) for d in "xyz")  # KeyIDs 1-3, programmed everywhere
     for serial in (x, y, z):
         sim.revoke(serial)  # freed; the hardware slots stay programmed
@@ -797,8 +825,8 @@ def test_offline_of_a_lead_cpu_hands_over_to_a_sibling():
     assert sim.k.lead_cpus() == {0: 0, 1: lead1 + 1}
 
 
-def test_offline_of_the_last_online_cpu_with_keys_in_use_is_ebusy():
-    sim = Sim()
+def test_offline_of_the_last_online_cpu_with_keys_in_use_is_ebusy_in_2019():
+    sim = Sim(policy="mktme-2019")
     cpp = sim.plat.model.topology.cores_per_package
     serial = sim.add("k")
     for cpu in range(cpp + 1, 2 * cpp):
@@ -983,4 +1011,309 @@ def test_migration_out_of_frames_fails_with_the_rest_left_in_place():
     for i in range(3):
         assert sim.read(proc, va + i * PAGE, PAGE) == pattern(40 + i) * (PAGE // 64)
     assert not proc.migrating
+    sim.no_violations()
+
+
+# -- key lifetime: revoke waits for the garbage collector, invalidate does not -----------------
+
+
+def _full_then_release(how: str, gc_delay_s: float, probe_after_ns: float) -> dict:
+    """Fill the client model's 15 KeyIDs, release KeyID 3's key with ``how`` and, that many
+    ns later, try the released serial and a new key; returns what each call gave."""
+    sim = Sim("client-1s", policy_overrides={"key_gc_delay_s": gc_delay_s})
+    serials = [sim.add(f"k{i}") for i in range(15)]
+    released = serials[2]
+    kid = sim.keyid(released)
+    out: dict = {}
+
+    def body():
+        t0 = sim.plat.env.now
+        yield from getattr(sim.keys, how)(0, released)
+        out["released_at"] = sim.plat.env.now
+        yield sim.plat.env.timeout(max(0, t0 + ns(probe_after_ns) - sim.plat.env.now))
+        out["probe_at"] = sim.plat.env.now
+        for name, gen in (("update", sim.keys.update_key(0, released, CPU_KEY)),
+                          ("mprotect", sim.mm.encrypt_mprotect(proc, va, PAGE, 3, released)),
+                          ("add", sim.keys.add_key(0, "new", CPU_KEY))):
+            try:
+                out[name] = yield from gen
+            except Errno as err:
+                out[name] = err.name
+
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    sim.plat.env.process(body())
+    sim.plat.run()
+    out["new_keyid"] = sim.keyid(out["add"]) if isinstance(out["add"], int) else None
+    out["kid"] = kid
+    return out
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
+@given(gc_us=st.floats(1.0, 1000.0), probe_fraction=st.floats(0.0, 3.0))
+def test_revoked_key_holds_its_keyid_until_garbage_collection(gc_us, probe_fraction):
+    """A revoked key is unusable at once (EKEYREVOKED) but keeps its KeyID until the collector
+    runs gc_delay later; then its serial is gone (ENOKEY) and the KeyID is reused."""
+    probe_ns = probe_fraction * gc_us * 1000
+    assume(abs(probe_ns - gc_us * 1000) > 2000)  # not within the probing calls' own time
+    out = _full_then_release("revoke", gc_us * 1e-6, probe_ns)
+    collected = out["probe_at"] > out["released_at"] + ns(gc_us * 1000) - ns(2000)
+    assert out["update"] == out["mprotect"] == ("ENOKEY" if collected else "EKEYREVOKED")
+    if collected:
+        assert out["new_keyid"] == out["kid"]
+    else:
+        assert out["add"] == "ENOKEY"  # all 15 KeyIDs still held
+
+
+@pytest.mark.parametrize("gc_delay_s", [300.0, 0.001])
+def test_invalidate_releases_the_keyid_at_once(gc_delay_s):
+    out = _full_then_release("invalidate", gc_delay_s, 0.0)
+    assert out["update"] == out["mprotect"] == "ENOKEY"
+    assert out["new_keyid"] == out["kid"]
+
+
+def test_default_gc_delay_is_the_keyring_default_of_300_s():
+    """keyrings(7): /proc/sys/kernel/keys/gc_delay defaults to 300 seconds."""
+    out = _full_then_release("revoke", load_policy("rfc-v2").key_gc_delay_s, 299.9e9)
+    assert out["add"] == "ENOKEY" and out["update"] == "EKEYREVOKED"
+    out = _full_then_release("revoke", load_policy("rfc-v2").key_gc_delay_s, 300.1e9)
+    assert out["new_keyid"] == out["kid"]
+
+
+# -- CPU-less packages: RFC v2 patch 13 forgets them, 2019 refuses ---------------------------
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None)
+@given(before=st.lists(st.sampled_from(["cpu", "user"]), max_size=3),
+       during=st.lists(st.sampled_from(["cpu", "user"]), max_size=3),
+       policy=st.sampled_from(["rfc-v2", "mktme-2019"]))
+def test_a_package_without_online_cpus(before, during, policy):
+    """RFC v2: the last CPU may always go; keys added meanwhile never reach the package; when
+    a CPU returns every KeyID in use is programmed there, CPU keys with a new random key.
+    2019: the last CPU cannot go while keys are in use, and no key is created meanwhile."""
+    sim = Sim(policy=policy, policy_overrides={"savekeys": True},
+              overrides={"topology": {"cores_per_package": 2}})
+    payload = {"cpu": CPU_KEY, "user": USER_KEY}
+    old = {sim.keyid(sim.add(f"b{i}", payload[t])): t for i, t in enumerate(before)}
+    t1 = sim.plat.packages[1].mc.keys
+    old_keys = {k: t1.key(k) for k in old}
+    sim.call(sim.k.hp.offline_cpu(2))
+    if policy == "mktme-2019" and old:
+        sim.fails(sim.k.hp.offline_cpu(3), "EBUSY")
+        assert sim.k.lead_cpus() == {0: 0, 1: 3}
+        return
+    sim.call(sim.k.hp.offline_cpu(3))
+    assert sim.k.lead_cpus() == {0: 0}
+    new: dict[int, str] = {}
+    for i, t in enumerate(during):
+        if policy == "mktme-2019":
+            sim.fails(sim.keys.add_key(0, f"d{i}", payload[t]), "EINVAL")
+            continue
+        kid = sim.keyid(sim.add(f"d{i}", payload[t]))
+        new[kid] = t
+        assert t1.mode(kid) == TME  # never programmed on the CPU-less package
+    sim.call(sim.k.hp.online_cpu(2))
+    assert sim.k.lead_cpus() == {0: 0, 1: 2}
+    for kid, t in {**old, **new}.items():
+        assert t1.mode(kid) == KEY
+        if t == "user":
+            assert t1.key(kid) == USER_XTS
+    for kid, t in old.items():
+        if t == "cpu":
+            assert t1.key(kid) != old_keys[kid]  # a fresh random key: old data is garbage
+
+
+def test_cpu_key_data_on_a_forgotten_package_becomes_garbage():
+    sim = Sim(overrides={"topology": {"cores_per_package": 2}})
+    serial = sim.add("k")
+    proc = sim.mm.spawn(2)  # package 1: its pages are homed there
+    va = sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    sim.write(proc, va, pattern(7))
+    sim.call(sim.plat.cores[2].run([(O.CLFLUSH, *sim.frame(proc, va), None, None)], []))
+    sim.call(sim.k.hp.offline_cpu(3))
+    sim.call(sim.k.hp.offline_cpu(2))  # RFC v2: succeeds; the process moves to cpu 0
+    assert proc.cpu == 0
+    assert sim.read(proc, va) == pattern(7)  # the old key is still in package 1's table
+    kid, pa = sim.frame(proc, va)
+    sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+    sim.call(sim.k.hp.online_cpu(2))
+    assert sim.read(proc, va) != pattern(7)
+
+
+# -- pinned pages (get_user_pages) outlive their VMA -------------------------------------------
+
+
+@pytest.mark.parametrize("refcount_pages", [False, True])
+def test_a_pinned_page_keeps_its_keyid_only_with_page_references(refcount_pages):
+    """Only the refcount_pages switch differs: without page references the KeyID of a pinned
+    page is freed with its VMA and key, reused and reprogrammed under the page's data."""
+    sim = Sim(policy_overrides={"refcount_pages": refcount_pages})
+    serial = sim.add("a")
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    sim.write(proc, va, pattern(3))
+    kid, pa = sim.frame(proc, va)
+    sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+    page = sim.call(sim.mm.pin(proc, va))
+    sim.munmap(proc, va, 1)
+    assert pa not in sim.mm.frames.free[0]  # the pinned frame was not freed with its VMA
+    sim.call(sim.keys.invalidate(0, serial))
+    nxt = sim.keyid(sim.add("b"))
+    entry = sim.call(sim.mm.device_read(0, page))
+    if refcount_pages:
+        assert nxt != kid and entry[5] == pattern(3)
+        sim.no_violations()
+    else:
+        assert nxt == kid and entry[5] != pattern(3)
+        assert sim.plat.oracle.violations
+    sim.call(sim.mm.unpin(0, page))
+    assert pa in sim.mm.frames.free[0]  # the last pin freed it
+    if refcount_pages:
+        assert sim.keys.refs[kid] == 0  # and with it the page's reference on the KeyID
+
+
+def test_unpin_of_an_unpinned_page_is_einval():
+    sim = Sim()
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    page = sim.call(sim.mm.pin(proc, va))
+    sim.call(sim.mm.unpin(0, page))
+    sim.fails(sim.mm.unpin(0, page), "EINVAL")
+
+
+# -- encrypt_mprotect honours prot ---------------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, database=None)
+@given(calls=st.lists(st.tuples(st.sampled_from([1, 3, 5, 7]), st.sampled_from("ab")),
+                      min_size=1, max_size=4))
+def test_encrypt_mprotect_discards_the_pages_whenever_key_or_prot_changes(calls):
+    """Patch 05: a call that changes the KeyID or the protection zaps the range (the data is
+    gone, the next load sees zeros); one that changes neither leaves it alone."""
+    sim = Sim()
+    serials = {"a": sim.add("a"), "b": sim.add("b")}
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    state = (0, 3)  # (KeyID, prot) after mmap
+    for i, (prot, key) in enumerate(calls):
+        if state[1] & 1:  # readable: store a fresh value first (through the user mapping)
+            sim.write(proc, va, pattern(50 + i)) if state[1] & 2 else None
+        had = proc.pages.get(va)
+        before = sim.read(proc, va) if state[1] & 1 and had is not None else None
+        sim.call(sim.mm.encrypt_mprotect(proc, va, PAGE, prot, serials[key]))
+        new = (sim.keyid(serials[key]), prot)
+        vma = proc.vma_at(va)
+        assert (vma.keyid, vma.prot) == new
+        if new != state:
+            assert va not in proc.pages  # zapped
+            if prot & 1:
+                assert sim.read(proc, va) == bytes(64)
+        elif before is not None:
+            assert proc.pages.get(va) is had
+            assert sim.read(proc, va) == before
+        state = new
+
+
+def test_user_access_obeys_prot_and_bad_prot_is_einval():
+    sim = Sim()
+    serial = sim.add("a")
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    before = sim.state()
+    sim.fails(sim.mm.encrypt_mprotect(proc, va, PAGE, 8, serial), "EINVAL")
+    assert sim.state() == before
+    sim.call(sim.mm.encrypt_mprotect(proc, va, PAGE, 1, serial))  # PROT_READ
+    sim.mm.check_access(proc, va, write=False)
+    with pytest.raises(Errno) as info:
+        sim.mm.check_access(proc, va, write=True)
+    assert info.value.name == "EFAULT"
+
+
+# -- swap writes MKTME pages unencrypted ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["rfc-v2", "unsafe-keyid0-direct-map"])
+def test_swap_out_of_an_mktme_page_exposes_its_plaintext(policy):
+    sim = Sim(policy=policy)
+    sim.plat.events = []
+    serial = sim.add("k")
+    kid = sim.keyid(serial)
+    proc = sim.mm.spawn(0)
+    va, plain_va = sim.mmap(proc, 1), sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    sim.write(proc, va, pattern(9))
+    sim.write(proc, plain_va, pattern(10))
+    sim.call(sim.mm.swap_out(proc, va))
+    sim.call(sim.mm.swap_out(proc, plain_va))  # a KeyID-0 page: TME covers it, no MKTME key
+    data, verdict = sim.mm.swap_read(0)
+    per_keyid = policy == "rfc-v2"
+    stats = sim.k.stats()["swap_plaintext_bytes_by_keyid"]
+    events = [e for e in sim.plat.events if e[2] == "swap-out unencrypted"]
+    if per_keyid:  # the kernel read the page through its KeyID: the device holds plaintext
+        assert data == pattern(9) and verdict == "plaintext"
+        assert stats == {str(kid): PAGE}
+        assert len(events) == 1 and sim.plat.amap.split(events[0][3])[0] == kid
+    else:  # read through KeyID 0: what reaches swap is not the tenant's plaintext
+        assert data != pattern(9) and verdict == "opaque"
+        assert stats == {} and not events
+    assert sim.mm.swap_read(1)[0] == pattern(10)  # KeyID 0 is plaintext to the kernel too
+    if per_keyid:
+        assert sim.read(proc, va) == pattern(9)  # swap-in gives it back: the leak is silent
+        assert 0 not in sim.mm.swap_device  # the slot was released
+
+
+@pytest.mark.parametrize("policy", ["rfc-v2", "unsafe-keyid0-direct-map"])
+def test_a_kernel_read_through_the_direct_map_sees_the_tenants_plaintext(policy):
+    """Per-KeyID direct maps give the kernel a decrypted view of every tenant's memory."""
+    sim = Sim(policy=policy)
+    serial = sim.add("k")
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    sim.write(proc, va, pattern(11))
+    kid, pa = sim.frame(proc, va)
+    sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+    seen = sim.call(sim.mm.direct_map_read(20, kid, pa))[5]
+    keyid0 = sim.call(sim.mm.direct_map_read(20, 0, pa))[5]
+    assert keyid0 != pattern(11)
+    assert (seen == pattern(11)) == (policy == "rfc-v2")
+
+
+# -- allocation flush: last KeyID with skip-on-repeat, or always through KeyID 0 ------------------
+
+
+@pytest.mark.parametrize("alloc_flush", ["last-keyid", "keyid0"])
+def test_allocation_flush_policy(alloc_flush):
+    sim = Sim(policy_overrides={"alloc_flush": alloc_flush})
+    serial = sim.add("k")
+    kid = sim.keyid(serial)
+    proc = sim.mm.spawn(0)
+    va = sim.mmap(proc, 1)
+    sim.protect(proc, va, PAGE, serial)
+    flushed: list[tuple[int, int]] = []  # (KeyID, pa) of every clflush on allocation
+    real = sim.mm.flush_page
+
+    def spy(cpu, pa, keyid):
+        flushed.append((keyid, pa))
+        yield from real(cpu, pa, keyid)
+
+    sim.mm.flush_page = spy
+    sim.write(proc, va, pattern(1))  # first use of the frame: it last had KeyID 0
+    _, pa = sim.frame(proc, va)
+    on_alloc = [f for f in flushed]
+    sim.munmap(proc, va, 1)  # free: flushed through K
+    flushed.clear()
+    va2 = sim.mmap(proc, 1)
+    sim.protect(proc, va2, PAGE, serial)
+    sim.write(proc, va2, pattern(2))  # LIFO: the same frame again, same KeyID
+    assert sim.frame(proc, va2)[1] == pa
+    again = [f for f in flushed]
+    assert on_alloc == [(0, pa)]  # last KeyID 0, or KeyID 0: the same lines either way
+    if alloc_flush == "keyid0":
+        assert again == [(0, pa)]  # every allocation, through KeyID 0
+    else:
+        assert again == []  # same KeyID as last time: skipped
+    assert kid
     sim.no_violations()

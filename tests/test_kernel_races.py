@@ -67,11 +67,25 @@ def test_encrypt_mprotect_queued_behind_a_revoke_does_not_take_a_reused_keyid():
     w.at(0, "A2", lambda: w.k.keys.add_key(2, "A2", CPU))  # holds mktme_map_lock
     w.at(50, "C", lambda: w.k.keys.add_key(3, "C", CPU))  # queued
     w.at(100, "mprotect", lambda: w.k.mm.encrypt_mprotect(p, w.r["va"], 4096, 3, w.r["S"]))
-    w.at(400, "revoke", lambda: w.k.keys.revoke(5, w.r["S"]))  # S gone, KeyID 1 free
+    # invalidate: S gone and KeyID 1 free at once (a revoke would hold it for gc_delay)
+    w.at(400, "invalidate", lambda: w.k.keys.invalidate(5, w.r["S"]))
     w.run()
     assert isinstance(w.r["mprotect"], Errno) and w.r["mprotect"].name == "ENOKEY"
     assert p.vmas[0].keyid == 0  # nothing changed
     assert w.k.keys.keys[w.r["C"]].keyid == 1  # C reused the freed KeyID, alone
+
+
+def test_encrypt_mprotect_queued_behind_a_revoke_sees_ekeyrevoked_and_the_keyid_stays_held():
+    w = World()
+    p = w.mapped(4)
+    w.at(0, "A2", lambda: w.k.keys.add_key(2, "A2", CPU))  # holds mktme_map_lock
+    w.at(50, "C", lambda: w.k.keys.add_key(3, "C", CPU))  # queued
+    w.at(100, "mprotect", lambda: w.k.mm.encrypt_mprotect(p, w.r["va"], 4096, 3, w.r["S"]))
+    w.at(400, "revoke", lambda: w.k.keys.revoke(5, w.r["S"]))  # revoked, not yet collected
+    w.run()
+    assert isinstance(w.r["mprotect"], Errno) and w.r["mprotect"].name == "EKEYREVOKED"
+    assert p.vmas[0].keyid == 0  # nothing changed
+    assert w.k.keys.keys[w.r["C"]].keyid != 1  # KeyID 1 was still held by the revoked key
 
 
 def test_a_waiter_whose_programming_fails_passes_the_free_keyid_on():

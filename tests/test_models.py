@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -167,3 +168,40 @@ def test_missing_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_model(tmp_path / "nope.toml")
     assert "no such file" in str(info.value)
+
+
+SOURCE_TAG = re.compile(r"ASSUMPTION|\b(?:S[1-5]b?|K1?[0-9]|C[1-8]|P1?[0-9]a?b?|M[1-3])\b")
+
+
+@pytest.mark.parametrize("path", sorted(MODELS_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_model_number_cites_a_source_or_is_an_assumption(path):
+    """Project rule: each number in a model (and the boot tweak, a modelling choice) carries,
+    on its line or the comment lines right below it, a fact-sheet source tag or ASSUMPTION."""
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\w+) = (-?[0-9][0-9_.]*|\"per-boot\"|\"stable\")\s*(#.*)?$", line)
+        if not m:
+            continue
+        comment = m.group(3) or ""
+        j = i + 1
+        while j < len(lines) and lines[j].lstrip().startswith("#") and not lines[j].startswith("#"):
+            comment += lines[j]
+            j += 1
+        assert SOURCE_TAG.search(comment), f"{path.name}:{i + 1}: {line.strip()}"
+        assert "can take ms" not in comment, f"{path.name}:{i + 1}: cites an unfound figure"
+
+
+@pytest.mark.parametrize("name", ["client-1s", "server-2s", "server-4s"])
+def test_aes_engine_per_controller_keeps_up_with_its_channel_by_default(name):
+    """One engine per memory controller, no slower than the controller's channel unless a
+    model says so (aes_throughput_x_channel); an override scales it."""
+    from mktme_des.engine.time import ns
+    from mktme_des.hw.platform import Platform
+
+    m = load_model(name)
+    channel = m.dram.bandwidth_gbps / 64  # lines per ns
+    assert m.aes_lines_per_ns >= channel
+    for factor in (0.25, 2.0):
+        plat = Platform(load_model(name, {"mktme": {"aes_throughput_x_channel": factor}}), seed=0)
+        for pkg in plat.packages:
+            assert pkg.mc.engine.interval == max(1, ns(1.0 / (factor * channel)))

@@ -120,8 +120,12 @@ class MktmeSpec(Section):
                                   min=0.0)
     aes_pipelined: bool = param(True, doc="a new line may enter the engine before the previous "
                                 "one leaves")
-    aes_lines_per_ns: float = param(doc="engine throughput when pipelined", unit="lines/ns",
-                                    min=0.0, min_exclusive=True)
+    aes_throughput_x_channel: float = param(1.0, doc="throughput of the pipelined engine, one "
+                                            "per memory controller, as a multiple of that "
+                                            "controller's channel bandwidth (dram."
+                                            "bandwidth_gbps in 64-byte lines); 1.0: the engine "
+                                            "keeps up with the bus", unit="x channel", min=0.0,
+                                            min_exclusive=True, max=1000.0)
     boot_tweak: str = param("per-boot", doc="per-boot platform value mixed into the tweak, or "
                             "'stable' (the same every boot)", choices=("per-boot", "stable"))
 
@@ -193,6 +197,16 @@ class Model(Section):
     def usable_address_bits(self) -> int:
         """Physical-address bits left for memory once the KeyID bits are taken."""
         return self.platform.physical_address_bits - self.mktme.keyid_bits
+
+    @property
+    def channel_lines_per_ns(self) -> float:
+        """A memory controller's channel bandwidth, in 64-byte lines per ns."""
+        return self.dram.bandwidth_gbps / LINE_BYTES
+
+    @property
+    def aes_lines_per_ns(self) -> float:
+        """The AES engine's throughput: ``aes_throughput_x_channel`` times the channel."""
+        return self.mktme.aes_throughput_x_channel * self.channel_lines_per_ns
 
     @property
     def memory_bytes(self) -> int:

@@ -1,10 +1,12 @@
 """The ``slots`` driver (experiment E5): KeyID slot pressure.
 
 Tenants arrive as a Poisson process (``arrival_per_us``) for ``duration_us``; each adds its own
-CPU-type key, keeps it for an exponentially distributed ``lifetime_us`` and revokes it. The
-offered load in keys is ``arrival_per_us * lifetime_us``; the hardware has the model's KeyIDs.
-With ``on_exhaustion = "fail"`` (RFC v2) an add finds no free KeyID and fails with ENOKEY;
-with ``"wait"`` it sleeps until a revoke frees one. With ``customers > 0`` the tenants belong to
+CPU-type key, keeps it for an exponentially distributed ``lifetime_us`` and then releases it
+with ``keyctl invalidate`` (the KeyID is free at once) or ``keyctl revoke`` (the KeyID stays
+held until the keyring garbage collector destroys the key, the policy's ``key_gc_delay_s``
+later). The offered load in keys is ``arrival_per_us * lifetime_us``; the hardware has the
+model's KeyIDs. With ``on_exhaustion = "fail"`` (RFC v2) an add finds no free KeyID and fails
+with ENOKEY; with ``"wait"`` it sleeps until one is freed. With ``customers > 0`` the tenants belong to
 that many customers sharing one key each (Hansen's "5 Pepsi VMs and 5 Coke VMs"): a tenant
 uses its customer's key while any of the customer's tenants is alive.
 """
@@ -29,6 +31,7 @@ METRICS = {
     "wait_mean_ns": "mean add_key latency of the successful adds [ns]",
     "wait_max_ns": "largest add_key latency [ns]",
     "keyids_max_in_use": "most KeyIDs in use at once",
+    "gc_delay_ratio": "the policy's key_gc_delay_s / the mean tenant lifetime",
 }
 
 
@@ -41,6 +44,9 @@ class SlotsBase(pb.PlatformBase):
     duration_us: float = param(400.0, doc="how long tenants arrive", unit="us", min=1.0)
     customers: int = param(0, doc="0: a key per tenant; N: tenants share N customer keys",
                            min=0)
+    release: str = param("invalidate", doc="how a key is given up: invalidate (its KeyID is "
+                         "free at once) or revoke (held until garbage collection)",
+                         choices=("invalidate", "revoke"))
 
 
 @register("slots", metrics=METRICS, base=SlotsBase, resolve=pb.resolve_platform, param_value=pb.param_value)
@@ -78,7 +84,8 @@ def slots(config: dict[str, Any], seed: int) -> dict[str, Any]:
         entry["count"] -= 1
         if entry["count"] == 0:
             del shared[desc]
-            yield from keys.revoke(cpu, keys.by_desc[desc])
+            release = keys.revoke if config["release"] == "revoke" else keys.invalidate
+            yield from release(cpu, keys.by_desc[desc])
 
     def arrivals():
         end = ns(config["duration_us"] * 1000)
@@ -102,4 +109,5 @@ def slots(config: dict[str, Any], seed: int) -> dict[str, Any]:
         "wait_mean_ns": to_ns(sum(waits)) / len(waits) if waits else None,
         "wait_max_ns": to_ns(max(waits)) if waits else None,
         "keyids_max_in_use": stats["max_in_use"],
+        "gc_delay_ratio": kernel.policy.key_gc_delay_s * 1e6 / config["lifetime_us"],
     }

@@ -151,7 +151,7 @@ class Platform:
                             m.mktme.tme_bypass)
             pkg.mc = MemoryController(
                 p, self.amap, keys,
-                AesEngine(m.mktme.aes_latency_ns, m.mktme.aes_pipelined, m.mktme.aes_lines_per_ns),
+                AesEngine(m.mktme.aes_latency_ns, m.mktme.aes_pipelined, m.aes_lines_per_ns),
                 DramTiming(m.dram), DramStore(lazy=self._lazy), self._boot,
             )
             self.packages.append(pkg)

@@ -11,7 +11,18 @@
   which is fine: each package encrypts only its own memory, and none of it holds data from
   before), CLEAR and NO_ENCRYPT as such.
   Programming stops at the first failure and the online is refused.
-* A lead CPU going offline hands the package over to an online sibling.
+* A lead CPU going offline hands the package over to an online sibling. With none left, the
+  package's memory stays online but no CPU can run PCONFIG there (a CPU-less package):
+  - ``cpuless_package = "forget"`` (RFC v2 patch 13, "teardown always succeeds"): the package
+    is left out of the lead mask, so no key broadcast reaches it; a KeyID added meanwhile keeps
+    whatever its slot held there (TME behaviour, or a stale key). When one of its CPUs comes
+    back (:meth:`Hotplug.online_cpu`) it is a CPU in a new package: every KeyID in use is
+    programmed on that package alone, from the saved data (EPERM for user keys without
+    ``mktme_savekeys``), a CPU key as a fresh SET_KEY_RANDOM. The memory controller kept its
+    table and its memory, so data encrypted there under the old CPU key now reads as garbage.
+  - ``"refuse"`` (2019, 38/62): the last CPU of a package cannot go offline while keys are in
+    use (EBUSY), and key creation fails (EINVAL) while a package with memory has no online CPU
+    (37/62, "no online CPU in proximity domain").
 * A CPU going offline runs WBINVD before it stops (Linux's ``native_play_dead``), and so does
   a package: dirty lines its caches own are written back, every line is dropped, and the
   offline takes that time (memory-system rule 7). An offline package's caches hold nothing.
@@ -32,6 +43,7 @@ class Hotplug:
         self.plat = kernel.plat
         self.env = kernel.env
         self.log: list[dict] = []
+        self.cpuless: set[int] = set()  # packages whose memory is online but no CPU is
 
     def online_package(self, package: int):
         """Bring ``package`` and its CPUs online; raises Errno when the kernel refuses."""
@@ -56,6 +68,7 @@ class Hotplug:
                     raise Errno("ENOKEY", f"programming KeyID {keyid} on package {package} "
                                 f"failed: {pc.STATUS[status]}")
             pkg.online = True
+            self.cpuless.discard(package)
             for core in pkg.cores:
                 core.online = True
             self.log.append({"event": "online", "package": package, "keys": len(in_use),
@@ -133,11 +146,13 @@ class Hotplug:
             raise Errno("EINVAL", f"cpu {cpu} is already offline")
         pkg = plat.packages[core.package]
         siblings = [c for c in pkg.cores if c.online and c is not core]
-        if not siblings and self.k.keys.in_use():
+        if not siblings and self.k.keys.in_use() and self.k.policy.cpuless_package == "refuse":
             # 2019: "Do not allow teardown of any lead CPU that would render a hardware key
             # table unreachable"; taking the package down is offline_package's job.
             raise Errno("EBUSY", f"cpu {cpu} is the last online CPU of package {core.package} "
                         "and keys are in use")
+        # RFC v2 (cpuless_package = "forget"): teardown always succeeds; the package is
+        # forgotten below and its memory stays online, unreachable by PCONFIG.
         yield self.k.hotplug.write_acquire()
         try:
             was_lead = self.k.lead_cpus().get(core.package) == cpu
@@ -145,9 +160,50 @@ class Hotplug:
             yield from self._flush_caches(core.package)
             if not siblings:
                 pkg.online = False
+                self.cpuless.add(core.package)
             self._move_tasks()
             self.log.append({"event": "offline_cpu", "cpu": cpu, "was_lead": was_lead,
                              "new_lead": siblings[0].cpu if siblings and was_lead else None,
                              "time_ns": self.env.now / 1000})
+        finally:
+            self.k.hotplug.write_release()
+
+    def online_cpu(self, cpu: int):
+        """Bring one CPU back online. In a package that still has an online CPU nothing else
+        happens. In a CPU-less package (see the module docstring) it is patch 13's startup of
+        a CPU in a new package: every KeyID in use is programmed on this package alone by this
+        CPU, from the saved key data, without resetting the key table (the package's memory
+        controller stayed up); then the CPU becomes its lead. Raises EPERM when user-type keys
+        are in use without ``mktme_savekeys``, ENOKEY when programming fails."""
+        plat, keys = self.plat, self.k.keys
+        if not 0 <= cpu < len(plat.cores):
+            raise Errno("EINVAL", f"no cpu {cpu}")
+        core = plat.cores[cpu]
+        if core.online:
+            raise Errno("EINVAL", f"cpu {cpu} is already online")
+        pkg = plat.packages[core.package]
+        if not pkg.online and core.package not in self.cpuless:
+            raise Errno("EINVAL", f"package {core.package} is offline with its memory; bring it "
+                        "online as a package")
+        yield self.k.hotplug.write_acquire()
+        start = self.env.now
+        try:
+            in_use = keys.in_use() if not pkg.online else []
+            if in_use and keys.user_type and not self.k.policy.savekeys:
+                raise Errno("EPERM", f"user-type keys are in use (KeyIDs {sorted(keys.user_type)}) "
+                            "and mktme_savekeys is off: their key data cannot be programmed "
+                            f"on package {core.package}")
+            for keyid in in_use:
+                kind, data_key, tweak_key = keys.vault.get(keyid, (keys.types.get(keyid, "cpu"), b"", b""))
+                prog = self._program_for(keyid, kind, data_key, tweak_key)
+                status = yield self.env.process(pc.pconfig(plat, cpu, prog))
+                if status != pc.PROG_SUCCESS:
+                    raise Errno("ENOKEY", f"programming KeyID {keyid} on package "
+                                f"{core.package} failed: {pc.STATUS[status]}")
+            core.online = True
+            pkg.online = True
+            self.cpuless.discard(core.package)
+            self.log.append({"event": "online_cpu", "cpu": cpu, "keys": len(in_use),
+                             "start_ns": start / 1000, "end_ns": self.env.now / 1000})
         finally:
             self.k.hotplug.write_release()

@@ -35,4 +35,6 @@ class Kernel:
 
     def stats(self) -> dict:
         return {"policy": self.policy.name, "keys": self.keys.to_dict(),
-                "mm": dict(sorted(self.mm.counts.items())), "hotplug": self.hp.log}
+                "mm": dict(sorted(self.mm.counts.items())), "hotplug": self.hp.log,
+                "swap_plaintext_bytes_by_keyid": {str(k): v for k, v in
+                                                  sorted(self.mm.swap_exposure.items())}}

@@ -15,9 +15,28 @@ serial), which is refused with ``EBUSY`` while VMAs use its KeyID.
 KeyIDs and references
 ---------------------
 KeyIDs are allocated first fit, lowest free. Each KeyID has a reference count: the key holds
-one, each VMA using it one, and (2019 policy ``refcount_pages``) each allocated page one. A key
-that is revoked or invalidated is gone at once (its serial no longer resolves), but its KeyID
-is reused only when the last reference is gone. The hardware slot is not cleared on free.
+one, each VMA using it one, and (2019 policy ``refcount_pages``) each allocated page one. The
+KeyID is reused only when the last reference is gone. The hardware slot is not cleared on free.
+
+Key lifetime
+------------
+The key's own reference is put by the key type's ``.destroy`` method, which the keyring
+garbage collector calls. RFC v2 patch 10/13 (``security/keys/mktme_keys.c``, Message-ID
+<42d44fb5ddbbf7241a2494fc688e274ade641965.1543903910.git.alison.schofield@intel.com>) registers
+``key_type_mktme`` with ``.destroy = mktme_destroy_key`` ("Key Service Method called when Key
+is garbage collected": ``key_put_encrypt_ref(mktme_map_keyid_from_key(key))``) and no
+``.revoke``; the cover letter removed the earlier "special MKTME case in keyctl revoke". So:
+
+* ``keyctl revoke`` marks the key revoked at once: any further use of its serial (update,
+  revoke, invalidate, ``encrypt_mprotect``) fails with ``EKEYREVOKED``, and ``add_key`` with
+  its description makes a new key. The key itself, and with it the KeyID reference it holds,
+  lives until the garbage collector removes revoked keys, ``key_gc_delay_s`` later
+  (``/proc/sys/kernel/keys/gc_delay``, 300 s by default, keyrings(7)).
+* ``keyctl invalidate`` schedules the collector at once: the key is gone (its serial gives
+  ``ENOKEY``) and its reference is put promptly.
+
+The 2019 key type also releases the KeyID from ``.destroy`` (``percpu_ref_kill``), so both
+policies share this lifetime.
 
 Programming
 -----------
@@ -49,7 +68,8 @@ class MktmeKey:
     data_key: bytes
     tweak_key: bytes
     keyid: int
-    live: bool = True
+    live: bool = True  # the key exists (not yet garbage collected or invalidated)
+    revoked: bool = False
 
 
 @dataclass
@@ -146,9 +166,13 @@ class KeyService:
 
     # -- lookups ---------------------------------------------------------------------------------
     def lookup(self, serial: int) -> MktmeKey:
+        """The key ``serial`` names, for use: ENOKEY when there is none (never was, garbage
+        collected, invalidated), EKEYREVOKED when it is revoked but not yet collected."""
         key = self.keys.get(serial)
         if key is None or not key.live:
             raise Errno("ENOKEY", f"no key with serial {serial}")
+        if key.revoked:
+            raise Errno("EKEYREVOKED", f"key {serial} was revoked")
         return key
 
     def in_use(self) -> list[int]:
@@ -267,6 +291,11 @@ class KeyService:
         if not capable:
             raise Errno("EACCES", "needs CAP_SYS_RESOURCE or CAP_SYS_ADMIN")
         opts = parse_options(payload)
+        cpuless = sorted(self.k.hp.cpuless)
+        if cpuless and self.k.policy.cpuless_package == "refuse":
+            # 2019 (37/62): "MKTME: no online CPU in proximity domain"
+            raise Errno("EINVAL", f"package(s) {cpuless} have memory but no online CPU: the "
+                        "topology does not support key creation")
         if description in self.by_desc and self.keys[self.by_desc[description]].live:
             serial = self.by_desc[description]
             yield from self._update(caller, self.keys[serial], opts)
@@ -325,8 +354,7 @@ class KeyService:
         yield self.k.map_lock.acquire()
         try:
             # Checked under the lock: an encrypt_mprotect queued on it may add a user.
-            if not key.live:
-                raise Errno("ENOKEY", f"key {key.serial} was revoked")
+            self.lookup(key.serial)
             if self.refs[key.keyid] > 1 and not self.k.policy.reprogram_in_use:
                 raise Errno("EBUSY", f"KeyID {key.keyid} is in use by "
                             f"{self.refs[key.keyid] - 1} mapping(s)")
@@ -342,12 +370,34 @@ class KeyService:
             self.k.map_lock.release()
 
     def revoke(self, caller: int, serial: int):
-        """``keyctl revoke`` / ``invalidate``: the key is gone; its KeyID follows when the last
-        reference is put."""
+        """``keyctl revoke``: the key is unusable at once (EKEYREVOKED), and the garbage
+        collector destroys it ``key_gc_delay_s`` later, putting its KeyID reference (see the
+        module docstring)."""
         yield self.env.timeout(ns(self.k.policy.syscall_ns))
         key = self.lookup(serial)
-        key.live = False
+        key.revoked = True
         del self.by_desc[key.description]
+        self.counts["revoked"] = self.counts.get("revoked", 0) + 1
+        self.env.process(self._collect(key, ns(self.k.policy.key_gc_delay_s * 1e9)))
+
+    def invalidate(self, caller: int, serial: int):
+        """``keyctl invalidate``: the key is gone at once (ENOKEY) and the collector, scheduled
+        immediately, destroys it: its KeyID reference is put promptly."""
+        yield self.env.timeout(ns(self.k.policy.syscall_ns))
+        key = self.lookup(serial)
+        del self.by_desc[key.description]
+        self.counts["invalidated"] = self.counts.get("invalidated", 0) + 1
+        self._destroy(key)
+
+    def _collect(self, key: MktmeKey, delay: int):
+        """The keyring garbage collector's pass over a revoked key."""
+        yield self.env.timeout(delay)
+        self._destroy(key)
+
+    def _destroy(self, key: MktmeKey) -> None:
+        """``mktme_destroy_key``: the key is gone; its reference on the KeyID is put."""
+        key.live = False
+        self.counts["keys_destroyed"] = self.counts.get("keys_destroyed", 0) + 1
         self.put_ref(key.keyid)
 
     def to_dict(self) -> dict:

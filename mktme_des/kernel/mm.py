@@ -3,22 +3,33 @@
 
 * **Page allocator.** Per-package LIFO free lists of 4 KiB frames (hot pages are reused first,
   as with the kernel's per-CPU lists). Every frame remembers the KeyID it last had.
-  ``prep_encrypted_page``: allocating a frame under KeyID K != 0 first clflushes it through its
-  previous KeyID when that differs (``flush_on_alloc``), then zeroes it through K
+  ``prep_encrypted_page``: allocating a frame under KeyID K != 0 first clflushes it
+  (``flush_on_alloc``): through its previous KeyID when that differs (``alloc_flush =
+  "last-keyid"``, the core series behind RFC v2), or always through KeyID 0 (``"keyid0"``, the
+  2019 tree); then it zeroes it through K
   (``zero_on_alloc``). ``free_encrypted_page``: freeing a frame that had KeyID K != 0 clflushes
   every line through K (``flush_on_free``). KeyID-0 allocations get no flush, as in the kernel.
 * **VMAs** carry a KeyID (in ``vm_page_prot``) and hold a reference on it.
 * **encrypt_mprotect(addr, len, prot, serial)**: ``len`` page aligned (else EINVAL), ``addr``
-  page aligned (EINVAL), the serial resolves to a live key (else ENOKEY), every byte of the range
+  page aligned (EINVAL), ``prot`` only PROT_READ/WRITE/EXEC bits (EINVAL), the serial resolves to a live key (else ENOKEY), every byte of the range
   is mapped (ENOMEM) by anonymous VMAs (else EINVAL) — all checked before anything changes. Then
-  VMAs are split at the range's ends, moved to the key's KeyID (references moved), and their
-  existing pages are discarded (MADV_DONTNEED semantics, so the old contents are gone); new
-  pages are allocated and zeroed through the new KeyID on first touch.
+  VMAs are split at the range's ends, and each whose KeyID or protection changes is moved to
+  the key's KeyID and ``prot`` (references moved) and has its existing pages discarded
+  (MADV_DONTNEED semantics, so the old contents are gone): patch 05's mprotect_set_encrypt
+  zaps whenever it runs, so a new protection with the same key discards the pages too. A VMA
+  already at that KeyID and protection is left alone. New pages are allocated and zeroed
+  through the new KeyID on first touch. User loads and stores obey the VMA's protection.
 * **Kernel access to user pages** (zeroing, swap) goes through the direct map: one per KeyID, or
   only KeyID 0 (``direct_map = "keyid0-only"``), in which case the kernel's loads, stores and
   flushes all use KeyID 0. The oracle is told what the kernel *means* the user to see (zeros
   after allocation, the old contents after swap-in), so a direct map that cannot deliver it
   shows up as a violation.
+* **Page pins** (``get_user_pages`` for direct I/O or device assignment): a pinned page holds a
+  page reference, so unmapping its VMA does not free it; it is freed (and flushed) when the
+  last pin is dropped. Such a page outlives its VMA, and with it the VMA's reference on its
+  KeyID: with RFC v2's VMA-only refcount the KeyID can then be freed and given to a new key,
+  and the pinned page's data is read under the new key. The 2019 per-page references
+  (``refcount_pages``) keep the KeyID until the page is freed.
 * **Migration** (memory hot-remove, when a package goes offline with ``migrate_on_offline``):
   the pages homed on the package are unmapped, so accesses to them fault and wait (migration
   entries), and one TLB shootdown lets accesses already under way finish. Each page is then
@@ -41,6 +52,10 @@ LINES = PAGE // 64
 ZERO_LINE = bytes(64)
 
 
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+PROT_ALL = PROT_READ | PROT_WRITE | PROT_EXEC
+
+
 @dataclass
 class Vma:
     start: int
@@ -48,12 +63,15 @@ class Vma:
     keyid: int = 0
     anonymous: bool = True
     name: str = ""
+    prot: int = PROT_READ | PROT_WRITE  # mmap in this model maps read-write
 
 
 @dataclass
 class Page:
     pa: int
     keyid: int
+    pins: int = 0  # get_user_pages pins
+    orphan: bool = False  # unmapped while pinned: freed when the last pin goes
 
 
 @dataclass
@@ -65,6 +83,7 @@ class Process:
     # vpage -> (keyid, data, what the user had stored per line, for the oracle)
     swapped: dict[int, tuple[int, bytes, list]] = field(default_factory=dict)
     migrating: dict[int, Any] = field(default_factory=dict)  # vpage -> event: mapped again
+    swap_slots: dict[int, int] = field(default_factory=dict)  # vpage -> swap device slot
     next_va: int = 0x7F00_0000_0000
 
     def vma_at(self, va: int) -> Vma | None:
@@ -109,6 +128,13 @@ class MM:
         self.procs: dict[int, Process] = {}
         self.next_pid = 100
         self.counts: dict[str, int] = {}
+        # The swap device: slot -> the bytes written there. The RFC v2 kernel does not encrypt
+        # swap (Hansen, Dec 4: "we wouldn't force memory to be encrypted in swap"): an MKTME
+        # page is read through its KeyID's direct map, so its plaintext goes to the device.
+        self.swap_device: dict[int, bytes] = {}
+        self.next_slot = 0
+        self.swap_exposure: dict[int, int] = {}  # KeyID -> plaintext bytes written to swap
+        self.swap_intent: dict[int, list] = {}  # slot -> what the user had stored per line
 
     def pages_homed_on(self, package: int) -> int:
         """Allocated pages (of any process) whose frame is homed on ``package``."""
@@ -152,18 +178,24 @@ class MM:
         for cut in (start, end):
             vma = proc.vma_at(cut)
             if vma is not None and vma.start < cut:
-                tail = Vma(cut, vma.end, vma.keyid, vma.anonymous, vma.name)
+                tail = Vma(cut, vma.end, vma.keyid, vma.anonymous, vma.name, vma.prot)
                 vma.end = cut
                 proc.vmas.insert(proc.vmas.index(vma) + 1, tail)
                 self.k.keys.get_ref(tail.keyid)
 
     def _zap(self, proc: Process, start: int, end: int):
-        """Discard the pages of [start, end): each frame is freed (and flushed per policy)."""
+        """Discard the pages of [start, end): each frame is freed (and flushed per policy),
+        except a pinned one, which lives on until its last pin is dropped."""
         for vpage in sorted(v for v in proc.pages if start <= v < end):
             page = proc.pages.pop(vpage)
+            if page.pins:
+                page.orphan = True
+                self._count("pinned_pages_outliving_vma")
+                continue
             yield from self.free_page(proc.cpu, page)
         for vpage in [v for v in proc.swapped if start <= v < end]:
             del proc.swapped[vpage]
+            self._free_slot(proc.swap_slots.pop(vpage))
 
     # -- encrypt_mprotect --------------------------------------------------------------------
     def encrypt_mprotect(self, proc: Process, addr: int, length: int, prot: int, serial: int):
@@ -174,6 +206,9 @@ class MM:
             raise Errno("EINVAL", f"length {length:#x} is not page aligned")
         if addr % PAGE:
             raise Errno("EINVAL", f"address {addr:#x} is not page aligned")
+        if prot & ~PROT_ALL:
+            raise Errno("EINVAL", f"prot {prot:#x} has bits other than PROT_READ, PROT_WRITE "
+                        "and PROT_EXEC")
         keys.lookup(serial)  # ENOKEY early for a serial that never existed
         yield self.k.map_lock.acquire()
         try:
@@ -193,12 +228,15 @@ class MM:
                 va = vma.end
             self._split(proc, addr, end)
             for vma in [v for v in proc.vmas if addr <= v.start and v.end <= end]:
-                if vma.keyid == keyid:
+                if vma.keyid == keyid and vma.prot == prot:
                     continue  # same flags and KeyID: mprotect_fixup does nothing
+                # mprotect_set_encrypt (patch 05) zaps the range first, whenever it runs:
+                # a new protection with the same key discards the pages too.
                 yield from self._zap(proc, vma.start, vma.end)
                 keys.put_ref(vma.keyid)
                 keys.get_ref(keyid)
                 vma.keyid = keyid
+                vma.prot = prot
             self._count("encrypt_mprotect")
         finally:
             self.k.map_lock.release()
@@ -209,8 +247,11 @@ class MM:
         pa = self.frames.take(self.plat.cores[cpu].package)
         policy = self.k.policy
         last = self.frames.last_keyid.get(pa, 0)
-        if keyid and policy.flush_on_alloc and last != keyid:
-            yield from self.flush_page(cpu, pa, last)
+        if keyid and policy.flush_on_alloc:
+            if policy.alloc_flush == "keyid0":
+                yield from self.flush_page(cpu, pa, 0)
+            elif last != keyid:
+                yield from self.flush_page(cpu, pa, last)
         if keyid and policy.refcount_pages:
             self.k.keys.get_ref(keyid)
         if zero and policy.zero_on_alloc:
@@ -261,7 +302,57 @@ class MM:
         yield from self.plat.cores[cpu].run(ops, log)
         return [entry[5] for entry in log]
 
+    def direct_map_read(self, cpu: int, keyid: int, pa: int, size: int = 64):
+        """A kernel load of ``size`` bytes at physical ``pa`` through its direct map for
+        ``keyid`` (``phys_to_virt`` plus that KeyID's offset): with a direct map per KeyID
+        (Hansen, Dec 5) that is a decrypted view of any tenant's memory; with only KeyID 0
+        the kernel sees ciphertext decrypted with the wrong key. Returns the core's log entry."""
+        log: list = []
+        yield from self.plat.cores[cpu].run([(O.READ, self._map_keyid(keyid), pa, size, None)],
+                                            log)
+        return log[0]
+
+    # -- page pins ---------------------------------------------------------------------------
+    def pin(self, proc: Process, va: int):
+        """``get_user_pages`` (FOLL_PIN) of the page of ``va``, faulting it in; returns the
+        Page, which stays allocated until :meth:`unpin`, even after its VMA is gone."""
+        yield from self.fault(proc, va)
+        page = proc.pages[va & ~(PAGE - 1)]
+        page.pins += 1
+        self._count("pins")
+        return page
+
+    def unpin(self, cpu: int, page: Page):
+        """Drop a pin; the last pin of a page whose VMA is gone frees it."""
+        if page.pins <= 0:
+            raise Errno("EINVAL", f"page {page.pa:#x} is not pinned")
+        page.pins -= 1
+        if not page.pins and page.orphan:
+            page.orphan = False
+            yield from self.free_page(cpu, page)
+        else:
+            yield self.env.timeout(0)
+
+    def device_read(self, cpu: int, page: Page, size: int = 64) -> Any:
+        """A direct I/O reads the first ``size`` bytes of a pinned page, as the kernel maps
+        it: through the page's KeyID (per-KeyID direct map); returns the core's log entry."""
+        log: list = []
+        k = self._map_keyid(page.keyid)
+        yield from self.plat.cores[cpu].run([(O.READ, k, page.pa, size, None)], log)
+        return log[0]
+
     # -- user accesses -------------------------------------------------------------------------
+    def check_access(self, proc: Process, va: int, write: bool) -> None:
+        """A user load (``write`` False) or store at ``va`` must be allowed by its VMA's
+        protection; otherwise it faults (SIGSEGV, reported as EFAULT)."""
+        vma = proc.vma_at(va)
+        if vma is None:
+            raise Errno("EFAULT", f"{va:#x} is not mapped")
+        need = PROT_WRITE if write else PROT_READ
+        if not vma.prot & need:
+            raise Errno("EFAULT", f"{'store to' if write else 'load from'} {va:#x}: the VMA's "
+                        f"protection is {vma.prot:#x}")
+
     def fault(self, proc: Process, va: int):
         """Make the page of ``va`` present: a fresh zeroed page, or the swapped-out contents."""
         vma = proc.vma_at(va)
@@ -277,6 +368,7 @@ class MM:
         yield self.env.timeout(ns(self.k.policy.fault_ns))
         if vpage in proc.swapped:
             keyid, data, intent = proc.swapped.pop(vpage)
+            self._free_slot(proc.swap_slots.pop(vpage))
             page = yield from self.alloc_page(proc.cpu, vma.keyid, zero=False)
             lines = [data[i * 64 : (i + 1) * 64] for i in range(LINES)]
             yield from self.kernel_write_page(proc.cpu, page.pa, vma.keyid, lines, intent)
@@ -300,9 +392,50 @@ class MM:
             raise Errno("EFAULT", f"{va:#x} is not present")
         lines = yield from self.kernel_read_page(proc.cpu, page.pa, page.keyid)
         del proc.pages[vpage]
-        proc.swapped[vpage] = (page.keyid, b"".join(lines), self._intent(page))
+        data = b"".join(lines)
+        intent = self._intent(page)
+        proc.swapped[vpage] = (page.keyid, data, intent)
+        slot = self.next_slot
+        self.next_slot += 1
+        self.swap_device[slot] = data
+        self.swap_intent[slot] = intent
+        proc.swap_slots[vpage] = slot
+        if page.keyid and self._map_keyid(page.keyid) == page.keyid:
+            self._expose(proc.cpu, page, slot, len(data))
         yield from self.free_page(proc.cpu, page)
         self._count("swap_outs")
+
+    def _free_slot(self, slot: int) -> None:
+        """A swap slot is released (swap-in or unmap); what it held is gone from the model's
+        device (a real device keeps the bytes until overwritten)."""
+        self.swap_device.pop(slot, None)
+        self.swap_intent.pop(slot, None)
+
+    def _expose(self, cpu: int, page: Page, slot: int, nbytes: int) -> None:
+        """Record that an MKTME page left the SoC unencrypted: swap holds what the kernel read
+        through the page's KeyID (its plaintext, with a per-KeyID direct map)."""
+        self.swap_exposure[page.keyid] = self.swap_exposure.get(page.keyid, 0) + nbytes
+        self._count("swap_plaintext_bytes", nbytes)
+        events = self.plat.events
+        if events is not None:
+            events.append((self.env.now, f"cpu{cpu}", "swap-out unencrypted",
+                           self.plat.amap.tag(page.keyid, page.pa),
+                           f"{nbytes} bytes of a KeyID-{page.keyid} page written to swap slot "
+                           f"{slot} as read through the KeyID (no swap encryption)"))
+
+    def swap_read(self, slot: int, size: int = 64) -> tuple[bytes, str]:
+        """What someone with the swap device (a stolen disk, whoever administers the storage)
+        reads from ``slot``, and whether it is ``"plaintext"`` (the first ``size`` bytes are
+        what the page's user had stored, as far as the oracle knows it) or ``"opaque"``;
+        EINVAL for a slot never written or already freed."""
+        if slot not in self.swap_device:
+            raise Errno("EINVAL", f"swap slot {slot} holds nothing")
+        data = self.swap_device[slot][:size]
+        known = [(i, line) for i, line in enumerate(self.swap_intent.get(slot, []))
+                 if line is not None and i * 64 < size]
+        plain = bool(known) and all(data[i * 64:(i + 1) * 64] == line[:len(data) - i * 64]
+                                    for i, line in known)
+        return data, "plaintext" if plain else "opaque"
 
     def _intent(self, page: Page) -> list:
         """What the user last stored in each line of ``page``, for the oracle: swap and

@@ -24,6 +24,12 @@ class Policy(Section):
                                  "previous KeyID before handing it out under a new one")
     flush_on_free: bool = param(True, doc="free_encrypted_page: clflush every line of an "
                                 "encrypted page through its KeyID when it is freed")
+    alloc_flush: str = param("last-keyid", doc="which lines prep_encrypted_page clflushes when "
+                             "a page is allocated under a KeyID: last-keyid (the core series "
+                             "behind RFC v2, PATCHv4 changelog: through the KeyID the page last "
+                             "had, skipped when it is the same KeyID) or keyid0 (the 2019 tree: "
+                             "always, through the KeyID-0 direct map)",
+                             choices=("last-keyid", "keyid0"))
     zero_on_alloc: bool = param(True, doc="new user pages are zeroed through their KeyID")
     refcount_pages: bool = param(False, doc="2019 series: every allocated page holds a "
                                  "reference on its KeyID (percpu_ref)")
@@ -37,13 +43,30 @@ class Policy(Section):
                          "(RFC v2: 0, 2019: 10)", min=0, max=100)
     savekeys: bool = param(False, doc="mktme_savekeys: keep user key data to program packages "
                            "that come online")
-    clear_sends_alg: bool = param(True, doc="CLEAR_KEY and NO_ENCRYPT carry a valid ENC_ALG "
-                                  "(2019 fix; the RFC v2 code sent 0, which hardware rejects)")
+    clear_sends_alg: bool = param(False, doc="CLEAR_KEY and NO_ENCRYPT carry a valid ENC_ALG. "
+                                  "RFC v2 as posted sends ENC_ALG = 0 (patch 10, "
+                                  "mktme_check_options), which PCONFIG rejects with "
+                                  "INVALID_ENC_ALG, so type=clear and type=no-encrypt keys fail "
+                                  "with ENOKEY; the 2019 tree's intel_pconfig.h adds the "
+                                  "algorithm to both commands")
+    cpuless_package: str = param("forget", doc="a package whose last CPU goes offline while "
+                                 "its memory stays: forget (RFC v2 patch 13: the teardown "
+                                 "always succeeds, the package is left out of every key "
+                                 "broadcast, and when a CPU returns every KeyID in use is "
+                                 "programmed there afresh, a CPU key with a new random key) or "
+                                 "refuse (2019: the last CPU of a package cannot go while keys "
+                                 "are in use, EBUSY, and no key can be created while a package "
+                                 "with memory has no online CPU, EINVAL)",
+                                 choices=("forget", "refuse"))
     migrate_on_offline: bool = param(False, doc="memory hot-remove: a package going offline "
                                      "first migrates the pages homed on it to the other online "
                                      "packages (otherwise the offline is refused with EBUSY)")
     on_exhaustion: str = param("fail", doc="when no KeyID is free: fail with ENOKEY, or wait "
                                "for one", choices=("fail", "wait"))
+    key_gc_delay_s: float = param(300.0, doc="/proc/sys/kernel/keys/gc_delay: how long a "
+                                  "revoked key (and the KeyID reference it holds) lives before "
+                                  "the keyring garbage collector destroys it; 300 s by default "
+                                  "(keyrings(7))", unit="s", min=0.0)
     syscall_ns: float = param(150.0, doc="entry/exit cost of a syscall (ASSUMPTION)",
                               unit="ns", min=0.0)
     fault_ns: float = param(500.0, doc="page-fault handling cost before zeroing (ASSUMPTION)",

@@ -20,6 +20,7 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
     env = plat.env
     proc = kernel.mm.spawn(cpu) if kind == "process" else None
     vmas: dict[str, tuple[int, int]] = {}  # name -> (start, length)
+    pins: dict[str, object] = {}  # pin name -> the pinned Page
 
     def serial_of(desc: str) -> int:
         if desc not in serials:
@@ -57,6 +58,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 yield from kernel.keys.update_key(cpu, serial_of(op["key"]), op["options"])
             elif what == "revoke":
                 yield from kernel.keys.revoke(cpu, serial_of(op["key"]))
+            elif what == "invalidate":
+                yield from kernel.keys.invalidate(cpu, serial_of(op["key"]))
             elif what == "mmap":
                 length = op["pages"] * PAGE
                 addr = yield from kernel.mm.mmap(proc, length, not op.get("file_backed", False),
@@ -70,9 +73,11 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 addr = vaddr(op)
                 length = op.get("length", op.get("pages", 0) * PAGE) or \
                     vmas[op["vma"]][1] - op.get("offset", 0)
-                yield from kernel.mm.encrypt_mprotect(proc, addr, length, 3, serial_of(op["key"]))
+                yield from kernel.mm.encrypt_mprotect(proc, addr, length, op.get("prot", 3),
+                                                      serial_of(op["key"]))
             elif what in ("read", "write", "clflush"):
                 va = vaddr(op)
+                kernel.mm.check_access(proc, va, write=what == "write")
                 yield from kernel.mm.fault(proc, va)
                 keyid, pa = kernel.mm.translate(proc, va)
                 off = pa & 63
@@ -87,6 +92,19 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                     yield from _write(plat, kernel, proc, cpu, va, data)
                 else:
                     yield from _core_op(plat, cpu, (O.CLFLUSH, keyid, pa, None, None))
+            elif what == "pin":
+                pins[op["pin"]] = yield from kernel.mm.pin(proc, vaddr(op))
+                keyid, pa = pins[op["pin"]].keyid, pins[op["pin"]].pa
+            elif what == "unpin":
+                if op["pin"] not in pins:
+                    raise Errno("EINVAL", f"no pin named {op['pin']!r} in {name}")
+                yield from kernel.mm.unpin(cpu, pins.pop(op["pin"]))
+            elif what == "device_read":
+                if op["pin"] not in pins:
+                    raise Errno("EFAULT", f"no pinned page named {op['pin']!r} in {name}")
+                entry = yield from kernel.mm.device_read(cpu, pins[op["pin"]], op.get("size", 64))
+                keyid, pa, data, served, cls = entry[3], entry[4], entry[5], entry[6], entry[7]
+                what = "read"  # judged like a read (bytes and class)
             elif what == "swap_out":
                 yield from kernel.mm.swap_out(proc, vaddr(op))
             elif what == "online":
@@ -95,6 +113,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 yield from kernel.hp.offline_package(op["package"])
             elif what == "offline_cpu":
                 yield from kernel.hp.offline_cpu(op["target"])
+            elif what == "online_cpu":
+                yield from kernel.hp.online_cpu(op["target"])
             elif what == "pconfig":
                 result = yield from _pconfig(plat, cpu, op)
                 keyid = op["keyid"]
@@ -102,6 +122,14 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 keyid = op["keyid"]
                 entry = plat.packages[op["package"]].mc.keys.entry(keyid)
                 result, detail = _keytable_result(plat, op, entry)
+            elif what == "direct_map_read":
+                entry = yield from kernel.mm.direct_map_read(cpu, op["keyid"], op["addr"],
+                                                             op.get("size", 64))
+                keyid, pa, data, served, cls = entry[3], entry[4], entry[5], entry[6], entry[7]
+                what = "read"  # judged like a read (bytes and class)
+            elif what == "swap_read":
+                raw, result = kernel.mm.swap_read(op["slot"], op.get("size", 64))
+                detail = f"slot {op['slot']}: {raw.hex()}"
             elif what == "wbinvd":
                 done = plat.wbinvd(env.now, plat.cores[cpu].package, cpu)
                 yield env.timeout(done - env.now)

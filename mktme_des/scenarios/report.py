@@ -46,6 +46,8 @@ def verdict_text(res: Result, trace: bool = False) -> str:
             lines.append(f"    broadcast K{b['keyid']} {b['command']} at {b['start_ns']:g} ns: "
                          f"{b['duration_ns']:g} ns, packages disagreed for {b['window_ns']:g} ns; "
                          + ", ".join(f"pkg{p} {s}" for p, s in b["statuses"].items()))
+        for keyid, nbytes in kernel.get("swap_plaintext_bytes_by_keyid", {}).items():
+            lines.append(f"    swap: {nbytes} bytes of KeyID-{keyid} pages written unencrypted")
     lines.append("")
     lines.append(f"  verdict: {'PASS' if res.ok else 'FAIL'} "
                  f"({sum(c['ok'] for c in res.checks)}/{len(res.checks)} expectations hold)")

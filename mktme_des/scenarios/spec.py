@@ -334,28 +334,38 @@ PROCESS_OPS = {
     "add_key": ({"key", "options"}, {"capable", "at", "expect", "name"}),
     "update_key": ({"key", "options"}, {"at", "expect", "name"}),
     "revoke": ({"key"}, {"at", "expect", "name"}),
+    "invalidate": ({"key"}, {"at", "expect", "name"}),
     "mmap": ({"vma", "pages"}, {"file_backed", "at", "expect", "name"}),
     "munmap": ({"vma"}, {"at", "expect", "name"}),
-    "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "at", "expect", "name"}),
+    "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "prot", "at", "expect",
+                                          "name"}),
     "read": ({"vma"}, {"offset", "size", "at", "expect", "name"}),
     "write": ({"vma", "data"}, {"offset", "at", "expect", "name"}),
     "clflush": ({"vma"}, {"offset", "at"}),
     "swap_out": ({"vma"}, {"offset", "at", "expect", "name"}),
+    "pin": ({"vma", "pin"}, {"offset", "at", "expect", "name"}),
+    "unpin": ({"pin"}, {"at", "expect", "name"}),
+    "device_read": ({"pin"}, {"size", "at", "expect", "name"}),
     "compute": ({"ns"}, {"at"}),
 }
 SYSTEM_OPS = {
     "add_key": ({"key", "options"}, {"at", "expect", "name"}),
     "update_key": ({"key", "options"}, {"at", "expect", "name"}),
     "revoke": ({"key"}, {"at", "expect", "name"}),
+    "invalidate": ({"key"}, {"at", "expect", "name"}),
     "online": ({"package"}, {"at", "expect", "name"}),
     "offline": ({"package"}, {"at", "expect", "name"}),
     "offline_cpu": ({"target"}, {"at", "expect", "name"}),
+    "online_cpu": ({"target"}, {"at", "expect", "name"}),
     "pconfig": ({"keyid", "command"}, {"alg", "key", "tweak", "at", "expect", "name"}),
     "keytable": ({"package", "keyid"}, {"at", "expect", "name"}),
     "wbinvd": (set(), {"at"}),
+    "swap_read": ({"slot"}, {"size", "at", "expect", "name"}),
+    "direct_map_read": ({"keyid", "addr"}, {"size", "at", "expect", "name"}),
     "compute": ({"ns"}, {"at"}),
 }
-ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EBUSY", "EPERM", "ENOMEM", "EFAULT")
+ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EKEYREVOKED", "EBUSY", "EPERM", "ENOMEM",
+          "EFAULT")
 PCONFIG_RESULTS = ("PROG_SUCCESS", "INVALID_PROG_CMD", "ENTROPY_ERROR", "INVALID_KEYID",
                    "INVALID_ENC_ALG", "DEVICE_BUSY", "#GP", "RESET")
 KEYTABLE_STATES = ("key", "tme", "no-encrypt")
@@ -383,12 +393,13 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     out = dict(op)
     at = _get(op, "at", float, ctx)
     out["at"] = None if at is None else ns(at)
-    for f in ("pages", "offset", "size", "length", "package", "keyid", "target"):
+    for f in ("pages", "offset", "size", "length", "package", "keyid", "target", "prot", "slot",
+              "addr"):
         if f in op:
             v = _get(op, f, int, ctx)
             if v < 0:
                 raise ctx.error(f, f"must not be negative, got {v}")
-    for f in ("key", "options", "vma", "command", "alg"):
+    for f in ("key", "options", "vma", "command", "alg", "pin"):
         if f in op:
             _get(op, f, str, ctx)
     if "ns" in op:
@@ -412,8 +423,12 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
             _get(op, f, bool, ctx)
     exp = _get(op, "expect", str, ctx, default="")
     if exp:
-        if name in ("read",):
+        if name in ("read", "device_read", "direct_map_read"):
             exp = _expect(op, ctx, READ_CLASSES)
+        elif name == "swap_read":
+            if exp not in ("plaintext", "opaque"):
+                raise ctx.error("expect", f"{exp!r}: a swap read is expected to be plaintext "
+                                "(what the page's user stored) or opaque")
         elif name == "pconfig":
             if exp == "ok":
                 exp = "PROG_SUCCESS"  # the instruction's success, as for the other ops
@@ -427,7 +442,24 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
         elif exp not in ERRNOS:
             raise ctx.error("expect", f"{exp!r} is not one of {', '.join(ERRNOS)}")
     label = _get(op, "name", str, ctx, default="")
-    if exp or label or name in ("read", "keytable"):
+    if name == "swap_read" and not 1 <= op.get("size", 64) <= 4096:
+        raise ctx.error("size", f"{op['size']}: a swap read is 1..4096 bytes of one slot")
+    if name == "device_read" and not 1 <= op.get("size", 64) <= 64:
+        raise ctx.error("size", f"{op['size']}: a device read is 1..64 bytes of the page's "
+                        "first line")
+    if name == "direct_map_read":
+        from mktme_des.hw.address import AddressMap
+
+        amap = AddressMap(model)
+        if not amap.valid_keyid(op["keyid"]):
+            raise ctx.error("keyid", f"{op['keyid']} is not a KeyID of this model "
+                            f"(0..{amap.max_keyid})")
+        size = op.get("size", 64)
+        if not amap.valid_pa(op["addr"]) or not 1 <= size <= 64 - (op["addr"] & 63):
+            raise ctx.error("addr", f"{op['addr']:#x}+{size} is outside physical memory or "
+                            "crosses a 64-byte line")
+    if exp or label or name in ("read", "device_read", "swap_read", "direct_map_read",
+                                "keytable"):
         checks.append(ReadCheck(actor, index, label or f"{actor} op {index} ({name})", exp,
                                 ctx.path))
     return out
