@@ -1237,7 +1237,7 @@ def test_user_access_obeys_prot_and_bad_prot_is_einval():
 @pytest.mark.parametrize("policy", ["rfc-v2", "unsafe-keyid0-direct-map"])
 def test_swap_out_of_an_mktme_page_exposes_its_plaintext(policy):
     sim = Sim(policy=policy)
-    sim.plat.events = []
+    sim.plat.recorder.keep("events")
     serial = sim.add("k")
     kid = sim.keyid(serial)
     proc = sim.mm.spawn(0)

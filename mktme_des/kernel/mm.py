@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mktme_des.engine.recorder import Event
 from mktme_des.engine.time import ns
 from mktme_des.hw import ops as O
 from mktme_des.kernel.errno import Errno
@@ -416,12 +417,11 @@ class MM:
         through the page's KeyID (its plaintext, with a per-KeyID direct map)."""
         self.swap_exposure[page.keyid] = self.swap_exposure.get(page.keyid, 0) + nbytes
         self._count("swap_plaintext_bytes", nbytes)
-        events = self.plat.events
-        if events is not None:
-            events.append((self.env.now, f"cpu{cpu}", "swap-out unencrypted",
-                           self.plat.amap.tag(page.keyid, page.pa),
-                           f"{nbytes} bytes of a KeyID-{page.keyid} page written to swap slot "
-                           f"{slot} as read through the KeyID (no swap encryption)"))
+        self.plat.recorder.emit("events", Event(
+            self.env.now, f"cpu{cpu}", "swap-out unencrypted",
+            self.plat.amap.tag(page.keyid, page.pa),
+            f"{nbytes} bytes of a KeyID-{page.keyid} page written to swap slot {slot} as read "
+            "through the KeyID (no swap encryption)"))
 
     def swap_read(self, slot: int, size: int = 64) -> tuple[bytes, str]:
         """What someone with the swap device (a stolen disk, whoever administers the storage)
