@@ -244,8 +244,8 @@ def shift_times(doc: dict[str, Any], delta: float) -> dict[str, Any]:
     return out
 
 
-def add_unrelated_actor(doc: dict[str, Any], stem: str, near: bool = False
-                        ) -> tuple[dict[str, Any], str]:
+def add_unrelated_actor(doc: dict[str, Any], stem: str, near: bool = False,
+                        phase: float = 0.0) -> tuple[dict[str, Any], str]:
     """Add a ``[[cpu]]`` actor that writes, reads and flushes lines nothing else touches, at
     times spread over the run. Returns the variant and the new actor's name.
 
@@ -258,7 +258,8 @@ def add_unrelated_actor(doc: dict[str, Any], stem: str, near: bool = False
     run and with its lines homed where the file's are, so it shares the package's last-level
     cache (other sets) and the home controller's queues. Memory-system rule 4 (other tags see
     DRAM as it is) and set-associativity then still leave every line of the file's alone; its
-    traffic can only delay the file's by a few ns, never reorder what ``after`` orders. It uses
+    traffic can only delay the file's by a few ns, never reorder what ``after`` orders. Its
+    eight write-read-flush groups start at (i + ``phase``) / 8 of the run's length. It uses
     KeyID 0,
     which every model has, reads only lines it has just written, and keeps clear of every
     absolute time the file names (a reboot in the middle of its write and read would make its
@@ -302,7 +303,7 @@ def add_unrelated_actor(doc: dict[str, Any], stem: str, near: bool = False
     end = max(base.end_ns, 1000.0)
     new_ops = []
     for i, line in enumerate(lines):
-        t = end * i / len(lines)
+        t = end * (i + phase) / len(lines)
         while any(abs(t - f) < 2000 for f in fixed):
             t += 2000
         new_ops += [
@@ -430,8 +431,10 @@ def test_package_swap(stem, tmp_path):
 
 @pytest.mark.parametrize("near", [False, True], ids=["far", "near"])
 @pytest.mark.parametrize("stem", files_for("unrelated"))
-def test_unrelated_access(stem, near, tmp_path):
-    variant, name = add_unrelated_actor(load(stem), stem, near)
+@CHECK
+@given(phase=st.floats(0, 1))
+def test_unrelated_access(stem, near, phase, tmp_path):
+    variant, name = add_unrelated_actor(load(stem), stem, near, phase)
     compare(stem, variant, tmp_path, extra_actors=(name,))
 
 
@@ -440,6 +443,18 @@ def test_unrelated_access(stem, near, tmp_path):
 @given(delta=st.integers(1, 10**6))
 def test_time_shift(stem, delta, tmp_path):
     compare(stem, shift_times(load(stem), delta), tmp_path)
+
+
+def test_a_relevant_change_is_caught(tmp_path):
+    """The comparison can fail: moving S2's filler reads one page over (out of the stale
+    line's cache sets) is *not* irrelevant, the stale line is never evicted, and the verdict
+    changes."""
+    doc = load("s2-stale-writeback-no-flush")
+    variant = copy.deepcopy(doc)
+    for op in variant["cpu"][0]["ops"][1:]:
+        op["addr"] += PAGE
+    with pytest.raises(AssertionError, match="verdicts differ"):
+        compare("s2-stale-writeback-no-flush", variant, tmp_path)
 
 
 def test_transforms_change_the_file():
