@@ -184,8 +184,11 @@ def swap_packages(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
     Rule: the two packages of ``server-2s`` are identical (same caches, controller, DRAM, and
     the same local and remote latencies), and with NUMA homes (``interleave_bytes = 0``) an
-    offset within a package's range has the same cache sets on either. Only where the model or
-    the kernel treats a package by its number is the swap not an isomorphism.
+    offset within a package's range has the same cache sets on either. The kernel's frame
+    allocator is per package with the same base in each, so a process moved to the other
+    package gets the frame at the same offset there, and a ``direct_map_read`` of it moves with
+    it. Only where the model or the kernel treats a package by its number would the swap not be
+    an isomorphism; no shipped two-package file hits such a place.
     """
     model = model_of(doc)
     assert model.topology.packages == 2 and model.memory.interleave_bytes == 0
