@@ -266,7 +266,7 @@ def add_unrelated_actor(doc: dict[str, Any], stem: str, near: bool = False,
     KeyID 0,
     which every model has, reads only lines it has just written, and keeps clear of every
     absolute time the file names (a reboot in the middle of its write and read would make its
-    own read a violation).
+    own read a violation). Its reads expect their own data back, and must get it.
     """
     model = model_of(doc)
     amap = AddressMap(model)
@@ -311,7 +311,7 @@ def add_unrelated_actor(doc: dict[str, Any], stem: str, near: bool = False,
             t += 2000
         new_ops += [
             {"op": "write", "keyid": 0, "addr": line, "data": f"{i + 1:02x}" * 64, "at": t},
-            {"op": "read", "keyid": 0, "addr": line},
+            {"op": "read", "keyid": 0, "addr": line, "expect": "expected"},
             {"op": "clflush", "keyid": 0, "addr": line},
         ]
     out = copy.deepcopy(doc)
