@@ -352,6 +352,10 @@ class Platform:
             "cores": cores,
             "memory_controllers": {f"pkg{p.index}": p.mc.stats(elapsed) for p in self.packages},
         }
+        if self.recorder.counts:
+            out["counts"] = dict(sorted(self.recorder.counts.items()))  # e.g. pconfig_busy
+        if self.mem.superseded:
+            out["writebacks_superseded"] = self.mem.superseded
         if self.measured_from:
             out["measured_from_ns"] = to_ns(self.measured_from)
         if self.oracle is not None:
