@@ -21,7 +21,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from mktme_des.config.schema import check_depth
 from mktme_des.errors import UserError
+from mktme_des.limits import MAX_SEED
 
 
 def _parse_set(items: list[str], what: str) -> dict:
@@ -36,11 +38,22 @@ def _parse_set(items: list[str], what: str) -> dict:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
+        except RecursionError:
+            raise UserError(f"{what} {item!r}: nested too deeply") from None
         node = out
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(parts):
+            raise UserError(f"{what} {item!r}: {key!r} is not a dotted field name")
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"{what} {item!r}: {'.'.join(parts[:i + 1])} is already "
+                                "given a value, so it cannot also have fields")
+        if isinstance(node.get(parts[-1]), dict):
+            raise UserError(f"{what} {item!r}: {key} already has fields given, so it cannot "
+                            "also be given a value")
         node[parts[-1]] = value
+    check_depth(out, what)
     return out
 
 
@@ -291,9 +304,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """What argparse cannot check: no NUL byte in any value, a seed in range."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and "\0" in v for v in values):
+            flag = {"set": "-w", "model_set": "-m"}.get(name, "--" + name.replace("_", "-"))
+            if name in ("model", "name", "experiment", "results", "action"):
+                flag = name.upper()
+            raise UserError(f"{flag}: a NUL byte is not allowed in a name, path or value")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed}: must be 0..{MAX_SEED}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_args(args)
         return args.fn(args)
     except UserError as err:
         print(f"mktme-des: error: {err}", file=sys.stderr)

@@ -103,8 +103,9 @@ class DramSpec(Section):
     banks: int = param(doc="independent banks per memory controller (lines interleave)", min=1,
                        max=4096)
     bank_busy_ns: float = param(doc="time a bank stays busy per access", unit="ns", min=0.0)
-    bandwidth_gbps: float = param(doc="peak data bandwidth per memory controller", unit="GB/s",
-                                  min=0.0, min_exclusive=True)
+    bandwidth_gbps: float = param(doc="peak data bandwidth per memory controller (at least "
+                                  "0.01 GB/s: a line then takes 6.4 us)", unit="GB/s",
+                                  min=0.01, max=100_000.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,8 +125,8 @@ class MktmeSpec(Section):
                                             "per memory controller, as a multiple of that "
                                             "controller's channel bandwidth (dram."
                                             "bandwidth_gbps in 64-byte lines); 1.0: the engine "
-                                            "keeps up with the bus", unit="x channel", min=0.0,
-                                            min_exclusive=True, max=1000.0)
+                                            "keeps up with the bus", unit="x channel", min=0.001,
+                                            max=1000.0)
     boot_tweak: str = param("per-boot", doc="per-boot platform value mixed into the tweak, or "
                             "'stable' (the same every boot)", choices=("per-boot", "stable"))
 

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from mktme_des.errors import UserError
 from mktme_des.experiments import manifest as manifest_mod
-from mktme_des.experiments.executors import WorkerLost, make_backend
+from mktme_des.experiments.executors import WorkerLost, check_backend, make_backend
 from mktme_des.experiments.plots import fmt, plot_results
 from mktme_des.experiments.progress import Progress, clock
 from mktme_des.experiments.spec import FORMAT, Experiment, Run, load_experiment
@@ -140,6 +140,7 @@ def run_experiment(experiment: str | Path | Experiment, *, workers: int | None =
     docstring. Progress goes to ``stream`` (default stderr). Raises UserError (ConfigError)
     for a bad experiment file before anything runs."""
     started, t0 = manifest_mod.now(), time.perf_counter()
+    check_backend(workers, scheduler)
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     out = Path(out) if out is not None else Path("results") / exp.name
     store = Store(out)

@@ -61,7 +61,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mktme_des.config.schema import Context, Section, build, param, read_toml, resolved
+from mktme_des.config.schema import (
+    Context,
+    Section,
+    build,
+    param,
+    parse_toml,
+    read_text,
+    resolved,
+)
 from mktme_des.errors import ConfigError, UserError
 from mktme_des.experiments import derive as derive_mod
 from mktme_des.experiments import dotted, drivers
@@ -331,7 +339,8 @@ def load_experiment(name_or_path: str | Path) -> Experiment:
         shipped = ", ".join(p.stem for p in list_experiments()) or "(none)"
         raise UserError(f"{name_or_path}: no such experiment file; shipped: {shipped}")
     file = str(name_or_path) if Path(name_or_path).exists() else str(path)
-    data = read_toml(path)
+    text = read_text(path)
+    data = parse_toml(text, file)
     ctx = Context(file)
     spec = build(ExperimentFile, data, ctx)
     info = spec.experiment
@@ -354,7 +363,7 @@ def load_experiment(name_or_path: str | Path) -> Experiment:
     for point in sweep.points:
         params.extend(k for k in point if k not in params)
     points = _expand(sweep, spec.base, info, driver, params, ctx)
-    exp = Experiment(path=path, text=path.read_text(), info=info, driver=driver, spec=spec,
+    exp = Experiment(path=path, text=text, info=info, driver=driver, spec=spec,
                      params=params, points=points)
     _check_metrics(exp, ctx)
     _check_derive(exp, ctx)

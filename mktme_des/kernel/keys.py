@@ -281,7 +281,8 @@ class KeyService:
             status = yield self.env.process(pc.pconfig(self.plat, cpu, prog))
         except pc.GeneralProtection as gp:  # the kernel would oops; report the status
             self.counts["general_protection"] = self.counts.get("general_protection", 0) + 1
-            status = gp.status
+            # (the kernel zero-pads its keys, so never a reserved-bytes #GP: status None)
+            status = gp.status if gp.status is not None else pc.INVALID_PROG_CMD
         return status
 
     # -- the key type's methods ----------------------------------------------------------------

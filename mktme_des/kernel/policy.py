@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mktme_des.config.model import merge
 from mktme_des.config.schema import Context, Section, build, param, read_toml
+from mktme_des.errors import ConfigError
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "models" / "kernel"
 
@@ -84,6 +85,9 @@ def load_policy(name: str = "rfc-v2", overrides: dict | None = None) -> Policy:
     """Load a named policy (models/kernel/NAME.toml) or a file, with switch overrides."""
     path = find_policy(name)
     data = read_toml(path).get("policy", {})
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "policy", "expected a table [policy] of switches, got "
+                          f"{type(data).__name__} {data!r}"[:200])
     if overrides:
         data = merge(data, overrides)
     return build(Policy, data, Context(str(path), "policy"))

@@ -41,7 +41,9 @@ import numpy as np
 
 from mktme_des.config.schema import read_toml
 from mktme_des.config.toml_write import dumps
+from mktme_des.engine.time import MAX_NS
 from mktme_des.errors import UserError
+from mktme_des.limits import MAX_SEED, check_workers
 from mktme_des.scenarios.runner import run_scenario
 from mktme_des.scenarios.spec import find_scenario, scenario_from
 
@@ -194,11 +196,13 @@ def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
     events is run instead, at the file's timing, ``runs`` being the cap."""
     if runs < 1:
         raise UserError(f"--runs {runs}: at least one run")
-    if workers < 1:
-        raise UserError(f"--workers {workers}: at least one")
-    if not jitter_ns >= 0:
+    check_workers(workers, allow_zero=False)
+    if not 0 <= jitter_ns <= MAX_NS:  # also refuses nan
         raise UserError(f"--jitter-ns {jitter_ns}: must be 0 (only same-time events are "
-                        "shuffled) or a positive number of ns")
+                        f"shuffled) or a positive number of ns up to {MAX_NS:g} (the longest "
+                        "simulated time)")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed}: must be 0..{MAX_SEED}")
     path = find_scenario(name_or_path)
     if not path.exists():
         raise UserError(f"{name_or_path}: no such scenario file")

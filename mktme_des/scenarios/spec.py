@@ -34,12 +34,13 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mktme_des.config.schema import Context, Section, build, param, read_toml
-from mktme_des.engine.time import ns
+from mktme_des.engine.time import MAX_NS, ns
 from mktme_des.errors import ConfigError
 from mktme_des.hw import ops as O
 
@@ -176,12 +177,16 @@ def _get(op: dict, name: str, kind: type, ctx: Context, default: Any = None, req
     v = op[name]
     if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
         raise ctx.error(name, f"expected an integer, got {v!r}")
-    if kind is float:
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-            raise ctx.error(name, f"expected a non-negative number of ns, got {v!r}")
+    if kind is float:  # a time in ns: finite, 0..MAX_NS
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                or not 0 <= v <= MAX_NS:
+            raise ctx.error(name, f"expected a number of ns from 0 to {MAX_NS:g} (the longest "
+                            f"simulated time), got {v!r}")
         return float(v)
     if kind is str and not isinstance(v, str):
         raise ctx.error(name, f"expected a string, got {v!r}")
+    if kind is str and "\0" in v:
+        raise ctx.error(name, "a string may not contain a NUL byte")
     if kind is bool and not isinstance(v, bool):
         raise ctx.error(name, f"expected true or false, got {v!r}")
     return v
@@ -236,7 +241,8 @@ def _sync_fields(op: dict, ctx: Context) -> None:
 
 
 def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -> tuple:
-    hint = " (raw DRAM ops belong to an [[agent]])" if isinstance(op, dict) and op.get("op") in AGENT_OPS else ""
+    hint = " (raw DRAM ops belong to an [[agent]])" if isinstance(op, dict) and \
+        isinstance(op.get("op"), str) and op["op"] in AGENT_OPS else ""
     name, at = _op_header(op, ctx, CPU_OPS, "a CPU", hint)
     code = O.CODES[name]
     if name in ("sfence", "mfence", "fence", "wbinvd"):
@@ -279,7 +285,8 @@ def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -
     return (code, keyid, addr, None, at)
 
 
-def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int, captures: set) -> tuple:
+def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int, captures: set,
+              max_keys: int) -> tuple:
     name, at = _op_header(op, ctx, AGENT_OPS, "an agent")
 
     def addr_of(field_name: str, size: int) -> int:
@@ -315,8 +322,10 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
         return (O.COMPUTE, 0, 0, ns(_get(op, "ns", float, ctx, required=True)), at)
     if name == "set_key":
         keyid = _get(op, "keyid", int, ctx, required=True)
-        if not 1 <= keyid <= amap.max_keyid:
-            raise ctx.error("keyid", f"{keyid} is not a programmable KeyID (1..{amap.max_keyid})")
+        limit = min(amap.max_keyid, max_keys)
+        if not 1 <= keyid <= limit:
+            raise ctx.error("keyid", f"{keyid} is not a programmable KeyID of this model "
+                            f"(1..{limit}: max_keys is {max_keys})")
         mode = _get(op, "mode", str, ctx, required=True)
         if mode not in KEY_MODES:
             raise ctx.error("mode", f"{mode!r} is not one of {', '.join(KEY_MODES)}")
@@ -441,6 +450,25 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
                                 "same-as-package-N or differs-from-package-N")
         elif exp not in ERRNOS:
             raise ctx.error("expect", f"{exp!r} is not one of {', '.join(ERRNOS)}")
+    if name == "keytable":
+        from mktme_des.hw.address import AddressMap
+
+        top = AddressMap(model).max_keyid
+        if not 0 <= op["keyid"] <= top:
+            raise ctx.error("keyid", f"{op['keyid']} is not a KeyID of this model (0..{top})")
+        for prefix in ("same-as-package-", "differs-from-package-"):
+            if exp.startswith(prefix):
+                other = exp[len(prefix):]
+                npk = model.topology.packages
+                if not other.isdigit() or not 0 <= int(other) < npk:
+                    raise ctx.error("expect", f"{exp!r}: package {other} does not exist "
+                                    f"(packages 0..{npk - 1})")
+    if name == "read" and kind == "process":
+        off = op.get("offset", 0) & 63
+        size = op.get("size", 64 - off)
+        if not 1 <= size <= 64 - off:
+            raise ctx.error("size", f"{size} bytes at line offset {off} cross the 64-byte "
+                            f"line; allowed 1..{64 - off}")
     label = _get(op, "name", str, ctx, default="")
     if name == "swap_read" and not 1 <= op.get("size", 64) <= 4096:
         raise ctx.error("size", f"{op['size']}: a swap read is 1..4096 bytes of one slot")
@@ -518,7 +546,8 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
             raise actx.error("name", f"{name!r} is taken; agent names are unique and not cpuN")
         captures: set[str] = set()
         sc.agent_ops[name] = [
-            _agent_op(op, actx.child("ops").child(j), amap, sc.checks, name, j, captures)
+            _agent_op(op, actx.child("ops").child(j), amap, sc.checks, name, j, captures,
+                      model.mktme.max_keys)
             for j, op in enumerate(actor.ops)
         ]
         sequences.append((name, actx, actor.ops))
@@ -581,23 +610,35 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
             waits_for[(actor, j)] = deps
     order = {actor: i for i, (actor, _, _) in enumerate(sequences)}
     contexts = {actor: actx for actor, actx, _ in sequences}
+    # Kahn's algorithm: linear in the number of ops.
+    dependents: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    remaining = {}
+    for n, deps in waits_for.items():
+        remaining[n] = len(deps)
+        for d in deps:
+            dependents.setdefault(d, []).append(n)
+    ready = [n for n, k in remaining.items() if not k]
     done: set[tuple[str, int]] = set()
-    pending = dict(waits_for)
-    while pending:
-        ready = [n for n, deps in pending.items() if all(d in done for d in deps)]
-        if not ready:
-            # Each op left waits for another op left: walking back must close a cycle.
-            node, path = min(pending), []
-            while node not in path:
-                path.append(node)
-                node = next(d for d in pending[node] if d in pending)
-            cycle = path[path.index(node):]
-            actor, j = min((n for n in cycle if n in named), key=lambda n: (order[n[0]], n[1]))
-            raise contexts[actor].child("ops").child(j).error(
-                "after", "can never be satisfied: these ops wait for each other in a cycle")
-        for n in ready:
-            done.add(n)
-            del pending[n]
+    while ready:
+        n = ready.pop()
+        done.add(n)
+        for m in dependents.get(n, ()):
+            remaining[m] -= 1
+            if not remaining[m]:
+                ready.append(m)
+    if len(done) < len(waits_for):
+        # Each op left waits for another op left: walking back must close a cycle.
+        pending = {n: deps for n, deps in waits_for.items() if n not in done}
+        node, path, seen = min(pending), [], set()
+        while node not in seen:
+            path.append(node)
+            seen.add(node)
+            node = next(d for d in pending[node] if d in pending)
+        cycle = path[path.index(node):]
+        actor, j = min((n for n in cycle if n in named), key=lambda n: (order[n[0]], n[1]))
+        raise contexts[actor].child("ops").child(j).error(
+            "after", "can never be satisfied: these ops wait for each other in a cycle")
+    _check_captures(sequences, waits_for)
     tables = {actor: ops for actor, _, ops in sequences}
     for lists, name in ((sc.cpu_ops, "cpu{}".format), (sc.agent_ops, str)):
         for actor, ops in lists.items():
@@ -609,6 +650,49 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
                 if spec.get("label"):
                     wired.append((O.SIGNAL, 0, 0, spec["label"], None))
             lists[actor] = wired
+
+
+def _check_captures(sequences: list[tuple[str, Context, list]],
+                    waits_for: dict[tuple[str, int], list[tuple[str, int]]]) -> None:
+    """Every CPU ``write`` ``from`` a capture names a ``raw_read`` of an [[agent]], and waits
+    for it (through program order and ``after``): otherwise, whatever the times say, a run
+    (or ``scenario explore``, which moves them) could use the capture before it exists."""
+    made: dict[str, list[tuple[str, int]]] = {}
+    for actor, _, ops in sequences:
+        for j, op in enumerate(ops):
+            if op.get("op") == "raw_read" and op.get("name"):
+                made.setdefault(op["name"], []).append((actor, j))
+    for actor, actx, ops in sequences:
+        if not actor.startswith("cpu"):
+            continue
+        for j, op in enumerate(ops):
+            if op.get("op") != "write" or "from" not in op:
+                continue
+            src = op["from"]
+            where = actx.child("ops").child(j)
+            if src not in made:
+                known = ", ".join(sorted(made)) or "none"
+                raise where.error("from", f"no raw_read of an [[agent]] is named {src!r} "
+                                  f"(captures: {known})")
+            if not _waits_for_any((actor, j), set(made[src]), waits_for):
+                a, k = made[src][0]
+                raise where.error("from", f"may run before the capture {src!r} is made (op {k} "
+                                  f"of {a}): label that raw_read and give this op, or one "
+                                  "before it, an 'after' naming the label")
+
+
+def _waits_for_any(node: tuple[str, int], targets: set[tuple[str, int]],
+                   waits_for: dict[tuple[str, int], list[tuple[str, int]]]) -> bool:
+    """True when ``node`` waits, directly or through others, for one of ``targets``."""
+    stack, seen = list(waits_for[node]), set()
+    while stack:
+        n = stack.pop()
+        if n in targets:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(waits_for[n])
+    return False
 
 
 def find_scenario(name_or_path: str | Path) -> Path:
