@@ -58,43 +58,55 @@ def _parse_set(items: list[str], what: str) -> dict:
 
 
 def cmd_list(args) -> int:
-    from mktme_des.config.model import MODELS_DIR, load_model
-    from mktme_des.scenarios.spec import list_scenarios, load_scenario
+    from mktme_des import catalog
+    from mktme_des.config.model import load_model
+    from mktme_des.kernel.policy import load_policy
+    from mktme_des.scenarios.spec import load_scenario
+
+    def where(e) -> dict:
+        return {"origin": e.origin, "path": str(e.path)}
 
     models = []
-    for p in sorted(MODELS_DIR.glob("*.toml")):
-        m = load_model(p)
-        models.append({"name": p.stem, "description": m.platform.description,
+    for e in catalog.entries("model"):
+        m = load_model(e.path)
+        models.append({"name": e.name, "description": m.platform.description,
                        "packages": m.topology.packages,
                        "cores": m.topology.packages * m.topology.cores_per_package,
-                       "keyids": m.mktme.max_keys if m.mktme.enabled else 0})
+                       "keyids": m.mktme.max_keys if m.mktme.enabled else 0, **where(e)})
+    policies = [{"name": e.name, "description": load_policy(e.path).description, **where(e)}
+                for e in catalog.entries("policy")]
+    experiments = [{"name": e.name, **where(e)} for e in catalog.entries("experiment")]
     scenarios = []
-    for p in list_scenarios():
-        sc = load_scenario(p)
-        scenarios.append({"name": p.stem, "id": sc.info.name, "title": sc.info.title})
-    from mktme_des.kernel.policy import list_policies, load_policy
-
-    policies = [{"name": n, "description": load_policy(n).description} for n in list_policies()]
-    exp_dir = MODELS_DIR.parent / "experiments"
-    experiments = [{"name": p.stem} for p in sorted(exp_dir.glob("*.toml"))]
+    for e in catalog.entries("scenario"):
+        sc = load_scenario(e.path)
+        scenarios.append({"name": e.name, "id": sc.info.name, "title": sc.info.title,
+                          **where(e)})
     if args.json:
         print(json.dumps({"models": models, "policies": policies, "experiments": experiments,
                           "scenarios": scenarios}, indent=2))
         return 0
+    origins = {r.origin: r for r in catalog.roots()}
+    print("looked up in: " + "; ".join(
+        f"{o} ({r.path})" for o, r in origins.items()) + "; a name is taken from the "
+        "first that has it")
+
+    def mark(item: dict) -> str:
+        return "" if item["origin"] == "shipped" else f"  [{item['origin']}: {item['path']}]"
+
     print("models:")
     for m in models:
-        print(f"  {m['name']:<14} {m['description']}")
+        print(f"  {m['name']:<14} {m['description']}{mark(m)}")
     print("kernel policies:")
     for pol in policies:
-        print(f"  {pol['name']:<26} {pol['description']}")
+        print(f"  {pol['name']:<26} {pol['description']}{mark(pol)}")
     print("experiments:")
     for e in experiments:
-        print(f"  {e['name']}")
+        print(f"  {e['name']}{mark(e)}")
     if not experiments:
         print("  (none yet)")
     print("scenarios:")
     for s in scenarios:
-        print(f"  {s['name']:<34} {s['id']}: {s['title']}")
+        print(f"  {s['name']:<34} {s['id']}: {s['title']}{mark(s)}")
     return 0
 
 
@@ -129,9 +141,6 @@ def cmd_scenario(args) -> int:
     from mktme_des.scenarios.spec import find_scenario
 
     path = find_scenario(args.name)
-    if not path.exists():
-        names = ", ".join(p.stem for p in list_scenarios())
-        raise UserError(f"{args.name}: no such scenario file; shipped: {names}")
     if args.action == "explore":
         from mktme_des.scenarios.explore import explore
 

@@ -44,10 +44,8 @@ class ExploreBase(Section):
 def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
     from mktme_des.scenarios.spec import find_scenario, scenario_from
 
-    path = find_scenario(base["scenario"])
-    if not path.exists():
-        raise ctx.error("scenario", f"{base['scenario']!r}: no such scenario file")
     try:
+        path = find_scenario(base["scenario"])
         data = read_toml(path)
         sc = scenario_from(data, str(path))
     except ConfigError as err:

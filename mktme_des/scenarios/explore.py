@@ -204,8 +204,6 @@ def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
     if not 0 <= seed <= MAX_SEED:
         raise UserError(f"--seed {seed}: must be 0..{MAX_SEED}")
     path = find_scenario(name_or_path)
-    if not path.exists():
-        raise UserError(f"{name_or_path}: no such scenario file")
     return explore_data(read_toml(path), path, runs, jitter_ns, seed, save, workers, exhaustive)
 
 

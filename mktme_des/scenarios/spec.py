@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mktme_des import catalog
 from mktme_des.config.schema import Context, Section, build, param, read_toml
 from mktme_des.engine.time import MAX_NS, ns
 from mktme_des.errors import ConfigError
 from mktme_des.hw import ops as O
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 # An expectation is one of these classes, hex bytes, or "not:" and hex bytes.
 RAW_CLASSES = ("ciphertext", "plaintext", "zero")
@@ -494,7 +494,8 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Read and validate a scenario file (by path, or by name in experiments/scenarios/)."""
+    """Read and validate a scenario file (by path, name or short id: see
+    :mod:`mktme_des.catalog`)."""
     path = find_scenario(name_or_path)
     return scenario_from(read_toml(path), str(path))
 
@@ -696,22 +697,10 @@ def _waits_for_any(node: tuple[str, int], targets: set[tuple[str, int]],
 
 
 def find_scenario(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        return p
-    exact = SCENARIO_DIR / f"{name_or_path}.toml"
-    if exact.exists():
-        return exact
-    # Accept the short id ("S2") for the first file whose name starts with it.
-    matches = sorted(SCENARIO_DIR.glob(f"{str(name_or_path).lower()}-*.toml"))
-    return matches[0] if matches else exact
+    """A scenario file by path, name or short id (:func:`mktme_des.catalog.find`)."""
+    return catalog.find("scenario", name_or_path)
 
 
 def list_scenarios() -> list[Path]:
-    """The shipped scenario files, S1 before S2 before S10."""
-    import re
-
-    def key(p: Path):
-        return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.stem)]
-
-    return sorted(SCENARIO_DIR.glob("*.toml"), key=key)
+    """Every scenario file (:func:`mktme_des.catalog.entries`), S1 before S2 before S10."""
+    return [e.path for e in catalog.entries("scenario")]
