@@ -155,6 +155,13 @@ def cmd_scenario(args) -> int:
         print(json.dumps(found.to_dict(args.trace), indent=2) if args.json
               else found.text(args.trace))
         return 0 if found.ok else 1
+    from mktme_des.outputs import check_output
+    from mktme_des.scenarios.report import FIGURE_FORMATS
+
+    if args.plot:  # checked before the run, not after it
+        check_output(args.plot, "--plot", FIGURE_FORMATS)
+    if args.chrome_trace:
+        check_output(args.chrome_trace, "--chrome-trace")
     res = run_scenario(path)
     if args.plot:
         timeline_figure(res, args.plot)
@@ -328,12 +335,18 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mktme_des.signals import terminate_as_interrupt
+
     args = build_parser().parse_args(argv)
     try:
-        _check_args(args)
-        return args.fn(args)
+        with terminate_as_interrupt():
+            _check_args(args)
+            return args.fn(args)
     except UserError as err:
         print(f"mktme-des: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every write is atomic, nothing half-written
+        print("mktme-des: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # pragma: no cover - `| head`
         return 0

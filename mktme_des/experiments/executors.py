@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import re
-import signal
 import threading
 import time
 import traceback
@@ -32,6 +31,7 @@ from typing import Any
 from mktme_des.errors import UserError
 from mktme_des.experiments import drivers
 from mktme_des.limits import check_workers
+from mktme_des.signals import stop_pool, worker_init
 
 Task = tuple[str, str, dict[str, Any], int]
 
@@ -74,10 +74,6 @@ def _context() -> multiprocessing.context.BaseContext | None:
     return None
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def failure(exc: BaseException) -> dict[str, Any]:
     """A result dict for a task whose execution itself failed (not the driver)."""
     return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
@@ -114,7 +110,7 @@ class LocalBackend:
         self.cancelled = False
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint,
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=worker_init,
                                         mp_context=_context())
         pending = {self.pool.submit(execute_run, *t): i for i, t in enumerate(tasks)}
         while pending:
@@ -138,12 +134,7 @@ class LocalBackend:
         if terminate is not None:
             terminate()
             return
-        procs = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.join(timeout=5)
+        stop_pool(pool)
 
     def close(self) -> None:
         if self.pool is not None and not self.cancelled:

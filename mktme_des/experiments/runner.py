@@ -144,6 +144,15 @@ def run_experiment(experiment: str | Path | Experiment, *, workers: int | None =
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     out = Path(out) if out is not None else Path("results") / exp.name
     store = Store(out)
+    with store.lock():
+        return _run(exp, store, workers=workers, scheduler=scheduler, force=force, plot=plot,
+                    stream=stream, started=started, t0=t0)
+
+
+def _run(exp: Experiment, store: Store, *, workers: int | None, scheduler: str | None,
+         force: bool, plot: bool, stream: TextIO | None, started: str, t0: float) -> RunSummary:
+    """The body of :func:`run_experiment`, with the results folder locked."""
+    out = store.root
     store.prepare()
     write_text(out / "experiment.toml", exp.text)
     store.write_json("spec.json", exp.plot_spec())
