@@ -64,15 +64,20 @@ def check_output(path: str | Path, what: str, suffixes: Iterable[str] | None = N
 
 
 def write_file(path: str | Path, writer: Callable[[Path], None], what: str = "output",
-               suffixes: Iterable[str] | None = None, parents: bool = False) -> Path:
+               suffixes: Iterable[str] | None = None, parents: bool = False,
+               mode: int | None = None) -> Path:
     """Write one file atomically: ``writer(tmp)`` writes the temporary file, which is then
     flushed and renamed over the target. Returns the path written (through a link, its
     target). Raises :class:`UserError` (the temporary file removed) when it cannot.
-    ``parents`` as for :func:`check_output`."""
+    ``parents`` as for :func:`check_output`; ``mode``: the file's permission bits (e.g.
+    ``0o600`` for a file holding keys), set before it takes the target's name."""
     target = check_output(path, what, suffixes, parents)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        if mode is not None:  # never readable by others, not even for an instant
+            tmp.touch(mode=mode)
+            os.chmod(tmp, mode)
         writer(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -92,9 +97,11 @@ def write_bytes(path: str | Path, data: bytes, what: str = "output",
     return write_file(path, lambda tmp: tmp.write_bytes(data), what, parents=parents)
 
 
-def write_text(path: str | Path, text: str, what: str = "output", parents: bool = False) -> Path:
+def write_text(path: str | Path, text: str, what: str = "output", parents: bool = False,
+               mode: int | None = None) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_file`)."""
-    return write_bytes(path, text.encode(), what, parents)
+    data = text.encode()
+    return write_file(path, lambda tmp: tmp.write_bytes(data), what, parents=parents, mode=mode)
 
 
 def check_folder(path: str | Path, what: str) -> Path:

@@ -90,6 +90,12 @@ class Driver:
     param_value: Callable[[dict[str, Any], str], Any] | None
     warmup: bool
     module: str
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def stored_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The configuration as result files store it: key material fingerprinted by the
+        driver's ``redact`` (the run itself got the whole configuration)."""
+        return self.redact(config) if self.redact is not None else config
 
     def knows_metric(self, name: str) -> bool:
         """True when ``name`` is one of the declared metrics or matches a template."""
@@ -130,11 +136,15 @@ def register(
     metrics_for: Callable[[dict[str, Any]], Collection[str]] | None = None,
     param_value: Callable[[dict[str, Any], str], Any] | None = None,
     warmup: bool = False,
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Callable[[DriverFn], DriverFn]:
     """Decorator registering ``fn`` as the driver ``name`` (see the module docstring).
 
     ``param_value(config, dotted)`` gives the value of a parameter column for a point that
-    does not assign it (default: look the name up in the resolved config)."""
+    does not assign it (default: look the name up in the resolved config). ``redact(config)``
+    returns the configuration to store in result files, key material replaced by
+    fingerprints (:mod:`mktme_des.redact`); a driver whose configuration can hold keys must
+    give it."""
 
     def deco(fn: DriverFn) -> DriverFn:
         old = _REGISTRY.get(name)
@@ -143,7 +153,7 @@ def register(
         _REGISTRY[name] = Driver(
             name=name, fn=fn, metrics=dict(metrics), series=dict(series or {}), base=base,
             resolve=resolve, metrics_for=metrics_for, param_value=param_value, warmup=warmup,
-            module=fn.__module__,
+            module=fn.__module__, redact=redact,
         )
         return fn
 

@@ -105,7 +105,7 @@ def _record(exp: Experiment, run: Run, res: dict[str, Any]) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "format": FORMAT, "key": run.key, "experiment": exp.name, "driver": exp.driver.name,
         "params": run.point.params, "replication": run.replication, "seed": run.seed,
-        "config": run.point.config, "status": res["status"],
+        "config": exp.driver.stored_config(run.point.config), "status": res["status"],
     }
     if res["status"] == "ok":
         metrics, series = clean(res["metrics"]), clean(res["series"])

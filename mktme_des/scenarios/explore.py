@@ -296,6 +296,7 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
                       f"Every time below, and the order of same-time events (tie_seed or "
                       f"tie_choices), are that run's; `mktme-des scenario run` on this file "
                       f"reproduces it.")
-            write_text(target, dumps(o.data, HEX_FIELDS, header), "--save")
+            # A saved run must replay, keys included: readable by its owner only.
+            write_text(target, dumps(o.data, HEX_FIELDS, header), "--save", mode=0o600)
             o.file = str(target)
     return explored

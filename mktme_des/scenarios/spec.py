@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mktme_des import catalog
+from mktme_des import catalog, redact
 from mktme_des.config.schema import Context, Section, build, param, read_toml
 from mktme_des.engine.time import MAX_NS, ns
 from mktme_des.errors import ConfigError
@@ -52,6 +52,8 @@ RAW_CLASSES = ("ciphertext", "plaintext", "zero")
 SYNC_FIELDS = frozenset({"label", "after"})
 _SYNC_ORDER = ("label", "after")  # the order they are checked in, whatever the hash seed
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
+KEY_FIELDS = frozenset({"key", "tweak", "preimage_key"})
+"""Hex fields holding key material: never quoted in a message (:mod:`mktme_des.redact`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,7 +201,8 @@ def _hex(op: dict, name: str, ctx: Context, required: bool = True) -> bytes | No
     try:
         data = bytes.fromhex(text)
     except ValueError:
-        raise ctx.error(name, f"{text!r} is not hex bytes (e.g. \"41424344\")") from None
+        shown = redact.fingerprint(text) if name in KEY_FIELDS else repr(text)
+        raise ctx.error(name, f"{shown} is not hex bytes (e.g. \"41424344\")") from None
     if not data:
         raise ctx.error(name, "must not be empty")
     return data
