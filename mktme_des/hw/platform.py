@@ -1,8 +1,11 @@
 """The platform: every component of a model, wired together on one SimPy clock.
 
-Data flows one way: a :class:`~mktme_des.config.model.Model` becomes packages (cores, caches,
-a memory controller with its key table, AES engine and DRAM), cores execute op streams, and
-what happens is counted in statistics and checked by the oracle.
+Data flows one way: a :class:`~mktme_des.config.model.Model` becomes packages (caches, a memory
+controller with its key table, AES engine and DRAM), the memory system joining them
+(:mod:`~mktme_des.hw.memsys`) and cores with their routes; cores execute op streams, components
+report to the recorder (:mod:`~mktme_des.engine.recorder`), what happens is counted in
+statistics and checked by the oracle. The platform builds all this and is its facade: keys,
+reset, the raw DRAM view, agents outside the CPUs (:mod:`~mktme_des.hw.agent`), statistics.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from collections.abc import Iterable
 import simpy
 
 from mktme_des.config.model import Model
+from mktme_des.engine import wakeup
 from mktme_des.engine.recorder import Event, Recorder
 from mktme_des.engine.rng import Streams
 from mktme_des.engine.ties import environment
 from mktme_des.engine.time import ns, to_ns
-from mktme_des.hw import ops as O
 from mktme_des.hw.address import LINE_MASK, AddressMap
 from mktme_des.hw.aes import AesEngine
+from mktme_des.hw.agent import dram_agent
+from mktme_des.hw.board import Board
 from mktme_des.hw.cache import Cache
 from mktme_des.hw.core import Core
 from mktme_des.hw.dram import DramStore, DramTiming
@@ -26,46 +31,6 @@ from mktme_des.hw.keytable import KEY, NO_ENCRYPT, TME, KeyTable
 from mktme_des.hw.memctrl import MemoryController
 from mktme_des.hw.memsys import MemorySystem
 from mktme_des.hw.pconfig import KeyTableLock
-
-
-class Board:
-    """What scenario actors share besides memory: happens-before flags (an op's label, raised
-    when it completes) and bytes captured by label."""
-
-    def __init__(self, env) -> None:
-        self.env = env
-        self.flags: dict[str, simpy.Event] = {}
-        self.captures: dict[str, bytes] = {}
-        self.boot_tweak = lambda: 0  # set by the platform: the tweak in force
-
-    def flag(self, label: str) -> simpy.Event:
-        """The event of the op labelled ``label`` completing: an actor waits on it to run
-        after that op (a scenario's ``after``), whatever the timing."""
-        ev = self.flags.get(label)
-        if ev is None:
-            ev = self.flags[label] = self.env.event()
-        return ev
-
-    def raise_flag(self, label: str, t: int) -> None:
-        """The op labelled ``label`` completed at ``t`` (the actor's local time)."""
-        ev = self.flag(label)
-        if t > self.env.now:
-            ev2 = self.env.timeout(t - self.env.now)
-            ev2.callbacks.append(lambda _e: ev.succeed())
-        else:
-            ev.succeed()
-
-    def captured(self, arg: tuple, pa: int) -> bytes:
-        """The bytes a WRITE_CAPTURE op stores: a capture, or its XTS preimage under a key."""
-        from mktme_des.crypto import line_tweak, xts_decrypt
-
-        label, key = arg
-        if label not in self.captures:
-            raise ValueError(f"nothing was captured as {label!r} before it was used")
-        data = self.captures[label]
-        if key is not None:
-            data = xts_decrypt(key, line_tweak(pa & LINE_MASK, self.boot_tweak()), data)
-        return data
 
 
 class Package:
@@ -237,56 +202,9 @@ class Platform:
     def captured(self, arg: tuple, pa: int) -> bytes:
         return self.board.captured(arg, pa)
 
-    def agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
-        """SimPy process of an agent outside the CPUs (a bus probe, a DMA engine, an attacker
-        with a DRAM interposer, the firmware): raw reads, writes and copies of DRAM, direct
-        key-table setup and reboots, each at its ``at`` time, bypassing caches. Each waits for
-        its time with a real event, so everything the cores do is ordered against it exactly.
-
-        ``log`` receives one entry per op: ``(start, end, code, keyid, pa, data, None, class)``.
-        """
-        env = self.env
-        captures = self.captures
-        for code, keyid, pa, arg, at in ops:
-            if code == O.AWAIT:
-                yield self.board.flag(arg)
-                continue
-            if code == O.SIGNAL:
-                self.board.raise_flag(arg, env.now)
-                continue
-            if at is not None and at > env.now:
-                yield env.timeout(at - env.now)
-            t = env.now
-            data = cls = None
-            if code == O.RAW_READ:
-                size, label = arg if isinstance(arg, tuple) else (arg, "")
-                data = self.dram_read(pa, size)
-                if self.oracle is not None:
-                    cls = self.oracle.raw_class(pa, data)
-                if label:
-                    captures[label] = data
-            elif code == O.RAW_WRITE:
-                data = captures[arg[1]] if isinstance(arg, tuple) else arg
-                self.dram_write(pa, data, t, f"raw DRAM write by {name} at t={to_ns(t):g} ns")
-            elif code == O.RAW_COPY:
-                dst, size = arg
-                data = self.dram_read(pa, size)
-                self.dram_write(dst, data, t,
-                                f"raw DRAM copy by {name} from {pa:#x} at t={to_ns(t):g} ns")
-            elif code == O.COMPUTE:
-                yield env.timeout(arg)
-            elif code == "set_key":
-                mode, key, packages = arg
-                self.program(keyid, mode, key, packages or None, command=f"set_key by {name}")
-            elif code == "reboot":
-                self.reboot(*arg)
-            else:
-                raise ValueError(f"{code} is not a DRAM agent operation")
-            if log is not None:
-                log.append((t, env.now, code, keyid, pa, data, None, cls))
-
     def start_agent(self, name: str, ops: Iterable[tuple], log: list | None = None):
-        return self.env.process(self.agent(name, ops, log))
+        """Start an agent outside the CPUs (:func:`mktme_des.hw.agent.dram_agent`)."""
+        return self.env.process(dram_agent(self, name, ops, log))
 
     # -- the raw DRAM view -----------------------------------------------------------------------
     def dram_read(self, pa: int, size: int) -> bytes:
@@ -379,10 +297,13 @@ class Platform:
     # -- running -------------------------------------------------------------------------------
     def start(self, cpu: int, ops: Iterable[tuple]):
         """Start ``cpu`` executing ``ops``; returns its SimPy process."""
-        return self.env.process(self.cores[cpu].run(iter(ops)))
+        return wakeup.start(self.env, self.cores[cpu].run(iter(ops)))
 
     def run(self, until: int | None = None) -> None:
-        self.env.run(until=until)
+        if until is None:
+            wakeup.run(self.env)
+        else:
+            self.env.run(until=until)
 
     @property
     def now_ns(self) -> float:

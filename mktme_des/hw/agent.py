@@ -1,0 +1,58 @@
+"""Agents outside the CPUs: a bus probe, a DMA engine, an attacker with a DRAM interposer, the
+firmware. They act on DRAM and key tables directly, bypassing caches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mktme_des.engine.time import to_ns
+from mktme_des.hw import ops as O
+
+
+def dram_agent(plat, name: str, ops: Iterable[tuple], log: list | None = None):
+    """SimPy process of an agent outside the CPUs (a bus probe, a DMA engine, an attacker
+    with a DRAM interposer, the firmware): raw reads, writes and copies of DRAM, direct
+    key-table setup and reboots, each at its ``at`` time, bypassing caches. Each waits for
+    its time with a real event, so everything the cores do is ordered against it exactly.
+
+    ``log`` receives one entry per op: ``(start, end, code, keyid, pa, data, None, class)``.
+    """
+    env = plat.env
+    captures = plat.captures
+    for code, keyid, pa, arg, at in ops:
+        if code == O.AWAIT:
+            yield plat.board.flag(arg)
+            continue
+        if code == O.SIGNAL:
+            plat.board.raise_flag(arg, env.now)
+            continue
+        if at is not None and at > env.now:
+            yield env.timeout(at - env.now)
+        t = env.now
+        data = cls = None
+        if code == O.RAW_READ:
+            size, label = arg if isinstance(arg, tuple) else (arg, "")
+            data = plat.dram_read(pa, size)
+            if plat.oracle is not None:
+                cls = plat.oracle.raw_class(pa, data)
+            if label:
+                captures[label] = data
+        elif code == O.RAW_WRITE:
+            data = captures[arg[1]] if isinstance(arg, tuple) else arg
+            plat.dram_write(pa, data, t, f"raw DRAM write by {name} at t={to_ns(t):g} ns")
+        elif code == O.RAW_COPY:
+            dst, size = arg
+            data = plat.dram_read(pa, size)
+            plat.dram_write(dst, data, t,
+                            f"raw DRAM copy by {name} from {pa:#x} at t={to_ns(t):g} ns")
+        elif code == O.COMPUTE:
+            yield env.timeout(arg)
+        elif code == "set_key":
+            mode, key, packages = arg
+            plat.program(keyid, mode, key, packages or None, command=f"set_key by {name}")
+        elif code == "reboot":
+            plat.reboot(*arg)
+        else:
+            raise ValueError(f"{code} is not a DRAM agent operation")
+        if log is not None:
+            log.append((t, env.now, code, keyid, pa, data, None, cls))
