@@ -124,7 +124,15 @@ def is_path(name_or_path: str | Path) -> bool:
     if "\0" in text:
         raise UserError(f"{text!r}: a NUL byte is not allowed in a name or path")
     return (isinstance(name_or_path, Path) or text.endswith(".toml") or os.sep in text
-            or "/" in text or Path(text).exists())
+            or "/" in text or _is_file(Path(text)))
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the system refuses the question (a name too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def find(kind: str, name_or_path: str | Path) -> Path:
@@ -139,7 +147,7 @@ def find(kind: str, name_or_path: str | Path) -> Path:
     name = str(name_or_path)
     for root in roots():
         path = root.path / KINDS[kind] / f"{name}.toml"
-        if path.is_file():
+        if _is_file(path):
             return path
     if kind == "scenario":
         prefix = f"{name.lower()}-"
@@ -157,9 +165,9 @@ def trace_path(path: str) -> Path:
     first root that has it (so ``experiments/traces/kernel_mix.lackey.gz`` is the shipped
     trace unless the current folder has its own)."""
     p = Path(path)
-    if p.is_absolute() or p.exists():
+    if p.is_absolute() or _is_file(p):
         return p
     for root in roots():
-        if (root.path / p).is_file():
+        if _is_file(root.path / p):
             return root.path / p
     return p
