@@ -4,7 +4,8 @@ A scenario names a model and a seed, sets up key tables, and gives each CPU (``[
 each agent outside the CPUs (``[[agent]]``: a DRAM probe, an attacker with an interposer, the
 firmware) a list of operations. Each operation may carry an absolute start time ``at`` in ns;
 otherwise it follows the previous one. Any op may carry a ``label``, and any op an ``after``
-naming a label: it then starts no earlier than the labelled op (of any actor) has completed.
+naming a label, or a list of labels: it then starts no earlier than every labelled op (of any
+actor) has completed.
 That is how software orders actors (a lock, a flag, the kernel freeing a page only after the
 flush): times say when things are *meant* to happen, ``after`` says what *must* come first, and
 ``scenario explore``, which moves the times, keeps it. Reads may carry an expectation (``expect``): exact bytes
@@ -50,7 +51,6 @@ READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 RAW_CLASSES = ("ciphertext", "plaintext", "zero")
 # Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
 SYNC_FIELDS = frozenset({"label", "after"})
-_SYNC_ORDER = ("label", "after")  # the order they are checked in, whatever the hash seed
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
 KEY_FIELDS = frozenset({"key", "tweak", "preimage_key"})
 """Hex fields holding key material: never quoted in a message (:mod:`mktme_des.redact`)."""
@@ -238,9 +238,25 @@ def _op_header(op: Any, ctx: Context, table: dict, kind: str, hint: str = "") ->
 
 
 def _sync_fields(op: dict, ctx: Context) -> None:
-    for f in _SYNC_ORDER:
-        if f in op and not _get(op, f, str, ctx):
-            raise ctx.error(f, "must not be empty")
+    if "label" in op and not _get(op, "label", str, ctx):
+        raise ctx.error("label", "must not be empty")
+    if "after" in op:
+        after = op["after"]
+        labels = after if isinstance(after, list) else [after]
+        if not labels or not all(isinstance(x, str) and x and "\0" not in x for x in labels):
+            raise ctx.error("after", "expected a label or a non-empty list of labels "
+                            f"(non-empty strings), got {after!r}"[:300])
+        if len(set(labels)) < len(labels):
+            raise ctx.error("after", "names a label twice")
+
+
+def after_labels(op: dict) -> list[str]:
+    """The labels an op's ``after`` names: one string or a list of them (all must complete
+    before the op starts)."""
+    after = op.get("after")
+    if not after:
+        return []
+    return list(after) if isinstance(after, list) else [after]
 
 
 def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -> tuple:
@@ -603,8 +619,7 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
     for actor, actx, ops in sequences:
         for j, op in enumerate(ops):
             deps = [(actor, j - 1)] if j else []
-            after = op.get("after")
-            if after:
+            for after in after_labels(op):
                 if after not in owner:
                     known = ", ".join(sorted(owner)) or "none"
                     raise actx.child("ops").child(j).error(
@@ -648,8 +663,8 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
         for actor, ops in lists.items():
             wired = []
             for op, spec in zip(ops, tables[name(actor)], strict=True):
-                if spec.get("after"):
-                    wired.append((O.AWAIT, 0, 0, spec["after"], None))
+                for after in after_labels(spec):
+                    wired.append((O.AWAIT, 0, 0, after, None))
                 wired.append(op)
                 if spec.get("label"):
                     wired.append((O.SIGNAL, 0, 0, spec["label"], None))
