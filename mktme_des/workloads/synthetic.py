@@ -262,8 +262,10 @@ def load_trace(spec: WorkloadSpec):
                        base_pa=0, limit=spec.warmup + spec.accesses)
 
 
-def start(plat, spec: WorkloadSpec) -> list[int]:
-    """Prepare the platform and start every core of the workload; returns the cpus.
+def start(plat, spec: WorkloadSpec, info: dict | None = None) -> list[int]:
+    """Prepare the platform and start every core of the workload; returns the cpus. ``info``,
+    when given, receives what a trace workload read: ``trace_lines``, ``accesses`` and
+    ``truncated`` (the trace has more accesses than ``warmup + accesses``).
 
     With a warm-up, each core runs its first ``spec.warmup`` accesses, waits until every core
     of the workload has done so, and then the platform's statistics restart
@@ -276,6 +278,9 @@ def start(plat, spec: WorkloadSpec) -> list[int]:
     if spec.kind == "lackey":
         trace = load_trace(spec)
         size = trace.pages * PAGE
+        if info is not None:
+            info.update(trace_lines=trace.lines_read, accesses=len(trace),
+                        truncated=trace.truncated)
         if spec.warmup and len(trace) <= spec.warmup:
             raise UserError(f"workload.warmup = {spec.warmup} leaves nothing to measure of the "
                             f"{len(trace)}-access trace {spec.trace}")
