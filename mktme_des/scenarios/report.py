@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mktme_des.outputs import write_file, write_text
 from mktme_des.scenarios.runner import Result
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+"""What ``--plot`` can write, by the file name's suffix."""
 
 
 def _short(hexdata: str | None, n: int = 16) -> str:
@@ -111,12 +115,8 @@ def chrome_trace(res: Result, path: str | Path) -> Path:
                                ts=origin["time_ns"] / 1000))
             events.append(dict(flow, ph="f", bp="e", tid=tid[e["actor"]],
                                ts=e["start_ns"] / 1000))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}, indent=1))
-    tmp.replace(out)
-    return out
+    text = json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}, indent=1)
+    return write_text(path, text, "--chrome-trace")
 
 
 COLOURS = {"read": "#1f77b4", "write": "#d62728", "clflush": "#2ca02c", "clflushopt": "#2ca02c",
@@ -176,10 +176,9 @@ def timeline_figure(res: Result, path: str | Path) -> Path:
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, dpi=120, format=out.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    fmt = Path(path).suffix.lstrip(".").lower()
+    try:
+        return write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt), "--plot",
+                          FIGURE_FORMATS)
+    finally:
+        plt.close(fig)
