@@ -39,6 +39,8 @@ def verdict_text(res: Result, trace: bool = False) -> str:
         lines.append(f"    t={v['time_ns']:g} ns cpu{v['cpu']} {v['tag']}: {v['cause']}")
         lines.append(f"      expected {_short(v['expected'])}")
         lines.append(f"      actual   {_short(v['actual'])}")
+    for line in res.invariants:
+        lines.append(f"  kernel invariant broken: {line}")
     kernel = res.stats.get("kernel")
     if kernel:
         lines.append(f"  kernel policy {kernel['policy']}; KeyIDs in use {kernel['keys']['keyids_in_use']}")
