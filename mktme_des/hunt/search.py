@@ -38,8 +38,8 @@ MAX_SIZE = 14
 
 
 def size_of(program_index: int) -> int:
-    """Most ops per actor of program ``program_index``: 2 at first, one more every 6."""
-    return min(MAX_SIZE, 2 + program_index // 6)
+    """Most ops per actor of program ``program_index``: 4 at first, one more every 6."""
+    return min(MAX_SIZE, 4 + program_index // 6)
 
 
 @dataclass

@@ -13,9 +13,15 @@ of a scenario run):
   Reprogramming it turns the page's data into garbage: an update of a key in use (S5), a
   KeyID freed and given to the next key under a pinned page (S5, RFC v2), or a CPU key
   replaced when a CPU-less package returns (S7).
+* **A freed page leaves nothing behind.** Every dirty cache line under an encrypted KeyID
+  belongs to a page the kernel holds under that KeyID (mapped, or pinned past its VMA). A
+  dirty line of a freed frame, or of a frame now in use under another KeyID, will be written
+  back over whatever the frame holds next (S2: the flush on free).
 """
 
 from __future__ import annotations
+
+from mktme_des.kernel.mm import PAGE
 
 KEYED_TYPES = ("cpu", "user")
 
@@ -35,6 +41,18 @@ def broken_invariants(kernel) -> list[str]:
                 broken.append(f"KeyID {keyid} is in use for a {keys.types[keyid]} key but "
                               f"package {pkg.index} holds {mode} for it")
     pages = [page for proc in mm.procs.values() for _v, page in sorted(proc.pages.items())]
+    held = {(page.keyid, page.pa) for page in pages + mm.orphans}
+    stale: dict[tuple[int, int], int] = {}
+    for tag, line in plat.mem.directory.items():
+        if not line.dirty:
+            continue
+        keyid, pa = plat.amap.split(tag)
+        frame = pa & ~(PAGE - 1)
+        if keyid and (keyid, frame) not in held:
+            stale[(keyid, frame)] = stale.get((keyid, frame), 0) + 1
+    for (keyid, frame), n in sorted(stale.items()):
+        broken.append(f"{n} dirty line(s) under KeyID {keyid} of frame {frame:#x}, which the "
+                      f"kernel no longer holds under KeyID {keyid}")
     for page in pages + mm.orphans:
         if not page.keyid:
             continue
