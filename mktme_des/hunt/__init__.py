@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mktme_des.errors import ConfigError, UserError
+from mktme_des.hunt.generator import Machine, machine
 
 DEFAULT_BUDGET_S = 120.0
 
@@ -84,9 +85,9 @@ class Hunt:
 
 
 def check_inputs(policy: str, model: str, runs: int | None, budget_s: float | None,
-                 workers: int, against: str | None = None) -> tuple[int, int]:
+                 workers: int, against: str | None = None) -> Machine:
     """Validate the command's inputs (UserError, one line, naming what is wrong); returns
-    the model's packages and bytes per package."""
+    what the generator needs of the model."""
     from mktme_des.config.model import load_model
     from mktme_des.kernel.policy import find_policy, list_policies, load_policy
 
@@ -110,9 +111,7 @@ def check_inputs(policy: str, model: str, runs: int | None, budget_s: float | No
     if m.topology.cores_per_package < 2:
         raise UserError(f"--model {model}: a hunt needs two cores per package "
                         f"(it has {m.topology.cores_per_package})")
-    from mktme_des.hw.address import AddressMap
-
-    return m.topology.packages, AddressMap(m).package_bytes
+    return machine(model)
 
 
 def hunt(policy: str, model: str = "server-2s", runs: int | None = None,
@@ -131,10 +130,9 @@ def hunt(policy: str, model: str = "server-2s", runs: int | None = None,
         raise UserError("give --runs or --budget-s, not both")
     if runs is None and budget_s is None:
         budget_s = DEFAULT_BUDGET_S
-    packages, package_bytes = check_inputs(policy, model, runs, budget_s, workers, against)
+    mach = check_inputs(policy, model, runs, budget_s, workers, against)
     start = time.monotonic()
-    found = search(policy, model, packages, package_bytes, seed, runs, budget_s, workers,
-                   against)
+    found = search(policy, model, mach, seed, runs, budget_s, workers, against)
     first: dict[str, tuple] = {}
     for run in found.hits:
         for f in run.findings:
@@ -163,7 +161,7 @@ def hunt(policy: str, model: str = "server-2s", runs: int | None = None,
                       f"ops.\nCause: {c.cause}\nIts times and tie_choices are the run's; "
                       f"`mktme-des scenario run` on this file replays it, and its "
                       f"expectations state what the run did.")
-            c.files = write_counterexample(folder, f"{policy}-{k}", c.data, c.result, header)
+            c.files, c.result = write_counterexample(folder, f"{policy}-{k}", c.data, header)
             c.file = c.files["file"]
     return Hunt(policy, model, seed, found.programs, found.runs, found.crashed,
                 found.largest_program, time.monotonic() - start, results)

@@ -52,21 +52,24 @@ def with_expectations(data: dict[str, Any], res: Result) -> dict[str, Any]:
     return out
 
 
-def write_counterexample(folder: Path, stem: str, data: dict[str, Any], res: Result,
-                         header: str) -> dict[str, str]:
-    """Write ``stem.toml``, ``stem.trace.txt`` and ``stem.png`` into ``folder``; returns
-    their paths. Each file is written whole under a temporary name first."""
+def write_counterexample(folder: Path, stem: str, data: dict[str, Any],
+                         header: str) -> tuple[dict[str, str], Result]:
+    """Write ``stem.toml``, then ``stem.trace.txt`` and ``stem.png`` from what ``scenario
+    run`` makes of that file, into ``folder``; returns their paths and that run. Each file is
+    written whole under a temporary name first."""
     from mktme_des.scenarios.report import timeline_figure, verdict_text
+    from mktme_des.scenarios.runner import run_scenario
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}.toml"
     tmp = target.with_suffix(".toml.tmp")
     tmp.write_text(dumps(data, HEX_FIELDS, header))
     tmp.replace(target)
+    res = run_scenario(target)
     trace = folder / f"{stem}.trace.txt"
     tmp = trace.with_suffix(".txt.tmp")
     tmp.write_text(verdict_text(res, trace=True) + "\n")
     tmp.replace(trace)
     picture = timeline_figure(res, folder / f"{stem}.png")
-    return {"file": str(target), "trace": str(trace), "timeline": str(picture)}
+    return {"file": str(target), "trace": str(trace), "timeline": str(picture)}, res
 

@@ -23,7 +23,7 @@ leaves some op kinds out altogether (swarm testing), so the ones it keeps come m
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,6 +33,24 @@ VMAS = ("v0", "v1")
 PINS = ("p0",)
 FRAMES = 2  # the first frames of each package's pool, which the kernel hands out first
 FRAME_POOL_OFFSET = 64 << 20  # kernel/mm.py FrameAllocator: the pool's offset in a package
+
+
+class Machine(NamedTuple):
+    """What the generator needs of the hunt's model."""
+
+    packages: int
+    package_bytes: int
+    max_keyid: int
+
+
+def machine(model: str) -> Machine:
+    """The :class:`Machine` of a model name or file (raises ConfigError when it is bad)."""
+    from mktme_des.config.model import load_model
+    from mktme_des.hw.address import AddressMap
+
+    m = load_model(model, {"topology": {"cores_per_package": HUNT_CORES_PER_PACKAGE}})
+    amap = AddressMap(m)
+    return Machine(m.topology.packages, amap.package_bytes, amap.max_keyid)
 
 
 def key_options(kind: str, rng: np.random.Generator) -> str:
@@ -132,10 +150,13 @@ def setup(rng: np.random.Generator, state: dict) -> list[dict]:
     return ops
 
 
-def system_op(rng: np.random.Generator, packages: int, state: dict) -> dict:
+def system_op(rng: np.random.Generator, mach: Machine, state: dict) -> dict:
     """The next op of the administrator: hotplug of the last package or of its CPUs, raw
-    PCONFIG, WBINVD, a key of its own, or a pause."""
-    last = packages - 1
+    PCONFIG, WBINVD, a key of its own, or a pause. The raw PCONFIG programs the model's top
+    KeyID, which the kernel's first-fit allocation does not reach in a hunt's programs: root
+    reprogramming a KeyID the kernel uses breaks every policy alike, while a PCONFIG beside
+    the kernel's broadcasts contends for the key table (DEVICE_BUSY) as the thread feared."""
+    last = mach.packages - 1
     cpus = [last * HUNT_CORES_PER_PACKAGE + i for i in range(HUNT_CORES_PER_PACKAGE)]
     what = str(rng.choice(["package", "cpu", "pconfig", "wbinvd", "add_key", "compute"],
                           p=[0.25, 0.3, 0.1, 0.1, 0.15, 0.1]))
@@ -150,7 +171,7 @@ def system_op(rng: np.random.Generator, packages: int, state: dict) -> dict:
         off.symmetric_difference_update({cpu})
         return {"op": op, "target": cpu}
     if what == "pconfig":
-        return {"op": "pconfig", "keyid": int(rng.integers(1, 4)), "command": "SET_KEY_RANDOM"}
+        return {"op": "pconfig", "keyid": mach.max_keyid, "command": "SET_KEY_RANDOM"}
     if what == "wbinvd":
         return {"op": "wbinvd"}
     if what == "add_key":
@@ -172,8 +193,9 @@ def cpu_op(rng: np.random.Generator, frames: list[int]) -> dict:
 
 
 def program(rng: np.random.Generator, size: int, policy: str, model: str,
-            packages: int, package_bytes: int) -> dict[str, Any]:
+            mach: Machine) -> dict[str, Any]:
     """A random program of at most ``size`` ops per actor, as scenario data."""
+    packages, package_bytes = mach.packages, mach.package_bytes
     cpus = packages * HUNT_CORES_PER_PACKAGE
     nproc = int(rng.integers(1, 4))
     data: dict[str, Any] = {
@@ -200,7 +222,7 @@ def program(rng: np.random.Generator, size: int, policy: str, model: str,
         state = {}
         n = int(rng.integers(1, max(2, size // 2) + 1))
         data["system"] = [{"name": "admin", "cpu": 0,
-                           "ops": [system_op(rng, packages, state) for _ in range(n)]}]
+                           "ops": [system_op(rng, mach, state) for _ in range(n)]}]
     if rng.random() < 0.3:
         frames = [p * package_bytes + FRAME_POOL_OFFSET + f * 4096
                   for p in range(packages) for f in range(FRAMES)]

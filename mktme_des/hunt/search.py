@@ -26,7 +26,7 @@ import numpy as np
 
 from mktme_des.errors import ConfigError
 from mktme_des.hunt.detect import Finding, findings, not_under
-from mktme_des.hunt.generator import count_ops, program
+from mktme_des.hunt.generator import Machine, count_ops, program
 from mktme_des.scenarios.explore import perturb
 from mktme_des.scenarios.runner import run_scenario
 from mktme_des.scenarios.spec import scenario_from
@@ -66,12 +66,11 @@ class Search:
     largest_program: int = 0
 
 
-def one_run(policy: str, model: str, packages: int, package_bytes: int, seed: int,
-            against: str | None, index: int) -> Run:
+def one_run(policy: str, model: str, mach: Machine, seed: int, against: str | None,
+            index: int) -> Run:
     """Run number ``index`` of a hunt (see the module docstring)."""
     prog, sched = divmod(index, SCHEDULES)
-    data = program(np.random.default_rng([seed, prog]), size_of(prog), policy, model,
-                   packages, package_bytes)
+    data = program(np.random.default_rng([seed, prog]), size_of(prog), policy, model, mach)
     rng = np.random.default_rng([seed, prog, sched])
     jitter = JITTERS_NS[int(rng.integers(len(JITTERS_NS)))]
     trial = perturb(data, rng, jitter)
@@ -91,15 +90,14 @@ def one_run(policy: str, model: str, packages: int, package_bytes: int, seed: in
     return Run(index, trial, found)
 
 
-def search(policy: str, model: str, packages: int, package_bytes: int, seed: int,
-           runs: int | None, budget_s: float | None, workers: int,
+def search(policy: str, model: str, mach: Machine, seed: int, runs: int | None, budget_s: float | None, workers: int,
            against: str | None = None) -> Search:
     """Run batches until a counterexample or the budget; see the module docstring. With
     ``against``, a finding counts only when the same run under that policy does not show it
     (:func:`~mktme_des.hunt.detect.not_under`)."""
     out = Search()
     start = time.monotonic()
-    work = partial(one_run, policy, model, packages, package_bytes, seed, against)
+    work = partial(one_run, policy, model, mach, seed, against)
     pool = None
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
