@@ -157,7 +157,8 @@ def cmd_hunt(args) -> int:
     from mktme_des.hunt import hunt
 
     found = hunt(args.policy, model=args.model, runs=args.runs, budget_s=args.budget_s,
-                 seed=args.seed, workers=args.workers, save=args.save, against=args.against)
+                 seed=args.seed, workers=args.workers, save=args.save, against=args.against,
+                 every_cause=args.all)
     print(json.dumps(found.to_dict(), indent=2) if args.json else found.text())
     return 1 if found.found else 0
 
@@ -284,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--against", metavar="POLICY", help="count only what the same program and "
                    "schedule does not show under this policy (e.g. rfc-v2 for an unsafe "
                    "variant of it)")
+    s.add_argument("--all", action="store_true", help="go on after the first find, to the end "
+                   "of the budget, for counterexamples of other causes")
     s.add_argument("--save", metavar="DIR", help="write each shrunk counterexample there: a "
                    "scenario file, its trace and its timeline")
     s.add_argument("--json", action="store_true")

@@ -35,6 +35,7 @@ class Counterexample:
     shrink_runs: int
     data: dict
     result: Any = None  # the shrunk program's run (a scenarios.runner.Result)
+    holds: bool = True  # the file's expectations hold when it is run
     file: str | None = None
     files: dict = field(default_factory=dict)
 
@@ -78,6 +79,8 @@ class Hunt:
             lines.append(f"    found in run {c.run} after {c.found_after_s:.1f} s; shrunk from "
                          f"{c.ops_found} to {c.ops} ops ({c.shrink_runs} candidate runs)")
             lines.append(f"    {c.detail}")
+            if not c.holds:
+                lines.append("    (its replay does not meet every expectation written for it)")
             if c.file:
                 lines.append(f"    reproduce: mktme-des scenario run {c.file}")
                 lines.append(f"    trace: {c.files['trace']}; timeline: {c.files['timeline']}")
@@ -116,12 +119,16 @@ def check_inputs(policy: str, model: str, runs: int | None, budget_s: float | No
 
 def hunt(policy: str, model: str = "server-2s", runs: int | None = None,
          budget_s: float | None = None, seed: int = 0, workers: int = 1,
-         save: str | Path | None = None, against: str | None = None) -> Hunt:
+         save: str | Path | None = None, against: str | None = None,
+         every_cause: bool = False) -> Hunt:
     """Search ``policy`` for a corrupting schedule: ``runs`` runs, or ``budget_s`` seconds
     (120 when neither is given). With ``against`` (a policy), only what the same program and
-    schedule does not show under that policy counts: the hunted policy's own faults. With
-    ``save``, each shrunk counterexample is written there."""
+    schedule does not show under that policy counts: the hunted policy's own faults. The
+    search stops at its first batch with a counterexample, or with ``every_cause`` goes on
+    to the end of the budget for other causes. With ``save``, each shrunk counterexample is
+    written there."""
     from mktme_des.hunt.counterexample import with_expectations, write_counterexample
+    from mktme_des.hunt.detect import findings
     from mktme_des.hunt.generator import count_ops
     from mktme_des.hunt.search import SCHEDULES, search
     from mktme_des.hunt.shrink import replay, shrink
@@ -132,27 +139,27 @@ def hunt(policy: str, model: str = "server-2s", runs: int | None = None,
         budget_s = DEFAULT_BUDGET_S
     mach = check_inputs(policy, model, runs, budget_s, workers, against)
     start = time.monotonic()
-    found = search(policy, model, mach, seed, runs, budget_s, workers, against)
+    found = search(policy, model, mach, seed, runs, budget_s, workers, against, every_cause)
     first: dict[str, tuple] = {}
     for run in found.hits:
         for f in run.findings:
             first.setdefault(f.cause, (run, f))
     results = []
-    for cause, (run, f) in first.items():
+    for cause, (run, _first_finding) in first.items():
         small, res, used = shrink(run.data, cause, against=against)
+        detail = next(g.detail for g in findings(res) if g.cause == cause)
         final = with_expectations(small, res)
         final["scenario"]["name"] = f"hunt-{policy}"
-        final["scenario"]["title"] = f"under {policy}: {f.detail}"
+        final["scenario"]["title"] = f"under {policy}: {detail}"
         again = replay(final)
-        if again is not None and again.ok:
-            small, res = final, again
-        results.append(Counterexample(cause, f.detail, run.index, count_ops(small),
-                                      count_ops(run.data), found.found_after_s or 0.0, used,
-                                      small, res))
+        results.append(Counterexample(cause, detail, run.index, count_ops(small),
+                                      count_ops(run.data), run.found_after_s, used,
+                                      final, again if again is not None else res,
+                                      holds=again is not None and again.ok))
     results.sort(key=lambda c: (c.ops, c.cause))
     if save is not None:
         folder = Path(save)
-        vs = f" --against {against}" if against else ""
+        vs = (f" --against {against}" if against else "") + (" --all" if every_cause else "")
         for k, c in enumerate(results, 1):
             header = (f"A counterexample to the kernel policy {policy!r} on {model}, found by "
                       f"`mktme-des hunt {policy} --model {model} --seed {seed}{vs}`: run {c.run} "

@@ -10,7 +10,8 @@ draw, recorded as ``tie_choices`` so the run replays exactly.
 
 Runs go in batches of ``BATCH``, shared among worker processes; the hunt stops after the
 first batch that holds a counterexample, or when the budget (runs, or seconds checked between
-batches) is spent. Every run depends on its number alone, and the batches are judged in
+batches) is spent. With ``every_cause`` it goes on to the end of the budget, keeping the
+first run of each new cause. Every run depends on its number alone, and the batches are judged in
 order, so what a hunt finds is the same whichever ``workers``; with a budget in seconds only
 how far an unsuccessful hunt gets depends on the machine.
 """
@@ -51,6 +52,7 @@ class Run:
     data: dict[str, Any]
     findings: list[Finding]
     crashed: bool = False
+    found_after_s: float = 0.0  # when its batch was judged, from the start of the search
 
 
 @dataclass
@@ -91,7 +93,7 @@ def one_run(policy: str, model: str, mach: Machine, seed: int, against: str | No
 
 
 def search(policy: str, model: str, mach: Machine, seed: int, runs: int | None, budget_s: float | None, workers: int,
-           against: str | None = None) -> Search:
+           against: str | None = None, every_cause: bool = False) -> Search:
     """Run batches until a counterexample or the budget; see the module docstring. With
     ``against``, a finding counts only when the same run under that policy does not show it
     (:func:`~mktme_des.hunt.detect.not_under`)."""
@@ -119,12 +121,17 @@ def search(policy: str, model: str, mach: Machine, seed: int, runs: int | None, 
             out.programs = (last - 1) // SCHEDULES + 1
             out.crashed += sum(r.crashed for r in batch)
             out.largest_program = max([out.largest_program] + [count_ops(r.data) for r in batch])
-            hits = [r for r in batch if r.findings]
+            seen = {f.cause for r in out.hits for f in r.findings}
+            hits = [r for r in batch if {f.cause for f in r.findings} - seen]
             first = last
             if hits:
-                out.hits = hits
-                out.found_after_s = time.monotonic() - start
-                break
+                for r in hits:
+                    r.found_after_s = time.monotonic() - start
+                out.hits += hits
+                if out.found_after_s is None:
+                    out.found_after_s = time.monotonic() - start
+                if not every_cause:
+                    break
     finally:
         if pool is not None:
             pool.shutdown()
