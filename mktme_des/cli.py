@@ -276,10 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "when one is found")
     s.add_argument("policy", help="kernel policy (models/kernel/NAME.toml) or path")
     s.add_argument("--model", default="server-2s", help="machine model (default server-2s)")
-    budget = s.add_mutually_exclusive_group()
-    budget.add_argument("--budget-s", type=float, default=None,
-                        help="seconds of search (default 120)")
-    budget.add_argument("--runs", type=int, default=None, help="runs of search instead")
+    s.add_argument("--budget-s", type=float, default=None,
+                   help="seconds of search (default 120)")
+    s.add_argument("--runs", type=int, default=None, help="runs of search instead")
     s.add_argument("--seed", type=int, default=0, help="seed of the programs and schedules")
     s.add_argument("--workers", type=int, default=1, help="processes to share the runs")
     s.add_argument("--against", metavar="POLICY", help="count only what the same program and "

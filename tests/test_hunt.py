@@ -130,6 +130,8 @@ def test_a_drawn_tie_order_replays_from_its_recorded_choices():
     (["hunt", "rfc-v2", "--runs", "1", "--against", "nope"], "--against 'nope'"),
     (["hunt", "rfc-v2", "--runs", "1", "--workers", "0"], "--workers 0"),
     (["hunt", "rfc-v2", "--runs", "1", "--model", "no-such-model"], "no-such-model"),
+    (["hunt", "rfc-v2", "--runs", "1", "--budget-s", "5"], "--runs or --budget-s, not both"),
+    (["hunt", "rfc-v2", "--budget-s", "-1"], "--budget-s -1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, words, capsys, tmp_path):
     assert main(argv + ["--save", str(tmp_path / "out")]) == 2
@@ -162,3 +164,10 @@ def test_the_2019_teardown_check_sees_a_key_being_instantiated():
     data["system"][0]["ops"][1]["expect"] = "ok"
     data["expect"]["invariants"] = "broken"
     assert run_scenario(scenario_from(data, "rfc-v2 teardown")).ok
+
+
+def test_a_one_package_model_is_hunted_without_hotplug(capsys):
+    # Two CPUs, no second package: at most two processes, no administrator.
+    assert main(["hunt", "rfc-v2", "--model", "client-1s", "--runs", "8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["found"] == 0 and out["schedules"] == 8 and out["model"] == "client-1s"

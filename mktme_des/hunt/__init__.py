@@ -98,13 +98,16 @@ def check_inputs(policy: str, model: str, runs: int | None, budget_s: float | No
         if name is not None and not find_policy(name).exists():
             raise UserError(f"{what} {name!r}: no such policy; choose one of "
                             f"{', '.join(list_policies())} or a policy file")
+    for what, name in (("policy", policy), ("--against", against)):
+        try:
+            if name is not None:
+                load_policy(name)
+        except ConfigError as err:
+            raise UserError(f"{what} {name!r}: {err}") from None
     try:
-        load_policy(policy)
-        if against is not None:
-            load_policy(against)
         m = load_model(model)
     except ConfigError as err:
-        raise UserError(str(err)) from None
+        raise UserError(f"--model {model!r}: {err}") from None
     if runs is not None and runs < 1:
         raise UserError(f"--runs {runs}: at least one run")
     if budget_s is not None and not budget_s > 0:

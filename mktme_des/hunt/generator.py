@@ -197,7 +197,7 @@ def program(rng: np.random.Generator, size: int, policy: str, model: str,
     """A random program of at most ``size`` ops per actor, as scenario data."""
     packages, package_bytes = mach.packages, mach.package_bytes
     cpus = packages * HUNT_CORES_PER_PACKAGE
-    nproc = int(rng.integers(1, 4))
+    nproc = min(int(rng.integers(1, 4)), cpus)  # one CPU each
     data: dict[str, Any] = {
         "scenario": {"name": "hunt", "title": f"a schedule that breaks {policy}",
                      "model": model, "seed": int(rng.integers(0, 1000)), "policy": policy},
