@@ -18,6 +18,7 @@ HOT = [
     "mktme_des/hw/dram.py",
     "mktme_des/hw/aes.py",
     "mktme_des/engine/server.py",
+    "mktme_des/engine/wakeup.py",
     "mktme_des/engine/stats.py",
     "mktme_des/oracle.py",
     "mktme_des/workloads/synthetic.py",

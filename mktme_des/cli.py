@@ -163,10 +163,20 @@ def cmd_hunt(args) -> int:
     return 1 if found.found else 0
 
 
+def _bench_rounds(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 50:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rounds from 1 to 50")
+    return n
+
+
 def cmd_bench(args) -> int:
     from mktme_des.bench import bench, bench_text
 
-    result = bench(quick=args.quick)
+    result = bench(quick=args.quick, rounds=args.rounds)
     print(json.dumps(result, indent=2) if args.json else bench_text(result))
     return 0
 
@@ -294,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="simulated accesses per second vs bare SimPy")
     s.add_argument("--json", action="store_true")
     s.add_argument("--quick", action="store_true", help="smaller runs (noisier)")
+    s.add_argument("--rounds", type=_bench_rounds, default=None,
+                   help="interleaved rounds, 1 to 50 (default 5; 2 with --quick)")
     s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("run", help="run an experiment's sweep; results in results/NAME/")

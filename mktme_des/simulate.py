@@ -33,11 +33,14 @@ def run_workload(model: Model | str, workload: WorkloadSpec, seed: int = 0,
     if not isinstance(model, Model):
         model = load_model(model)
     plat = Platform(model, seed=seed, oracle=Oracle() if oracle else None)
-    cpus = start(plat, workload)
+    info: dict = {}
+    cpus = start(plat, workload, info)
     plat.run()
     stats = plat.stats()
     stats["run"] = {"model": model.platform.name, "seed": seed, "cpus": cpus,
                     "workload": resolved(workload)}
+    if info:
+        stats["run"]["trace"] = info
     return stats, plat
 
 
@@ -55,6 +58,14 @@ def summary_text(stats: dict) -> str:
              f" on cpus {run['cpus']}, seed {run['seed']}",
              f"  simulated {stats['time_ns']:.0f} ns, {stats['accesses']} accesses, "
              f"{stats['writebacks']} writebacks"]
+    trace = run.get("trace")
+    if trace is not None:
+        if trace["truncated"]:
+            lines.append(f"  trace: its first {trace['accesses']} accesses replayed per core, and "
+                         f"it has more: raise -w accesses (now {wl['accesses']}) to replay them")
+        else:
+            lines.append(f"  trace: all {trace['accesses']} accesses ({trace['trace_lines']} "
+                         "lines) replayed per core")
     if "measured_from_ns" in stats:
         lines.append(f"  measured after a warm-up of {wl['warmup']} accesses per core, "
                      f"from {stats['measured_from_ns']:.0f} ns")

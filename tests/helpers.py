@@ -43,3 +43,13 @@ def run(plat, *streams: tuple[int, list]) -> list[list]:
         plat.start(cpu, ops)
     plat.run()
     return [plat.cores[cpu].log for cpu, _ in streams]
+
+
+# Small caches: a few lines share every set, so random programs evict, and WBINVD is quick.
+SMALL_CACHES = {"flush": {"wbinvd_line_ns": 0.001},
+                "cache": [{"name": "L1D", "size_kib": 1, "ways": 2, "hit_latency_cycles": 5,
+                           "scope": "core"},
+                          {"name": "L2", "size_kib": 2, "ways": 4, "hit_latency_cycles": 14,
+                           "scope": "core"},
+                          {"name": "LLC", "size_kib": 8, "ways": 4, "hit_latency_cycles": 50,
+                           "scope": "package"}]}

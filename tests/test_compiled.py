@@ -58,6 +58,11 @@ def cli(args: list[str], pure: bool) -> bytes:
     ["simulate", "client-1s", "-w", "pattern=zipf", "-w", "accesses=4000", "-w", "cores=2",
      "-w", "prefetch_distance=4", "-m", "core.fill_buffers=6", "--json"],
     ["simulate", "server-2s", "-w", "kind=lackey", "-w", "accesses=20000", "--json"],
+    # Many cores interleaving: the wake-ups and driver of engine/wakeup.py at work.
+    ["simulate", "server-2s", "-w", "pattern=sequential", "-w", "working_set_kib=16", "-w",
+     "accesses=3000", "-w", "cores=4", "--json"],
+    ["simulate", "server-2s", "-w", "pattern=random", "-w", "working_set_kib=65536", "-w",
+     "accesses=800", "-w", "cores=16", "-m", "core.fill_buffers=4", "--json"],
     ["scenario", "run", "s2-stale-writeback-no-flush", "--json"],
     ["scenario", "run", "s7-hotplug-offline-migrates", "--json"],
     ["scenario", "run", "s14-key-per-customer", "--json"],

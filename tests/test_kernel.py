@@ -113,6 +113,17 @@ class Sim:
     def frame(self, proc, va: int) -> tuple[int, int]:
         return self.mm.translate(proc, va)
 
+    def page_in_dram(self, serial: int, data: bytes):
+        """A process with one page under ``serial``'s key holding ``data``, its first line
+        flushed to DRAM: ``(proc, va, keyid, pa)``."""
+        proc = self.mm.spawn(0)
+        va = self.mmap(proc, 1)
+        self.protect(proc, va, PAGE, serial)
+        self.write(proc, va, data)
+        kid, pa = self.frame(proc, va)
+        self.call(self.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+        return proc, va, kid, pa
+
     def clflushes(self) -> int:
         """CLFLUSH instructions executed so far, from the cores' statistics."""
         return sum(c.stats()["ops"].get("clflush", 0) for c in self.plat.cores)
@@ -1150,12 +1161,7 @@ def test_a_pinned_page_keeps_its_keyid_only_with_page_references(refcount_pages)
     page is freed with its VMA and key, reused and reprogrammed under the page's data."""
     sim = Sim(policy_overrides={"refcount_pages": refcount_pages})
     serial = sim.add("a")
-    proc = sim.mm.spawn(0)
-    va = sim.mmap(proc, 1)
-    sim.protect(proc, va, PAGE, serial)
-    sim.write(proc, va, pattern(3))
-    kid, pa = sim.frame(proc, va)
-    sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+    proc, va, kid, pa = sim.page_in_dram(serial, pattern(3))
     page = sim.call(sim.mm.pin(proc, va))
     sim.munmap(proc, va, 1)
     assert pa not in sim.mm.frames.free[0]  # the pinned frame was not freed with its VMA
@@ -1269,12 +1275,7 @@ def test_a_kernel_read_through_the_direct_map_sees_the_tenants_plaintext(policy)
     """Per-KeyID direct maps give the kernel a decrypted view of every tenant's memory."""
     sim = Sim(policy=policy)
     serial = sim.add("k")
-    proc = sim.mm.spawn(0)
-    va = sim.mmap(proc, 1)
-    sim.protect(proc, va, PAGE, serial)
-    sim.write(proc, va, pattern(11))
-    kid, pa = sim.frame(proc, va)
-    sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
+    proc, va, kid, pa = sim.page_in_dram(serial, pattern(11))
     seen = sim.call(sim.mm.direct_map_read(20, kid, pa))[5]
     keyid0 = sim.call(sim.mm.direct_map_read(20, 0, pa))[5]
     assert keyid0 != pattern(11)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -430,3 +431,24 @@ def test_shipped_trace_is_deterministic(shipped: Trace) -> None:
     again = read_lackey(SHIPPED, limit=100_000)
     for name in ("is_write", "vaddr", "pa", "size"):
         assert np.array_equal(getattr(again, name), getattr(shipped, name)[:100_000])
+
+
+@pytest.mark.parametrize("limit, truncated", [(1000, True), (458_535, True), (458_536, False),
+                                              (10**9, False), (None, False)])
+def test_a_trace_says_whether_reading_stopped_before_its_end(limit, truncated):
+    """The shipped trace has 458,536 data accesses: a limit below that cuts it, one at or
+    above it does not (reading stops at the limit, so the reader looks one block further)."""
+    t = read_lackey(SHIPPED, limit=limit)
+    assert t.truncated is truncated
+    assert len(t) == min(limit or 10**9, 458_536)
+
+
+def test_simulate_says_how_much_of_a_trace_it_replayed(capsys):
+    from mktme_des.cli import main
+
+    assert main(["simulate", "server-2s", "-w", "kind=lackey", "-w", "accesses=5000",
+                 "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["run"]
+    assert run["trace"]["accesses"] == 5000 and run["trace"]["truncated"] is True
+    assert main(["simulate", "server-2s", "-w", "kind=lackey", "-w", "accesses=5000"]) == 0
+    assert "raise -w accesses (now 5000)" in capsys.readouterr().out

@@ -164,3 +164,60 @@ def test_lazy_and_eager_dram_give_identical_bytes(seed):
     assert results[0] == results[1]
     decrypts = [sum(pkg.mc.store.decrypts for pkg in p.packages) for p in plats]
     assert decrypts[1] > decrypts[0]  # the lazy store really skipped work
+
+
+def test_a_zeroed_region_reads_as_its_pages_zeroed_one_by_one():
+    """A working set recorded as one zeroed region gives, through every KeyID, the bytes of
+    the same pages zeroed page by page, also after some lines are written, a page is zeroed
+    again and bytes are put in DRAM raw; raw reads give the ciphertext of zeros under each
+    page's key (checked against an independent XTS)."""
+    from array import array
+
+    pages = 16
+    base = 0x40_0000
+    K1, K2 = bytes(range(32)), bytes(range(32, 64))
+    layout = [random.Random(3).choice([0, 1, 2, 3]) for _ in range(pages)]
+    outs = []
+    for whole in (True, False):
+        p = Platform(load_model("server-2s"), seed=7)
+        for k, key in ((1, K1), (2, K2)):
+            p.set_key(k, "key", key)
+        p.set_key(3, "no-encrypt")
+        mc = p.mc_for(base)
+        keys = [mc.keys.key(k) for k in range(mc.keys.max_keyid + 1)]
+        if whole:
+            mc.store.zero_region(base, array("H", layout), keys, p.boot_tweak)
+        else:
+            for i, k in enumerate(layout):
+                mc.store.zero_page(base + i * 4096, keys[k], p.boot_tweak)
+        mc.write(0, p.amap.tag(1, base + 64), b"w" * 64, "w")
+        mc.store.zero_page(base + 4096 * 3, keys[2], p.boot_tweak)
+        p.dram_write(base + 4096 * 5 + 128, b"r" * 64)
+        out = [mc.read(0, p.amap.tag(k, base + i * 4096 + off))[0]
+               for i in range(pages) for k in range(4) for off in (0, 64, 128)]
+        outs.append((out, [p.dram_read(base + i * 4096, 64) for i in range(pages)]))
+    assert outs[0] == outs[1]
+    raw = outs[0][1]
+    for i, k in enumerate(layout):
+        if i == 3:
+            continue  # zeroed again through K2
+        want = {0: ref_xts(keys[0], base + i * 4096, p.boot_tweak, bytes(64), True),
+                1: ref_xts(K1, base + i * 4096, p.boot_tweak, bytes(64), True),
+                2: ref_xts(K2, base + i * 4096, p.boot_tweak, bytes(64), True),
+                3: bytes(64)}[k]
+        assert raw[i] == want
+
+
+def test_a_working_set_costs_two_bytes_a_page_and_no_record_per_page():
+    from mktme_des.simulate import workload_from
+    from mktme_des.workloads.synthetic import prepare
+
+    p = Platform(load_model("server-2s"), seed=1)
+    spec = workload_from({"pattern": "random", "working_set_kib": 16 << 20, "accesses": 10,
+                          "mktme_fraction": 0.5})
+    (region,) = prepare(p, spec).values()
+    pages = (16 << 30) // 4096
+    assert region.keyids.nbytes == 2 * pages
+    for pkg in p.packages:
+        assert not pkg.mc.store.zeroed and not pkg.mc.store.lines
+        assert len(pkg.mc.store.regions) == 1

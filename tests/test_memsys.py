@@ -23,17 +23,10 @@ from mktme_des.hw import pconfig as pc
 from mktme_des.hw.memsys import APPLIED, LOST, SUPERSEDED
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
-from tests.helpers import R, W, pattern, run, us, xts
+from tests.helpers import SMALL_CACHES, R, W, pattern, run, us, xts
 
 STABLE = {"mktme": {"boot_tweak": "stable"}}
-SMALL = {**STABLE,
-         "flush": {"wbinvd_line_ns": 0.001},
-         "cache": [{"name": "L1D", "size_kib": 1, "ways": 2, "hit_latency_cycles": 5,
-                    "scope": "core"},
-                   {"name": "L2", "size_kib": 2, "ways": 4, "hit_latency_cycles": 14,
-                    "scope": "core"},
-                   {"name": "LLC", "size_kib": 8, "ways": 4, "hit_latency_cycles": 50,
-                    "scope": "package"}]}
+SMALL = {**STABLE, **SMALL_CACHES}
 MODEL = load_model("server-2s", SMALL)
 MODEL_FB = load_model("server-2s", {**SMALL, "core": {"fill_buffers": 4}})
 REMOTE = MODEL.memory.gib_per_package << 30  # first PA homed on package 1

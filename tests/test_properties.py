@@ -19,17 +19,12 @@ from mktme_des.engine.time import ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
+from tests.helpers import SMALL_CACHES
 
 LINES = [0x10_0000 + i * 0x1_0000 for i in range(4)]  # share L1 sets: evictions happen
 PHASE_NS = 30_000
 CPUS = (0, 1, 16)  # two cores of package 0, one of package 1
-SMALL = {"flush": {"wbinvd_line_ns": 0.001},
-         "cache": [{"name": "L1D", "size_kib": 1, "ways": 2, "hit_latency_cycles": 5,
-                    "scope": "core"},
-                   {"name": "L2", "size_kib": 2, "ways": 4, "hit_latency_cycles": 14,
-                    "scope": "core"},
-                   {"name": "LLC", "size_kib": 8, "ways": 4, "hit_latency_cycles": 50,
-                    "scope": "package"}]}
+SMALL = SMALL_CACHES
 MODEL = load_model("server-2s", SMALL)
 # The same machine with load misses in flight while the cores go on.
 MODEL_FB = load_model("server-2s", {**SMALL, "core": {"fill_buffers": 4}})

@@ -1,7 +1,7 @@
-"""The simulation engine: time units, seeded random streams and statistics primitives."""
+"""The simulation engine: time units, seeded random streams, statistics primitives, the order
+of same-time events and the recorder.
 
-from mktme_des.engine.rng import Streams
-from mktme_des.engine.stats import Counter, LatencyStat, ServerStat
-from mktme_des.engine.time import PS_PER_NS, ns, to_ns
-
-__all__ = ["Streams", "Counter", "LatencyStat", "ServerStat", "PS_PER_NS", "ns", "to_ns"]
+Import what you need from its modules (``mktme_des.engine.time``, ``.rng``, ``.stats``, ...):
+this package imports nothing itself, so a command that needs only times (``mktme-des list``,
+loading a scenario) does not pay for numpy.
+"""

@@ -33,6 +33,7 @@ from functools import partial
 import cython
 
 from mktme_des.engine.stats import Counter, LatencyStat
+from mktme_des.engine.wakeup import Wakeup, wakeup_for
 from mktme_des.hw import ops as O
 from mktme_des.hw.address import LINE_MASK
 from mktme_des.hw.cache import Cache
@@ -44,9 +45,10 @@ NO_EVENT = 1 << 62  # the horizon when nothing is scheduled (later than any simu
 
 
 def _horizon(env) -> int:
-    """``env.peek()`` as an integer time: nothing else happens before it."""
-    h = env.peek()
-    return NO_EVENT if h == float("inf") else h
+    """``env.peek()`` as an integer time: nothing else happens before it (read off SimPy's
+    queue, whose entries all start with their time, without a method call)."""
+    queue = env._queue
+    return queue[0][0] if queue else NO_EVENT
 
 
 class Core:
@@ -117,7 +119,7 @@ class Core:
                        nb=cython.bint,
                        slot=cython.Py_ssize_t, directory=dict, read_hist=dict,
                        write_hist=dict, served=dict, pending=dict, routes=list,
-                       l1_lines=list, l1=Cache, line=Line, ctrl=MemoryController,
+                       l1_lines=list, l1=Cache, line=Line, ctrl=MemoryController, wake=Wakeup,
                        oracle=Oracle)
         env = self.env
         mem = self.mem
@@ -149,6 +151,9 @@ class Core:
         prefetching = mem.prefetching
         l1_bit = self.l1_bit
         nb = self.fill_buffers > 1  # non-blocking loads
+        # Waits without a Timeout event, when the environment allows; one per run, as kernel
+        # code may run ops on a core whose own stream is running too.
+        wake = wakeup_for(env)
         t = env.now
         horizon = _horizon(env)  # nothing else happens before this time
         for op in ops:
@@ -156,7 +161,7 @@ class Core:
             if at is not None and at > t:
                 t = at
             if t >= horizon:
-                yield env.timeout(t - env.now)
+                yield wake.at(t) if wake is not None else env.timeout(t - env.now)
                 horizon = _horizon(env)
             if nb and self.loads_in_flight and code != READ and code != O.COMPUTE:
                 # Stores, flushes, fences and signals stay after the loads before them.
@@ -217,7 +222,7 @@ class Core:
                         # This core's own prefetch of the line is on its way: the load waits
                         # for it, as a fill buffer merges a demand miss into a prefetch.
                         if t > env.now:
-                            yield env.timeout(t - env.now)
+                            yield wake.at(t) if wake is not None else env.timeout(t - env.now)
                         yield inflight.event
                         t = env.now
                         horizon = _horizon(env)
@@ -240,12 +245,12 @@ class Core:
                     boot = mem.boots
                     waited = arrive >= horizon
                     if waited:
-                        yield env.timeout(arrive - env.now)
+                        yield wake.at(arrive) if wake is not None else env.timeout(arrive - env.now)
                         horizon = _horizon(env)
                     data, done = ctrl.read(arrive, tag)
                     t = done + there
                     if t >= horizon:
-                        yield env.timeout(t - env.now)
+                        yield wake.at(t) if wake is not None else env.timeout(t - env.now)
                         horizon = _horizon(env)
                         waited = True
                     if waited:
@@ -312,7 +317,7 @@ class Core:
         if l1_reads:
             read_hist[l1_hit] = read_hist.get(l1_hit, 0) + l1_reads
         if t > env.now:
-            yield env.timeout(t - env.now)
+            yield wake.at(t) if wake is not None else env.timeout(t - env.now)
         self.finished_at = env.now
 
     # -- instructions other than loads and stores ----------------------------------------------

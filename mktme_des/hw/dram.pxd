@@ -8,10 +8,14 @@ cdef class Record:
 cdef class DramStore:
     cdef public bint lazy
     cdef public dict lines, zeroed
+    cdef public list regions
     cdef public long long decrypts, encrypts
 
     @cython.locals(rec=Record)
     cpdef object read(self, long long pa, object key, object boot)
+
+    @cython.locals(base=cython.longlong, end=cython.longlong)
+    cpdef object _in_region(self, long long pa)
 
 cdef class DramTiming:
     cdef public long long read_latency, write_busy, bank_busy, transfer, nbanks, reads, writes

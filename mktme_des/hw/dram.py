@@ -63,9 +63,13 @@ class DramStore:
     def __init__(self, lazy: bool = True) -> None:
         self.lazy = lazy
         self.lines: dict[int, Record] = {}
-        # Pages zeroed through a KeyID before the run (what the kernel does on allocation),
-        # kept per page rather than per line: page PA -> (key, boot tweak).
+        # Pages zeroed through a KeyID (what the kernel does on allocation), kept per page
+        # rather than per line: page PA -> (key, boot tweak).
         self.zeroed: dict[int, tuple[bytes | None, int]] = {}
+        # Whole working sets zeroed before a run, one entry each: (base, end, the KeyID of
+        # each page, the key of each KeyID, boot tweak). Memory follows the pages' count, not
+        # a record per page; a page zeroed later (``zeroed``) or a line written wins.
+        self.regions: list[tuple] = []
         self.decrypts = 0  # AES work actually done, to show what laziness saves
         self.encrypts = 0
 
@@ -83,7 +87,9 @@ class DramStore:
         """The plaintext a read through ``key`` gets: XTS-decrypt of the stored ciphertext."""
         rec = self.lines.get(pa)
         if rec is None:
-            z = self.zeroed.get(pa & PAGE_MASK)
+            z = self.zeroed.get(pa & PAGE_MASK) if self.zeroed else None
+            if z is None and self.regions:
+                z = self._in_region(pa)
             if z is None:
                 cipher = ZERO_LINE
             elif self.lazy and z[0] == key and z[1] == boot:
@@ -103,7 +109,9 @@ class DramStore:
         """The ciphertext bytes of a line, as a probe on the memory bus would see them."""
         rec = self.lines.get(pa)
         if rec is None:
-            z = self.zeroed.get(pa & PAGE_MASK)
+            z = self.zeroed.get(pa & PAGE_MASK) if self.zeroed else None
+            if z is None and self.regions:
+                z = self._in_region(pa)
             return ZERO_LINE if z is None else self._zero_cipher(pa, z)
         return _cipher(pa, rec)
 
@@ -120,6 +128,19 @@ class DramStore:
                 self.lines.pop(pa, None)
         self.zeroed[base] = (key, boot)
 
+    def zero_region(self, base: int, page_keyids, keys: list, boot: int) -> None:
+        """Record that the pages from ``base`` on were zeroed, page ``i`` through the key
+        ``keys[page_keyids[i]]`` (None: plaintext), before anything else was written there
+        (a workload's working set, prepared before the run)."""
+        self.regions.append((base, base + len(page_keyids) * PAGE, page_keyids, tuple(keys), boot))
+
+    def _in_region(self, pa: int) -> tuple[bytes | None, int] | None:
+        """``(key, boot)`` of the zeroed region holding ``pa``, if one does."""
+        for base, end, page_keyids, keys, boot in self.regions:
+            if base <= pa < end:
+                return keys[page_keyids[(pa - base) >> 12]], boot
+        return None
+
     def write_raw(self, pa: int, data: bytes, time: int, cause: str) -> None:
         """Put bytes into DRAM directly, bypassing the controller (attacker, DMA replay)."""
         self.lines[pa] = Record(None, None, 0, bytes(data), RAW, time, cause)
@@ -131,6 +152,7 @@ class DramStore:
         """Lose every line (power off of volatile DRAM)."""
         self.lines.clear()
         self.zeroed.clear()
+        self.regions.clear()
 
 
 class DramTiming:

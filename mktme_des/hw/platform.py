@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import simpy
 
 from mktme_des.config.model import Model
+from mktme_des.engine import wakeup
 from mktme_des.engine.recorder import Event, Recorder
 from mktme_des.engine.rng import Streams
 from mktme_des.engine.ties import environment
@@ -296,10 +297,13 @@ class Platform:
     # -- running -------------------------------------------------------------------------------
     def start(self, cpu: int, ops: Iterable[tuple]):
         """Start ``cpu`` executing ``ops``; returns its SimPy process."""
-        return self.env.process(self.cores[cpu].run(iter(ops)))
+        return wakeup.start(self.env, self.cores[cpu].run(iter(ops)))
 
     def run(self, until: int | None = None) -> None:
-        self.env.run(until=until)
+        if until is None:
+            wakeup.run(self.env)
+        else:
+            self.env.run(until=until)
 
     @property
     def now_ns(self) -> float:

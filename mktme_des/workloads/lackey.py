@@ -107,6 +107,8 @@ class Trace:
     pages: int
     source: str
     page_bytes: int = 4096
+    truncated: bool = False  # reading stopped at ``limit`` with more accesses in the file
+    lines_read: int = 0  # trace lines read (valgrind's own included)
 
     def __post_init__(self) -> None:
         n = len(self.is_write)
@@ -183,6 +185,7 @@ def read_lackey(
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     total = 0
     lines_read = 0
+    truncated = False
     with closing(_parse_chunks(path, source)) as chunks:
         for codes, addrs, sizes, bad, nlines in chunks:
             lines_read += nlines
@@ -190,6 +193,10 @@ def read_lackey(
             parts.append(part)
             total += len(part[0])
             if limit is not None and total >= limit:
+                # More accesses in this block, or another block behind it?
+                after = next(chunks, None)
+                truncated = total > limit or (after is not None and len(
+                    _expand(after[0], after[1], after[2], include_instructions)[0]) > 0)
                 break
             if bad is not None:
                 raise TraceError(source, bad[0], bad[1])
@@ -217,6 +224,8 @@ def read_lackey(
         pages=pages,
         source=source,
         page_bytes=page_bytes,
+        truncated=truncated,
+        lines_read=lines_read,
     )
 
 

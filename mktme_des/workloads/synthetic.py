@@ -114,14 +114,22 @@ class Region:
         self.keyids = keyids
 
 
+LAYOUT_CHUNK = 1 << 20  # pages laid out per step: memory stays 2 bytes a page
+
+
 def _keyid_layout(spec: WorkloadSpec, pages: int, rng: np.random.Generator, noenc_keyid: int) -> np.ndarray:
-    u = rng.random(pages)
-    idx = np.arange(pages)
-    keyids = np.zeros(pages, dtype=np.int64)
-    mk = u < spec.mktme_fraction
-    keyids[mk] = 1 + idx[mk] % spec.mktme_keys
-    ne = (~mk) & (u < spec.mktme_fraction + spec.no_encrypt_fraction)
-    keyids[ne] = noenc_keyid
+    """The KeyID of each page (one uniform draw per page, in page order), as 16-bit ints.
+    Drawn in chunks: the same values as one draw, without a float per page held at once."""
+    keyids = np.zeros(pages, dtype=np.uint16)
+    for start in range(0, pages, LAYOUT_CHUNK):
+        n = min(LAYOUT_CHUNK, pages - start)
+        u = rng.random(n)
+        idx = np.arange(start, start + n)
+        out = keyids[start : start + n]
+        mk = u < spec.mktme_fraction
+        out[mk] = 1 + idx[mk] % spec.mktme_keys
+        ne = (~mk) & (u < spec.mktme_fraction + spec.no_encrypt_fraction)
+        out[ne] = noenc_keyid
     return keyids
 
 
@@ -176,11 +184,14 @@ def _region_bytes(spec: WorkloadSpec) -> int:
 
 
 def _zero(plat, region: Region) -> None:
-    boot = plat.boot_tweak
-    for i, keyid in enumerate(region.keyids.tolist()):
-        pa = region.base + i * PAGE
-        mc = plat.mc_for(pa)
-        mc.store.zero_page(pa, mc.keys.key(keyid), boot)
+    """Every page of ``region`` zeroed through its KeyID, recorded once per controller (each
+    answers only for the addresses it is home to): setup costs no time or memory per page."""
+    page_keyids = memoryview(region.keyids)  # shared, not copied
+    for pkg in plat.packages:
+        keys = pkg.mc.keys
+        pkg.mc.store.zero_region(region.base, page_keyids,
+                                 [keys.key(k) for k in range(keys.max_keyid + 1)],
+                                 plat.boot_tweak)
 
 
 def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.Generator) -> Iterator[tuple]:
@@ -252,8 +263,10 @@ def load_trace(spec: WorkloadSpec):
                        base_pa=0, limit=spec.warmup + spec.accesses)
 
 
-def start(plat, spec: WorkloadSpec) -> list[int]:
-    """Prepare the platform and start every core of the workload; returns the cpus.
+def start(plat, spec: WorkloadSpec, info: dict | None = None) -> list[int]:
+    """Prepare the platform and start every core of the workload; returns the cpus. ``info``,
+    when given, receives what a trace workload read: ``trace_lines``, ``accesses`` and
+    ``truncated`` (the trace has more accesses than ``warmup + accesses``).
 
     With a warm-up, each core runs its first ``spec.warmup`` accesses, waits until every core
     of the workload has done so, and then the platform's statistics restart
@@ -266,6 +279,9 @@ def start(plat, spec: WorkloadSpec) -> list[int]:
     if spec.kind == "lackey":
         trace = load_trace(spec)
         size = trace.pages * PAGE
+        if info is not None:
+            info.update(trace_lines=trace.lines_read, accesses=len(trace),
+                        truncated=trace.truncated)
         if spec.warmup and len(trace) <= spec.warmup:
             raise UserError(f"workload.warmup = {spec.warmup} leaves nothing to measure of the "
                             f"{len(trace)}-access trace {spec.trace}")
