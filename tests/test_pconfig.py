@@ -190,6 +190,7 @@ def test_device_busy_same_package_exactly_one_wins():
     assert winner["end"] - winner["issued"] == latency(plat)
     kt = plat.packages[0].mc.keys
     assert kt.programs == before[2] + 1  # the table changed once
+    assert plat.stats()["counts"] == {"pconfig_busy": 1}  # the refusal is counted
     assert kt.entry(7).version == 1
     won = p0 if winner is a else p1
     assert kt.key(7) == won.key_field_1[:16] + won.key_field_2[:16]
