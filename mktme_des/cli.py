@@ -4,6 +4,7 @@
     mktme-des simulate MODEL [-w key=value ...]   run a workload, print statistics
     mktme-des scenario run NAME [--json|--trace]  run a scenario, print its verdict
     mktme-des scenario explore NAME [--runs N]    the outcomes of its race under jittered timing
+    mktme-des hunt POLICY [--budget-s S|--runs N] a corrupting schedule from the policy alone
     mktme-des run EXPERIMENT [--workers N]        run a parameter sweep; results/EXPERIMENT/
     mktme-des plot RESULTS_DIR                    redraw an experiment's figures
     mktme-des calibrate                           the model against published MKTME figures
@@ -181,6 +182,16 @@ def cmd_scenario(args) -> int:
     return 0 if res.ok else 1
 
 
+def cmd_hunt(args) -> int:
+    from mktme_des.hunt import hunt
+
+    found = hunt(args.policy, model=args.model, runs=args.runs, budget_s=args.budget_s,
+                 seed=args.seed, workers=args.workers, save=args.save, against=args.against,
+                 every_cause=args.all)
+    print(json.dumps(found.to_dict(), indent=2) if args.json else found.text())
+    return 1 if found.found else 0
+
+
 def _bench_rounds(text: str) -> int:
     try:
         n = int(text)
@@ -299,6 +310,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save", metavar="DIR",
                    help="explore: write the first run of each outcome there as a scenario file")
     s.set_defaults(fn=cmd_scenario)
+
+    s = sub.add_parser("hunt", help="search a kernel policy for a corrupting schedule; exit 1 "
+                       "when one is found")
+    s.add_argument("policy", help="kernel policy (models/kernel/NAME.toml) or path")
+    s.add_argument("--model", default="server-2s", help="machine model (default server-2s)")
+    s.add_argument("--budget-s", type=float, default=None,
+                   help="seconds of search (default 120)")
+    s.add_argument("--runs", type=int, default=None, help="runs of search instead")
+    s.add_argument("--seed", type=int, default=0, help="seed of the programs and schedules")
+    s.add_argument("--workers", type=int, default=1, help="processes to share the runs")
+    s.add_argument("--against", metavar="POLICY", help="count only what the same program and "
+                   "schedule does not show under this policy (e.g. rfc-v2 for an unsafe "
+                   "variant of it)")
+    s.add_argument("--all", action="store_true", help="go on after the first find, to the end "
+                   "of the budget, for counterexamples of other causes")
+    s.add_argument("--save", metavar="DIR", help="write each shrunk counterexample there: a "
+                   "scenario file, its trace and its timeline")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_hunt)
 
     s = sub.add_parser("bench", help="simulated accesses per second vs bare SimPy")
     s.add_argument("--json", action="store_true")

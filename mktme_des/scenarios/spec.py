@@ -94,6 +94,9 @@ class KeySetup(Section):
 class Expectations(Section):
     violations: str = param("any", doc="oracle violations the run must show",
                             choices=("any", "none", "some"))
+    invariants: str = param("any", doc="the kernel's invariants (kernel/invariants.py) at the "
+                            "end of the run: any, hold, or broken (at least one)",
+                            choices=("any", "hold", "broken"))
 
 
 @dataclass(frozen=True, kw_only=True)
