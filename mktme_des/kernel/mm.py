@@ -104,19 +104,38 @@ class FrameAllocator:
     def __init__(self, plat, frames_per_package: int, base_offset: int = 64 << 20) -> None:
         self.plat = plat
         self.free: list[list[int]] = [[] for _ in plat.packages]
+        self.total = [0] * len(plat.packages)  # frames each package is home for
         for p in range(len(plat.packages)):
             base = p * plat.amap.package_bytes + base_offset
             for i in range(frames_per_package):
                 pa = base + i * PAGE
                 self.free[plat.amap.home(pa)].append(pa)
+                self.total[plat.amap.home(pa)] += 1
         for frames in self.free:
             frames.reverse()  # pop() hands out the lowest address first
         self.last_keyid: dict[int, int] = {}
+        # Packages whose memory is going or gone offline: as offline_pages isolates the range
+        # before migrating, nothing is allocated there (an allocation falls back to the
+        # nearest other package, as the page allocator's zonelist does).
+        self.isolated: set[int] = set()
 
     def take(self, package: int) -> int:
-        if not self.free[package]:
-            raise Errno("ENOMEM", f"no free frame on package {package}")
-        return self.free[package].pop()
+        """A free frame homed on ``package``, or on the next package whose memory is not
+        isolated when ``package``'s is."""
+        n = len(self.free)
+        for p in [(package + i) % n for i in range(n)]:
+            if p not in self.isolated:
+                break
+        else:
+            raise Errno("ENOMEM", "no package's memory is online")
+        if not self.free[p]:
+            raise Errno("ENOMEM", f"no free frame on package {p}")
+        return self.free[p].pop()
+
+    def in_use(self, package: int) -> int:
+        """Frames homed on ``package`` not on its free list: mapped, pinned, or being
+        allocated."""
+        return self.total[package] - len(self.free[package])
 
     def give(self, pa: int, keyid: int) -> None:
         self.last_keyid[pa] = keyid
