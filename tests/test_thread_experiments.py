@@ -1,0 +1,28 @@
+"""The drivers of experiments E11-E16, each on a small point, asserting what the experiment's
+conclusion rests on."""
+
+from __future__ import annotations
+
+from mktme_des.config.schema import Context
+from mktme_des.experiments import drivers
+
+
+def _run(driver: str, base: dict, seed: int = 1) -> dict:
+    d = drivers.get(driver)
+    return d.fn(d.resolve_config(base, Context("test", "base")), seed)
+
+
+def test_replay_by_reuse_needs_no_zeroing_and_a_key_eve_can_write_through():
+    base = {"trials": 3, "background_mean": 0.0, "attacker_key": "user"}
+    zeroed = _run("replay", base)
+    assert zeroed["replayed"] == 0 and zeroed["zeros"] == 3 and zeroed["eve_got_frame"] == 3
+    bare = _run("replay", {**base, "policy_overrides": {"zero_on_alloc": False}})
+    assert bare["replayed"] == 3 and bare["p_replay"] == 1.0
+    # A CPU key is unknown to Eve: she gets the frame but cannot make the ciphertext reappear.
+    cpu = _run("replay", {**base, "attacker_key": "cpu",
+                          "policy_overrides": {"zero_on_alloc": False}})
+    assert cpu["eve_got_frame"] == 3 and cpu["replayed"] == 0
+    # As posted, RFC v2 cannot program a no-encrypt key; the 2019 fix can, and the replay works.
+    ne = {**base, "attacker_key": "no-encrypt", "policy_overrides": {"zero_on_alloc": False}}
+    assert _run("replay", ne)["refused"] == 3
+    assert _run("replay", {**ne, "policy": "mktme-2019"})["replayed"] == 3
