@@ -26,3 +26,16 @@ def test_replay_by_reuse_needs_no_zeroing_and_a_key_eve_can_write_through():
     ne = {**base, "attacker_key": "no-encrypt", "policy_overrides": {"zero_on_alloc": False}}
     assert _run("replay", ne)["refused"] == 3
     assert _run("replay", {**ne, "policy": "mktme-2019"})["replayed"] == 3
+
+
+def test_page_pins_only_vma_refcounts_let_a_pinned_pages_keyid_be_reprogrammed():
+    base = {"pin_mean_us": 100.0, "churn_per_us": 0.5, "duration_us": 300.0}
+    posted = _run("pins", base)
+    assert posted["ios"] >= 5 and posted["corrupted"] > 0
+    assert posted["p_low"] <= posted["p_corrupt"] <= posted["p_high"]
+    pages = _run("pins", {**base, "policy": "mktme-2019"})
+    assert pages["ios"] >= 5 and pages["corrupted"] == 0
+    # The same run without the per-page references corrupts: it is the switch, not the rest
+    # of the 2019 policy, that protects.
+    assert _run("pins", {**base, "policy": "mktme-2019",
+                         "policy_overrides": {"refcount_pages": False}})["corrupted"] > 0
