@@ -39,3 +39,16 @@ def test_page_pins_only_vma_refcounts_let_a_pinned_pages_keyid_be_reprogrammed()
     # of the 2019 policy, that protects.
     assert _run("pins", {**base, "policy": "mktme-2019",
                          "policy_overrides": {"refcount_pages": False}})["corrupted"] > 0
+
+
+def test_swap_exposure_is_every_mktme_page_swapped_out_through_a_per_keyid_direct_map():
+    base = {"ws_pages": 8, "accesses": 60}
+    roomy = _run("swap", {**base, "resident_share": 1.0})
+    assert roomy["swap_outs"] == 0 and roomy["plaintext_kib"] == 0
+    tight = _run("swap", {**base, "resident_share": 0.5})
+    assert tight["swap_outs"] > 0 and tight["oracle_violations"] == 0
+    assert tight["plaintext_kib"] == 4 * tight["swap_outs"]  # each page leaves whole, decrypted
+    assert _run("swap", {**base, "resident_share": 0.5, "mktme_share": 0.0})["plaintext_kib"] == 0
+    keyid0 = _run("swap", {**base, "resident_share": 0.5, "policy": "unsafe-keyid0-direct-map"})
+    assert keyid0["swap_outs"] > 0 and keyid0["plaintext_kib"] == 0
+    assert keyid0["oracle_violations"] > 0
