@@ -155,6 +155,12 @@ class Hotplug:
         # forgotten below and its memory stays online, unreachable by PCONFIG.
         yield self.k.hotplug.write_acquire()
         try:
+            if (not siblings and self.k.policy.cpuless_package == "refuse"
+                    and self._keys_in_use_or_programming()):
+                # The same rule, checked again under the hotplug lock (the teardown callback
+                # runs there): a key programmed while this offline waited for the lock counts.
+                raise Errno("EBUSY", f"cpu {cpu} is the last online CPU of package "
+                            f"{core.package} and keys are in use")
             was_lead = self.k.lead_cpus().get(core.package) == cpu
             core.online = False
             yield from self._flush_caches(core.package)
@@ -167,6 +173,11 @@ class Hotplug:
                              "time_ns": self.env.now / 1000})
         finally:
             self.k.hotplug.write_release()
+
+    def _keys_in_use_or_programming(self) -> bool:
+        """Some KeyID holds references or is reserved by an add_key still programming it."""
+        keys = self.k.keys
+        return bool(keys.in_use()) or any(o == -1 for o in keys.owner[1:])
 
     def online_cpu(self, cpu: int):
         """Bring one CPU back online. In a package that still has an online CPU nothing else
