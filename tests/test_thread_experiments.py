@@ -52,3 +52,18 @@ def test_swap_exposure_is_every_mktme_page_swapped_out_through_a_per_keyid_direc
     keyid0 = _run("swap", {**base, "resident_share": 0.5, "policy": "unsafe-keyid0-direct-map"})
     assert keyid0["swap_outs"] > 0 and keyid0["plaintext_kib"] == 0
     assert keyid0["oracle_violations"] > 0
+
+
+def test_hotplug_rfc_v2_rekeys_a_returning_package_under_its_data_2019_never_does():
+    base = {"duration_ms": 10.0, "churn_per_ms": 2.0}
+    posted = _run("hotplug", {**base, "hotplug_per_ms": 3.0})
+    assert posted["cycles"] > 0 and posted["cycles_refused"] == 0 and posted["corrupted"] > 0
+    calm = _run("hotplug", {**base, "hotplug_per_ms": 0.0})
+    assert calm["keyed"] > 0 and calm["corrupted"] == 0
+    # 2019: the last CPU stays while keys are in use, and no key is made while the package has
+    # no CPU. Checked under the hotplug lock: a key programmed while an offline waited for the
+    # lock must stop it (before that check this point corrupted 2 of 16 tenants).
+    later = _run("hotplug", {**base, "hotplug_per_ms": 0.3, "policy": "mktme-2019"})
+    assert later["keyed"] > 0 and later["cycles_refused"] > 0 and later["corrupted"] == 0
+    busy = _run("hotplug", {**base, "hotplug_per_ms": 3.0, "policy": "mktme-2019"})
+    assert busy["corrupted"] == 0 and busy["cycles_refused"] > 0

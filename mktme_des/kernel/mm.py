@@ -2,7 +2,9 @@
 ``encrypt_mprotect`` and swap, with the MKTME flush protocol.
 
 * **Page allocator.** Per-package LIFO free lists of 4 KiB frames (hot pages are reused first,
-  as with the kernel's per-CPU lists). Every frame remembers the KeyID it last had.
+  as with the kernel's per-CPU lists). A fault takes a frame from the faulting CPU's package,
+  or from the package a process is bound to (``Process.node``, MPOL_BIND), which may have no
+  online CPU. Every frame remembers the KeyID it last had.
   ``prep_encrypted_page``: allocating a frame under KeyID K != 0 first clflushes it
   (``flush_on_alloc``): through its previous KeyID when that differs (``alloc_flush =
   "last-keyid"``, the core series behind RFC v2), or always through KeyID 0 (``"keyid0"``, the
@@ -86,6 +88,10 @@ class Process:
     migrating: dict[int, Any] = field(default_factory=dict)  # vpage -> event: mapped again
     swap_slots: dict[int, int] = field(default_factory=dict)  # vpage -> swap device slot
     next_va: int = 0x7F00_0000_0000
+    # set_mempolicy(MPOL_BIND) to one node: the package whose memory this process's pages are
+    # taken from (None: the faulting CPU's package, local allocation). Binding is how a
+    # process places its memory on a memory-only package (a node without CPUs).
+    node: int | None = None
 
     def vma_at(self, va: int) -> Vma | None:
         for v in self.vmas:
@@ -243,9 +249,10 @@ class MM:
             self.k.map_lock.release()
 
     # -- pages ---------------------------------------------------------------------------------
-    def alloc_page(self, cpu: int, keyid: int, zero: bool = True):
-        """Take a frame on ``cpu``'s package and prepare it for ``keyid``; returns the Page."""
-        pa = self.frames.take(self.plat.cores[cpu].package)
+    def alloc_page(self, cpu: int, keyid: int, zero: bool = True, node: int | None = None):
+        """Take a frame on package ``node`` (default: ``cpu``'s package) and prepare it for
+        ``keyid`` from ``cpu``; returns the Page."""
+        pa = self.frames.take(self.plat.cores[cpu].package if node is None else node)
         policy = self.k.policy
         last = self.frames.last_keyid.get(pa, 0)
         if keyid and policy.flush_on_alloc:
@@ -370,12 +377,12 @@ class MM:
         if vpage in proc.swapped:
             keyid, data, intent = proc.swapped.pop(vpage)
             self._free_slot(proc.swap_slots.pop(vpage))
-            page = yield from self.alloc_page(proc.cpu, vma.keyid, zero=False)
+            page = yield from self.alloc_page(proc.cpu, vma.keyid, zero=False, node=proc.node)
             lines = [data[i * 64 : (i + 1) * 64] for i in range(LINES)]
             yield from self.kernel_write_page(proc.cpu, page.pa, vma.keyid, lines, intent)
             self._count("swap_ins")
         else:
-            page = yield from self.alloc_page(proc.cpu, vma.keyid)
+            page = yield from self.alloc_page(proc.cpu, vma.keyid, node=proc.node)
             self._count("faults")
         proc.pages[vpage] = page
         return page
