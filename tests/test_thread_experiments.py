@@ -67,3 +67,26 @@ def test_hotplug_rfc_v2_rekeys_a_returning_package_under_its_data_2019_never_doe
     assert later["keyed"] > 0 and later["cycles_refused"] > 0 and later["corrupted"] == 0
     busy = _run("hotplug", {**base, "hotplug_per_ms": 3.0, "policy": "mktme-2019"})
     assert busy["corrupted"] == 0 and busy["cycles_refused"] > 0
+
+
+def _churn(cores: int, encrypted: bool, isolation: str) -> dict:
+    return _run("churn", {"model": "server-2s", "processes": 0, "iterations": 1, "pages": 4,
+                          "compute_ns_per_page": 5000.0, "encrypted": encrypted,
+                          "model_overrides": {"topology": {"cores_per_package": cores}},
+                          "policy_overrides": {"direct_map_isolation": isolation}})
+
+
+def test_direct_map_isolation_xpfo_shootdowns_grow_with_the_cpus_mktme_flushes_do_not():
+    few = {c: _churn(1, c == "mktme", "none" if c in ("bare", "mktme") else c)
+           for c in ("bare", "mktme", "xpfo", "isolated")}
+    many = {c: _churn(8, c == "mktme", "none" if c in ("bare", "mktme") else c)
+            for c in ("bare", "mktme", "xpfo")}
+    assert few["xpfo"]["pages"] == 2 * 4 and many["xpfo"]["pages"] == 16 * 4  # every CPU churns
+    # One IPI to every other online CPU per page allocated, none without XPFO.
+    assert many["xpfo"]["shootdown_ipis"] == many["xpfo"]["pages"] * 15
+    assert many["mktme"]["shootdown_ipis"] == 0 and many["mktme"]["clflushes"] > 0
+    # With 2 CPUs XPFO is cheaper than MKTME's flushes; with 16 it is dearer.
+    assert few["bare"]["time_ns"] < few["xpfo"]["time_ns"] < few["mktme"]["time_ns"]
+    assert many["bare"]["time_ns"] < many["mktme"]["time_ns"] < many["xpfo"]["time_ns"]
+    # The isolated pool pays one local INVLPG per page: within 5% of no protection.
+    assert few["bare"]["time_ns"] < few["isolated"]["time_ns"] < 1.05 * few["bare"]["time_ns"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mktme_des.kernel.directmap import DirectMap
 from mktme_des.kernel.hotplug import Hotplug
 from mktme_des.kernel.keys import KeyService
 from mktme_des.kernel.locks import HotplugLock, Mutex
@@ -21,6 +22,7 @@ class Kernel:
         self.keys = KeyService(self)
         self.hp = Hotplug(self)
         self.mm = MM(self, frames_per_package)
+        self.dmap = DirectMap(self)  # direct-map isolation (xpfo, isolated)
 
     def lead_cpus(self) -> dict[int, int]:
         """package -> its lead CPU (the first online one), for online packages."""

@@ -11,6 +11,8 @@
   2019 tree); then it zeroes it through K
   (``zero_on_alloc``). ``free_encrypted_page``: freeing a frame that had KeyID K != 0 clflushes
   every line through K (``flush_on_free``). KeyID-0 allocations get no flush, as in the kernel.
+  With ``direct_map_isolation`` (``kernel/directmap.py``: XPFO-style unmapping with a TLB
+  shootdown, or an isolated pool never in the direct map) each allocation then pays that work.
 * **VMAs** carry a KeyID (in ``vm_page_prot``) and hold a reference on it.
 * **encrypt_mprotect(addr, len, prot, serial)**: ``len`` page aligned (else EINVAL), ``addr``
   page aligned (EINVAL), ``prot`` only PROT_READ/WRITE/EXEC bits (EINVAL), the serial resolves to a live key (else ENOKEY), every byte of the range
@@ -264,6 +266,8 @@ class MM:
             self.k.keys.get_ref(keyid)
         if zero and policy.zero_on_alloc:
             yield from self.kernel_write_page(cpu, pa, keyid, [ZERO_LINE] * LINES)
+        if policy.direct_map_isolation != "none":
+            yield from self.k.dmap.user_page_allocated(cpu)
         self._count("pages_allocated")
         return Page(pa, keyid)
 
