@@ -4,6 +4,7 @@
     mktme-des simulate MODEL [-w key=value ...]   run a workload, print statistics
     mktme-des scenario run NAME [--json|--trace]  run a scenario, print its verdict
     mktme-des scenario explore NAME [--runs N]    the outcomes of its race under jittered timing
+    mktme-des hunt POLICY [--budget-s S|--runs N] a corrupting schedule from the policy alone
     mktme-des run EXPERIMENT [--workers N]        run a parameter sweep; results/EXPERIMENT/
     mktme-des plot RESULTS_DIR                    redraw an experiment's figures
     mktme-des calibrate                           the model against published MKTME figures
@@ -21,7 +22,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from mktme_des.config.schema import check_depth
 from mktme_des.errors import UserError
+from mktme_des.limits import MAX_SEED
 
 
 def _parse_set(items: list[str], what: str) -> dict:
@@ -36,52 +39,75 @@ def _parse_set(items: list[str], what: str) -> dict:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
+        except RecursionError:
+            raise UserError(f"{what} {item!r}: nested too deeply") from None
         node = out
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        if not all(parts):
+            raise UserError(f"{what} {item!r}: {key!r} is not a dotted field name")
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"{what} {item!r}: {'.'.join(parts[:i + 1])} is already "
+                                "given a value, so it cannot also have fields")
+        if isinstance(node.get(parts[-1]), dict):
+            raise UserError(f"{what} {item!r}: {key} already has fields given, so it cannot "
+                            "also be given a value")
         node[parts[-1]] = value
+    check_depth(out, what)
     return out
 
 
 def cmd_list(args) -> int:
-    from mktme_des.config.model import MODELS_DIR, load_model
-    from mktme_des.scenarios.spec import list_scenarios, load_scenario
+    from mktme_des import catalog
+    from mktme_des.config.model import load_model
+    from mktme_des.kernel.policy import load_policy
+    from mktme_des.scenarios.spec import load_scenario
+
+    def where(e) -> dict:
+        return {"origin": e.origin, "path": str(e.path)}
 
     models = []
-    for p in sorted(MODELS_DIR.glob("*.toml")):
-        m = load_model(p)
-        models.append({"name": p.stem, "description": m.platform.description,
+    for e in catalog.entries("model"):
+        m = load_model(e.path)
+        models.append({"name": e.name, "description": m.platform.description,
                        "packages": m.topology.packages,
                        "cores": m.topology.packages * m.topology.cores_per_package,
-                       "keyids": m.mktme.max_keys if m.mktme.enabled else 0})
+                       "keyids": m.mktme.max_keys if m.mktme.enabled else 0, **where(e)})
+    policies = [{"name": e.name, "description": load_policy(e.path).description, **where(e)}
+                for e in catalog.entries("policy")]
+    experiments = [{"name": e.name, **where(e)} for e in catalog.entries("experiment")]
     scenarios = []
-    for p in list_scenarios():
-        sc = load_scenario(p)
-        scenarios.append({"name": p.stem, "id": sc.info.name, "title": sc.info.title})
-    from mktme_des.kernel.policy import list_policies, load_policy
-
-    policies = [{"name": n, "description": load_policy(n).description} for n in list_policies()]
-    exp_dir = MODELS_DIR.parent / "experiments"
-    experiments = [{"name": p.stem} for p in sorted(exp_dir.glob("*.toml"))]
+    for e in catalog.entries("scenario"):
+        sc = load_scenario(e.path)
+        scenarios.append({"name": e.name, "id": sc.info.name, "title": sc.info.title,
+                          **where(e)})
     if args.json:
         print(json.dumps({"models": models, "policies": policies, "experiments": experiments,
                           "scenarios": scenarios}, indent=2))
         return 0
+    origins = {r.origin: r for r in catalog.roots()}
+    print("looked up in: " + "; ".join(
+        f"{o} ({r.path})" for o, r in origins.items()) + "; a name is taken from the "
+        "first that has it")
+
+    def mark(item: dict) -> str:
+        return "" if item["origin"] == "shipped" else f"  [{item['origin']}: {item['path']}]"
+
     print("models:")
     for m in models:
-        print(f"  {m['name']:<14} {m['description']}")
+        print(f"  {m['name']:<14} {m['description']}{mark(m)}")
     print("kernel policies:")
     for pol in policies:
-        print(f"  {pol['name']:<26} {pol['description']}")
+        print(f"  {pol['name']:<26} {pol['description']}{mark(pol)}")
     print("experiments:")
     for e in experiments:
-        print(f"  {e['name']}")
+        print(f"  {e['name']}{mark(e)}")
     if not experiments:
         print("  (none yet)")
     print("scenarios:")
     for s in scenarios:
-        print(f"  {s['name']:<34} {s['id']}: {s['title']}")
+        print(f"  {s['name']:<34} {s['id']}: {s['title']}{mark(s)}")
     return 0
 
 
@@ -116,9 +142,6 @@ def cmd_scenario(args) -> int:
     from mktme_des.scenarios.spec import find_scenario
 
     path = find_scenario(args.name)
-    if not path.exists():
-        names = ", ".join(p.stem for p in list_scenarios())
-        raise UserError(f"{args.name}: no such scenario file; shipped: {names}")
     if args.action == "explore":
         from mktme_des.scenarios.explore import explore
 
@@ -133,6 +156,13 @@ def cmd_scenario(args) -> int:
         print(json.dumps(found.to_dict(args.trace), indent=2) if args.json
               else found.text(args.trace))
         return 0 if found.ok else 1
+    from mktme_des.outputs import check_output
+    from mktme_des.scenarios.report import FIGURE_FORMATS
+
+    if args.plot:  # checked before the run, not after it
+        check_output(args.plot, "--plot", FIGURE_FORMATS)
+    if args.chrome_trace:
+        check_output(args.chrome_trace, "--chrome-trace")
     res = run_scenario(path)
     if args.plot:
         timeline_figure(res, args.plot)
@@ -150,6 +180,16 @@ def cmd_scenario(args) -> int:
         if args.chrome_trace:
             print(f"  trace events: {args.chrome_trace}")
     return 0 if res.ok else 1
+
+
+def cmd_hunt(args) -> int:
+    from mktme_des.hunt import hunt
+
+    found = hunt(args.policy, model=args.model, runs=args.runs, budget_s=args.budget_s,
+                 seed=args.seed, workers=args.workers, save=args.save, against=args.against,
+                 every_cause=args.all)
+    print(json.dumps(found.to_dict(), indent=2) if args.json else found.text())
+    return 1 if found.found else 0
 
 
 def _bench_rounds(text: str) -> int:
@@ -271,6 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explore: write the first run of each outcome there as a scenario file")
     s.set_defaults(fn=cmd_scenario)
 
+    s = sub.add_parser("hunt", help="search a kernel policy for a corrupting schedule; exit 1 "
+                       "when one is found")
+    s.add_argument("policy", help="kernel policy (models/kernel/NAME.toml) or path")
+    s.add_argument("--model", default="server-2s", help="machine model (default server-2s)")
+    s.add_argument("--budget-s", type=float, default=None,
+                   help="seconds of search (default 120)")
+    s.add_argument("--runs", type=int, default=None, help="runs of search instead")
+    s.add_argument("--seed", type=int, default=0, help="seed of the programs and schedules")
+    s.add_argument("--workers", type=int, default=1, help="processes to share the runs")
+    s.add_argument("--against", metavar="POLICY", help="count only what the same program and "
+                   "schedule does not show under this policy (e.g. rfc-v2 for an unsafe "
+                   "variant of it)")
+    s.add_argument("--all", action="store_true", help="go on after the first find, to the end "
+                   "of the budget, for counterexamples of other causes")
+    s.add_argument("--save", metavar="DIR", help="write each shrunk counterexample there: a "
+                   "scenario file, its trace and its timeline")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_hunt)
+
     s = sub.add_parser("bench", help="simulated accesses per second vs bare SimPy")
     s.add_argument("--json", action="store_true")
     s.add_argument("--quick", action="store_true", help="smaller runs (noisier)")
@@ -303,12 +362,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """What argparse cannot check: no NUL byte in any value, a seed in range."""
+    for name, value in vars(args).items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and "\0" in v for v in values):
+            flag = {"set": "-w", "model_set": "-m"}.get(name, "--" + name.replace("_", "-"))
+            if name in ("model", "name", "experiment", "results", "action"):
+                flag = name.upper()
+            raise UserError(f"{flag}: a NUL byte is not allowed in a name, path or value")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed}: must be 0..{MAX_SEED}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from mktme_des.signals import terminate_as_interrupt
+
     args = build_parser().parse_args(argv)
     try:
-        return args.fn(args)
+        with terminate_as_interrupt():
+            _check_args(args)
+            return args.fn(args)
     except UserError as err:
         print(f"mktme-des: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: every write is atomic, nothing half-written
+        print("mktme-des: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # pragma: no cover - `| head`
         return 0

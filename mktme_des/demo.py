@@ -24,6 +24,7 @@ from pathlib import Path
 from mktme_des.config.model import load_model
 from mktme_des.engine.stats import LatencyStat
 from mktme_des.figures import cdf, new_figure, save
+from mktme_des.outputs import make_folder, write_text
 from mktme_des.scenarios.explore import explore
 from mktme_des.scenarios.report import timeline_figure, verdict_text
 from mktme_des.scenarios.runner import run_scenario
@@ -42,9 +43,7 @@ EXPLORE = "s4-pconfig-vs-writeback-key-first"
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text(path, text, "demo")
 
 
 def latency_demo(out: Path) -> list[dict]:
@@ -84,7 +83,7 @@ def latency_demo(out: Path) -> list[dict]:
 
 
 def demo(out: Path) -> int:
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out")
     print(f"1/4 read latency with and without encryption ({MODEL}) ...")
     rows = latency_demo(out)
     for r in rows:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import matplotlib
 
+from mktme_des.outputs import write_file
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -39,16 +41,16 @@ def new_figure(**kwargs):
 def save(fig, path: str | Path, formats: Iterable[str] = ("png",)) -> list[Path]:
     """Write ``fig`` as ``path`` with each suffix in ``formats``; returns the files."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     out = []
-    for fmt in formats:
-        target = path.with_suffix("." + fmt)
-        tmp = target.with_name(f".{target.name}.tmp")
-        with plt.rc_context(STYLE):
-            fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata=_metadata(fmt))
-        tmp.replace(target)
-        out.append(target)
-    plt.close(fig)
+    try:
+        for fmt in formats:
+            def draw(tmp: Path, fmt: str = fmt) -> None:
+                with plt.rc_context(STYLE):
+                    fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata=_metadata(fmt))
+
+            out.append(write_file(path.with_suffix("." + fmt), draw, "figure", parents=True))
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from mktme_des.config.model import Model, load_model
 from mktme_des.config.schema import Context, build, read_toml, resolved
+from mktme_des.errors import ConfigError
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
 from mktme_des.workloads.synthetic import WorkloadSpec, start
@@ -23,7 +24,10 @@ def workload_from(data: dict[str, Any], source: str = "<workload>") -> WorkloadS
 def workload_file(path: str) -> dict[str, Any]:
     """The ``[workload]`` table of a TOML file (or the whole file when it has none)."""
     data = read_toml(path)
-    return data.get("workload", data)
+    table = data.get("workload", data)
+    if not isinstance(table, dict):
+        raise ConfigError(path, "workload", "expected a table [workload]")
+    return table
 
 
 def run_workload(model: Model | str, workload: WorkloadSpec, seed: int = 0,

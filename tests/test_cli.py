@@ -77,7 +77,8 @@ def test_simulate_bad_input(capsys, args, needle):
 
 def test_simulate_unknown_model(capsys):
     code, _, err = run(capsys, "simulate", "server-9s")
-    assert code == 2 and "server-9s" in err and "no such file" in err
+    assert code == 2 and "server-9s" in err and "no such model" in err
+    assert "client-1s" in err  # what is available
 
 
 def test_demo_writes_results(tmp_path, capsys):

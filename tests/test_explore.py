@@ -15,9 +15,9 @@ from mktme_des.config.toml_write import dumps
 from mktme_des.errors import UserError
 from mktme_des.scenarios.explore import explore, perturb
 from mktme_des.scenarios.runner import run_scenario
-from mktme_des.scenarios.spec import SCENARIO_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
+SCENARIO_DIR = ROOT / "experiments" / "scenarios"
 S4 = "s4-pconfig-vs-writeback-key-first"
 
 

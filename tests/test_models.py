@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mktme_des.config.model import MODELS_DIR, load_model
+from mktme_des.config.model import load_model
 from mktme_des.errors import ConfigError
 
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"  # the repository's own files
 SHIPPED = sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
 
 

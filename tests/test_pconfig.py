@@ -66,7 +66,10 @@ def tables(plat):
 
 
 def direct(keyid: int, seed: int, alg: int = pc.AES_XTS_128) -> pc.KeyProgram:
-    return pc.KeyProgram(keyid, pc.SET_KEY_DIRECT, alg, pattern(seed), pattern(seed + 1000))
+    """SET_KEY_DIRECT with key fields as software fills them: the key, then zeros."""
+    n = 16 if alg == pc.AES_XTS_128 else 32
+    return pc.KeyProgram(keyid, pc.SET_KEY_DIRECT, alg, pattern(seed)[:n].ljust(64, b"\0"),
+                         pattern(seed + 1000)[:n].ljust(64, b"\0"))
 
 
 def core_ops(plat, cpu: int, ops: list) -> list:
@@ -190,6 +193,7 @@ def test_device_busy_same_package_exactly_one_wins():
     assert winner["end"] - winner["issued"] == latency(plat)
     kt = plat.packages[0].mc.keys
     assert kt.programs == before[2] + 1  # the table changed once
+    assert plat.stats()["counts"] == {"pconfig_busy": 1}  # the refusal is counted
     assert kt.entry(7).version == 1
     won = p0 if winner is a else p1
     assert kt.key(7) == won.key_field_1[:16] + won.key_field_2[:16]
@@ -255,6 +259,24 @@ def test_sdm_error_model_raises_general_protection(program, status):
     assert isinstance(box["error"], pc.GeneralProtection)
     assert box["error"].status == status
     assert tables(plat) == before
+
+
+@pytest.mark.parametrize("command", [pc.SET_KEY_DIRECT, pc.SET_KEY_RANDOM])
+@pytest.mark.parametrize("field", [1, 2])
+def test_reserved_key_bytes(command, field):
+    """Bytes beyond the algorithm's key size are reserved: #GP(0) under the SDM error model,
+    ignored under the specification's (which has no return code for them)."""
+    key = bytes(16) + b"\x01" + bytes(47)
+    fields = (key, bytes(64)) if field == 1 else (bytes(64), key)
+    program = pc.KeyProgram(1, command, pc.AES_XTS_128, *fields)
+    plat = make(overrides={"pconfig": {"error_model": "sdm"}})
+    programmed_base(plat)
+    before = tables(plat)
+    box = execute(plat, 0, program)
+    assert box["error"].status is None and "reserved" in str(box["error"])
+    assert tables(plat) == before
+    plat = make()
+    assert execute(plat, 0, program)["value"] == pc.PROG_SUCCESS
 
 
 def test_sdm_error_model_still_returns_device_busy_and_entropy_error():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mktme_des import catalog
 from mktme_des.config.schema import Context, Section, build, param, read_toml
 
 LINE_BYTES = 64
@@ -103,8 +104,9 @@ class DramSpec(Section):
     banks: int = param(doc="independent banks per memory controller (lines interleave)", min=1,
                        max=4096)
     bank_busy_ns: float = param(doc="time a bank stays busy per access", unit="ns", min=0.0)
-    bandwidth_gbps: float = param(doc="peak data bandwidth per memory controller", unit="GB/s",
-                                  min=0.0, min_exclusive=True)
+    bandwidth_gbps: float = param(doc="peak data bandwidth per memory controller (at least "
+                                  "0.01 GB/s: a line then takes 6.4 us)", unit="GB/s",
+                                  min=0.01, max=100_000.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,8 +126,8 @@ class MktmeSpec(Section):
                                             "per memory controller, as a multiple of that "
                                             "controller's channel bandwidth (dram."
                                             "bandwidth_gbps in 64-byte lines); 1.0: the engine "
-                                            "keeps up with the bus", unit="x channel", min=0.0,
-                                            min_exclusive=True, max=1000.0)
+                                            "keeps up with the bus", unit="x channel", min=0.001,
+                                            max=1000.0)
     boot_tweak: str = param("per-boot", doc="per-boot platform value mixed into the tweak, or "
                             "'stable' (the same every boot)", choices=("per-boot", "stable"))
 
@@ -235,24 +237,14 @@ class Model(Section):
             )
 
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-
-
-def find_model(name_or_path: str | Path) -> Path:
-    """A model file by path, or by name in the shipped ``models/`` folder."""
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        return p
-    return MODELS_DIR / f"{name_or_path}.toml"
-
-
 def load_model(name_or_path: str | Path, overrides: dict | None = None) -> Model:
-    """Load and validate a model file; ``overrides`` is a nested dict merged over the file."""
-    path = find_model(name_or_path)
+    """Load and validate a model, by name (:mod:`mktme_des.catalog`) or path; ``overrides``
+    is a nested dict merged over the file. Errors name the model as it was given."""
+    path = catalog.find("model", name_or_path)
     data = read_toml(path)
     if overrides:
         data = merge(data, overrides)
-    return build(Model, data, Context(str(name_or_path if path.exists() else path)))
+    return build(Model, data, Context(str(name_or_path)))
 
 
 def model_from_dict(data: dict, source: str = "<model>") -> Model:
@@ -271,4 +263,4 @@ def merge(base: dict, over: dict) -> dict:
 
 
 
-__all__ = ["Model", "CacheSpec", "load_model", "find_model", "model_from_dict", "merge"]
+__all__ = ["Model", "CacheSpec", "load_model", "model_from_dict", "merge"]

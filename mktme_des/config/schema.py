@@ -6,7 +6,9 @@ such a dataclass and rejects, with file, dotted field path and reason:
 
 * keys the section does not declare (a misspelt parameter is an error, never ignored);
 * values of the wrong type (``"4"`` for an integer, ``1`` for a boolean);
-* numbers out of bounds and strings outside their choices;
+* numbers out of bounds and strings outside their choices (numbers must be finite, and a
+  field whose unit is a time, ``ns``, ``us``, ``s`` or ``cycles``, is at most
+  :data:`mktme_des.engine.time.MAX_NS` even when it declares no upper bound);
 * whatever a section's ``check`` method finds wrong across fields.
 
 :func:`resolved` turns a built section back into plain data with every default made
@@ -24,7 +26,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mktme_des.engine.time import MAX_NS, TIME_UNITS_NS, max_in
 from mktme_des.errors import ConfigError
+from mktme_des.limits import MAX_DEPTH, MAX_FILE_BYTES
 
 T = TypeVar("T", bound="Section")
 
@@ -120,6 +124,8 @@ def _convert(tp: Any, value: Any, ctx: Context, meta: Mapping[str, Any]) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise ctx.error(None, f"expected a string, got {_describe(value)}")
+        if "\0" in value:
+            raise ctx.error(None, "a string may not contain a NUL byte")
         choices = meta.get("choices")
         if choices and value not in choices:
             allowed = ", ".join(repr(c) for c in choices)
@@ -143,6 +149,12 @@ def _describe(value: Any) -> str:
 def _check_bounds(value: float, ctx: Context, meta: Mapping[str, Any]) -> None:
     lo, hi, unit = meta.get("min"), meta.get("max"), meta.get("unit")
     suffix = f" {unit}" if unit else ""
+    if hi is None and unit in TIME_UNITS_NS:  # every time-like field is bounded
+        hi = max_in(unit)
+        if value > hi:
+            raise ctx.error(None, f"{value:g}{suffix} is out of range; a time may be at most "
+                            f"{hi:g}{suffix}" + ("" if unit == "ns" else f" ({MAX_NS:g} ns)")
+                            + ", the longest simulated time")
     if lo is not None:
         if meta.get("min_exclusive") and value <= lo:
             raise ctx.error(None, f"{value}{suffix} is out of range; must be greater than {lo}")
@@ -186,16 +198,61 @@ def resolved(obj: Any) -> Any:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file, turning a missing file or a syntax error into a ConfigError."""
+    """Parse a TOML file, turning every way the file can be wrong into a ConfigError naming it:
+    missing, a folder, larger than :data:`~mktme_des.limits.MAX_FILE_BYTES` (a device such as
+    ``/dev/zero`` included), not UTF-8, not TOML, or nested deeper than
+    :data:`~mktme_des.limits.MAX_DEPTH`."""
     path = Path(path)
+    return parse_toml(read_text(path), str(path))
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 input file's text, at most :data:`~mktme_des.limits.MAX_FILE_BYTES` of it; a
+    ConfigError naming the file otherwise."""
+    name = str(path)
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(str(path), "", "no such file") from None
+        raise ConfigError(name, "", "no such file") from None
     except IsADirectoryError:
-        raise ConfigError(str(path), "", "is a directory, expected a TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+        raise ConfigError(name, "", "is a directory, expected a file") from None
+    except ValueError:  # an embedded NUL byte
+        raise ConfigError(name.replace("\0", "\\0"), "", "a file name may not contain a NUL "
+                          "byte") from None
+    except OSError as exc:
+        raise ConfigError(name, "", f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(name, "", f"larger than {MAX_FILE_BYTES >> 20} MiB, the largest "
+                          "input file read")
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), "", f"not UTF-8 text: {exc}") from None
+        raise ConfigError(name, "", f"not UTF-8 text: {exc}") from None
+
+
+def parse_toml(text: str, name: str) -> dict[str, Any]:
+    """Parse TOML ``text`` (from the file ``name``); a ConfigError naming it when it is not
+    TOML or is nested deeper than :data:`~mktme_des.limits.MAX_DEPTH`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(name, "", f"nested more than {MAX_DEPTH} deep") from None
+    check_depth(data, name)
+    return data
+
+
+def check_depth(data: Any, name: str) -> None:
+    """A ConfigError naming ``name`` when tables and arrays nest deeper than
+    :data:`~mktme_des.limits.MAX_DEPTH` (checked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(name, "", f"tables and arrays nest more than {MAX_DEPTH} deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)

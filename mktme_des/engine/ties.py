@@ -40,11 +40,15 @@ class ChosenTies(simpy.Environment):
     At the ``i``-th step where several events are due at the same time and priority, the
     ``choices[i]``-th of them in scheduling order runs first (0 once the choices run out).
     ``taken`` and ``branching`` record, per such step, the choice made and how many events
-    were tied."""
+    were tied. With ``draw`` (a ``random.Random``), a tie met after the choices run out is
+    decided by a uniform draw instead of 0: a random schedule whose ``taken`` replays it
+    exactly as ``choices`` (what ``mktme-des hunt`` samples)."""
 
-    def __init__(self, choices: list[int], initial_time: int = 0) -> None:
+    def __init__(self, choices: list[int], initial_time: int = 0,
+                 draw: random.Random | None = None) -> None:
         super().__init__(initial_time)
         self.choices = list(choices)
+        self.draw = draw
         self.taken: list[int] = []
         self.branching: list[int] = []
 
@@ -57,7 +61,10 @@ class ChosenTies(simpy.Environment):
             while queue and queue[0][:2] == key:
                 tied.append(heappop(queue))
             i = len(self.taken)
-            choice = min(self.choices[i], len(tied) - 1) if i < len(self.choices) else 0
+            if i < len(self.choices):
+                choice = min(self.choices[i], len(tied) - 1)
+            else:
+                choice = self.draw.randrange(len(tied)) if self.draw is not None else 0
             self.taken.append(choice)
             self.branching.append(len(tied))
             first = tied.pop(choice)

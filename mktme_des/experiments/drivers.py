@@ -31,9 +31,12 @@ Registering a driver::
 Put the module in this package with a name ending in ``_driver`` (e.g.
 ``mktme_des/experiments/rekey_driver.py``): :func:`get` imports every such module the first
 time it is asked for a name it does not know, so nothing else needs editing. A driver living
-elsewhere is named ``"package.module:name"`` in the experiment file; its module is imported
-first. Worker processes (local or on a Dask cluster) import the driver's module the same way
-before calling it.
+in another installed package is a plugin: that package declares its module in the
+``mktme_des.drivers`` entry-point group (``[project.entry-points."mktme_des.drivers"]
+NAME = "package.module"`` in its pyproject.toml), and discovery imports it too. An experiment
+file only ever names a registered driver: nothing it says makes this package import a module
+it names (validating a file must not run arbitrary code). Worker processes (local or on a Dask
+cluster) import a registered driver's module before calling it.
 
 Validation happens before anything runs, in this order, for every point of the sweep:
 
@@ -60,6 +63,7 @@ import pkgutil
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any
 
 from mktme_des.config.schema import Context, Section, build, resolved
@@ -86,6 +90,12 @@ class Driver:
     param_value: Callable[[dict[str, Any], str], Any] | None
     warmup: bool
     module: str
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def stored_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The configuration as result files store it: key material fingerprinted by the
+        driver's ``redact`` (the run itself got the whole configuration)."""
+        return self.redact(config) if self.redact is not None else config
 
     def knows_metric(self, name: str) -> bool:
         """True when ``name`` is one of the declared metrics or matches a template."""
@@ -109,6 +119,8 @@ def _template(metric: str) -> re.Pattern[str]:
     return re.compile("[A-Za-z0-9_.-]+".join(re.escape(p) for p in parts))
 
 
+PLUGIN_GROUP = "mktme_des.drivers"
+"""The entry-point group through which other installed packages register driver modules."""
 _REGISTRY: dict[str, Driver] = {}
 _DISCOVERED = False
 _BROKEN: dict[str, str] = {}  # driver modules that failed to import -> the error
@@ -124,11 +136,15 @@ def register(
     metrics_for: Callable[[dict[str, Any]], Collection[str]] | None = None,
     param_value: Callable[[dict[str, Any], str], Any] | None = None,
     warmup: bool = False,
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Callable[[DriverFn], DriverFn]:
     """Decorator registering ``fn`` as the driver ``name`` (see the module docstring).
 
     ``param_value(config, dotted)`` gives the value of a parameter column for a point that
-    does not assign it (default: look the name up in the resolved config)."""
+    does not assign it (default: look the name up in the resolved config). ``redact(config)``
+    returns the configuration to store in result files, key material replaced by
+    fingerprints (:mod:`mktme_des.redact`); a driver whose configuration can hold keys must
+    give it."""
 
     def deco(fn: DriverFn) -> DriverFn:
         old = _REGISTRY.get(name)
@@ -137,7 +153,7 @@ def register(
         _REGISTRY[name] = Driver(
             name=name, fn=fn, metrics=dict(metrics), series=dict(series or {}), base=base,
             resolve=resolve, metrics_for=metrics_for, param_value=param_value, warmup=warmup,
-            module=fn.__module__,
+            module=fn.__module__, redact=redact,
         )
         return fn
 
@@ -154,30 +170,24 @@ def discover() -> None:
         return
     _DISCOVERED = True
     package = importlib.import_module("mktme_des.experiments")
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name.endswith("_driver"):
-            module = f"mktme_des.experiments.{info.name}"
-            try:
-                importlib.import_module(module)
-            except Exception as exc:  # a broken driver module must not break the others
-                _BROKEN[module] = f"{type(exc).__name__}: {exc}"
+    modules = [f"mktme_des.experiments.{info.name}"
+               for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name)
+               if info.name.endswith("_driver")]
+    modules += sorted(ep.value for ep in entry_points(group=PLUGIN_GROUP))
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a broken driver module must not break the others
+            _BROKEN[module] = f"{type(exc).__name__}: {exc}"
 
 
 def get(name: str) -> Driver:
-    """The driver ``name`` (or ``"module:name"``).
+    """The registered driver ``name`` (after discovery); never imports a module ``name``
+    names.
 
     Raises ``KeyError`` whose argument says why, when there is none."""
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if ":" in name:
-        module, _, short = name.partition(":")
-        try:
-            importlib.import_module(module)
-        except Exception as exc:
-            raise KeyError(f"cannot import its module {module!r}: {exc}") from None
-        if short in _REGISTRY:
-            return _REGISTRY[short]
-        raise KeyError(f"module {module!r} registers no driver {short!r}")
     discover()
     if name not in _REGISTRY:
         why = "not registered"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
-import signal
+import re
 import threading
 import time
 import traceback
@@ -30,6 +30,8 @@ from typing import Any
 
 from mktme_des.errors import UserError
 from mktme_des.experiments import drivers
+from mktme_des.limits import check_workers
+from mktme_des.signals import stop_pool, worker_init
 
 Task = tuple[str, str, dict[str, Any], int]
 
@@ -72,10 +74,6 @@ def _context() -> multiprocessing.context.BaseContext | None:
     return None
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def failure(exc: BaseException) -> dict[str, Any]:
     """A result dict for a task whose execution itself failed (not the driver)."""
     return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
@@ -112,7 +110,7 @@ class LocalBackend:
         self.cancelled = False
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_sigint,
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, initializer=worker_init,
                                         mp_context=_context())
         pending = {self.pool.submit(execute_run, *t): i for i, t in enumerate(tasks)}
         while pending:
@@ -136,12 +134,7 @@ class LocalBackend:
         if terminate is not None:
             terminate()
             return
-        procs = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.join(timeout=5)
+        stop_pool(pool)
 
     def close(self) -> None:
         if self.pool is not None and not self.cancelled:
@@ -154,6 +147,7 @@ class DaskBackend:
     name = "dask"
 
     def __init__(self, address: str) -> None:
+        check_scheduler_address(address)
         try:
             import distributed
         except ImportError:
@@ -163,8 +157,9 @@ class DaskBackend:
         self.address = address
         try:
             self.client = distributed.Client(address, timeout=15, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise UserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        except Exception as exc:  # whatever Dask raises for an address it cannot use
+            raise UserError(f"--scheduler {address}: cannot reach a Dask scheduler there: "
+                            f"{type(exc).__name__}: {exc}") from None
         self.workers = sum(self.client.nthreads().values())
         self.futures: list[Any] = []
 
@@ -191,16 +186,37 @@ class DaskBackend:
         self.client.close()
 
 
+_ADDRESS = re.compile(r"(?:(tcp|tls|ws|wss)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+
+
+def check_scheduler_address(address: str) -> None:
+    """A UserError unless ``address`` is ``[PROTOCOL://]HOST:PORT`` (tcp, tls, ws or wss; a
+    port 1..65535): anything else would make Dask try for its whole timeout, then fail."""
+    m = _ADDRESS.fullmatch(address)
+    if not m or not 1 <= int(m.group(3)) <= 65535:
+        raise UserError(f"--scheduler {address!r}: not a scheduler address; expected "
+                        "[tcp|tls|ws|wss://]HOST:PORT with a port 1..65535, e.g. "
+                        "tcp://10.0.0.5:8786")
+
+
+def check_backend(workers: int | None, scheduler: str | None) -> None:
+    """A UserError for ``--workers``/``--scheduler`` values no backend can use (checked
+    before anything is written or started)."""
+    if scheduler:
+        if workers is not None:
+            raise UserError("--workers is for local runs; a Dask cluster brings its own workers")
+        check_scheduler_address(scheduler)
+    elif workers is not None:
+        check_workers(workers, allow_zero=True)
+
+
 def make_backend(workers: int | None, scheduler: str | None) -> LocalBackend | InlineBackend | DaskBackend:
     """The backend for ``--workers``/``--scheduler`` (``workers`` None: every core)."""
     import os
 
+    check_backend(workers, scheduler)
     if scheduler:
-        if workers is not None:
-            raise UserError("--workers is for local runs; a Dask cluster brings its own workers")
         return DaskBackend(scheduler)
     if workers is None:
         workers = os.cpu_count() or 1
-    if workers < 0:
-        raise UserError(f"--workers {workers}: must be at least 0 (0: run in this process)")
     return InlineBackend() if workers == 0 else LocalBackend(workers)

@@ -44,10 +44,8 @@ class ExploreBase(Section):
 def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
     from mktme_des.scenarios.spec import find_scenario, scenario_from
 
-    path = find_scenario(base["scenario"])
-    if not path.exists():
-        raise ctx.error("scenario", f"{base['scenario']!r}: no such scenario file")
     try:
+        path = find_scenario(base["scenario"])
         data = read_toml(path)
         sc = scenario_from(data, str(path))
     except ConfigError as err:
@@ -58,7 +56,14 @@ def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
                 model_resolved=resolved(model))
 
 
-@register("explore", metrics=METRICS, base=ExploreBase, resolve=resolve)
+def stored(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration result files keep: the scenario's keys fingerprinted."""
+    from mktme_des import redact
+
+    return dict(config, scenario_data=redact.scenario(config["scenario_data"]))
+
+
+@register("explore", metrics=METRICS, base=ExploreBase, resolve=resolve, redact=stored)
 def explore_point(config: dict[str, Any], seed: int) -> dict[str, Any]:
     from mktme_des.scenarios.explore import explore_data
 

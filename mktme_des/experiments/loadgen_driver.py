@@ -34,8 +34,8 @@ SPAN = 1 << 30
 
 @dataclass(frozen=True, kw_only=True)
 class LoadBase(pb.PlatformBase):
-    rate_lines_per_ns: float = param(0.5, doc="offered load", unit="lines/ns", min=0.0,
-                                     min_exclusive=True)
+    rate_lines_per_ns: float = param(0.5, doc="offered load", unit="lines/ns", min=1e-6,
+                                     max=1000.0)
     requests: int = param(20000, doc="requests to offer", min=10)
     write_fraction: float = param(0.3, doc="share of requests that are writes", min=0.0, max=1.0)
     encrypted: bool = param(True, doc="through an MKTME KeyID (else a NO_ENCRYPT one)")

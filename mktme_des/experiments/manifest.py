@@ -15,9 +15,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mktme_des import catalog
+
 PACKAGES = ("mktme-des", "simpy", "numpy", "pycryptodome", "matplotlib")
 OPTIONAL = ("dask", "distributed", "pandas", "pyarrow", "scipy")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def versions() -> dict[str, str | None]:
@@ -32,8 +33,12 @@ def versions() -> dict[str, str | None]:
     return out
 
 
-def git_revision(root: Path = ROOT) -> str | None:
-    """The commit ``HEAD`` points to, read from ``root/.git``; None when unavailable."""
+def git_revision(root: Path | None = None) -> str | None:
+    """The commit ``HEAD`` points to, read from ``root/.git`` (default: the source checkout
+    this package runs from); None when unavailable (an installed package has none)."""
+    root = root if root is not None else catalog.source_checkout()
+    if root is None:
+        return None
     git = root / ".git"
     try:
         if git.is_file():  # a worktree: "gitdir: PATH"

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mktme_des.config.schema import Context, build
+from mktme_des.config.schema import Context, build, check_depth, read_text
 from mktme_des.errors import ConfigError, UserError
 from mktme_des.experiments import derive, dotted
 from mktme_des.experiments.confidence import mean_ci
@@ -340,13 +340,26 @@ def load_spec(root: Path) -> dict[str, Any]:
     path = root / "spec.json"
     if not root.is_dir():
         raise UserError(f"{root}: no such results folder")
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         raise UserError(f"{root}: not a results folder (no spec.json); run the experiment "
-                        "first") from None
-    except (OSError, ValueError) as exc:
+                        "first")
+    try:
+        spec = json.loads(read_text(path))
+    except (ValueError, RecursionError) as exc:
         raise UserError(f"{path}: unreadable: {exc}") from None
+    check_depth(spec, str(path))
+    if not isinstance(spec, dict):
+        raise UserError(f"{path}: expected a JSON object (what `mktme-des run` writes), got "
+                        f"{type(spec).__name__}")
+    for name in ("params", "metrics", "derived", "figure"):
+        value = spec.get(name, [])
+        if not isinstance(value, list) or (name != "figure" and not all(
+                isinstance(v, str) for v in value)):
+            raise UserError(f"{path}: {name}: expected a list"
+                            + ("" if name == "figure" else " of column names"))
+    if not isinstance(spec.get("series", {}), dict):
+        raise UserError(f"{path}: series: expected an object")
+    return spec
 
 
 def plot_results(results_dir: str | Path, log: Callable[[str], None] | None = None) -> list[Path]:

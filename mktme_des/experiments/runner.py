@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from mktme_des.errors import UserError
 from mktme_des.experiments import manifest as manifest_mod
-from mktme_des.experiments.executors import WorkerLost, make_backend
+from mktme_des.experiments.executors import WorkerLost, check_backend, make_backend
 from mktme_des.experiments.plots import fmt, plot_results
 from mktme_des.experiments.progress import Progress, clock
 from mktme_des.experiments.spec import FORMAT, Experiment, Run, load_experiment
@@ -105,7 +105,7 @@ def _record(exp: Experiment, run: Run, res: dict[str, Any]) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "format": FORMAT, "key": run.key, "experiment": exp.name, "driver": exp.driver.name,
         "params": run.point.params, "replication": run.replication, "seed": run.seed,
-        "config": run.point.config, "status": res["status"],
+        "config": exp.driver.stored_config(run.point.config), "status": res["status"],
     }
     if res["status"] == "ok":
         metrics, series = clean(res["metrics"]), clean(res["series"])
@@ -140,9 +140,19 @@ def run_experiment(experiment: str | Path | Experiment, *, workers: int | None =
     docstring. Progress goes to ``stream`` (default stderr). Raises UserError (ConfigError)
     for a bad experiment file before anything runs."""
     started, t0 = manifest_mod.now(), time.perf_counter()
+    check_backend(workers, scheduler)
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     out = Path(out) if out is not None else Path("results") / exp.name
     store = Store(out)
+    with store.lock():
+        return _run(exp, store, workers=workers, scheduler=scheduler, force=force, plot=plot,
+                    stream=stream, started=started, t0=t0)
+
+
+def _run(exp: Experiment, store: Store, *, workers: int | None, scheduler: str | None,
+         force: bool, plot: bool, stream: TextIO | None, started: str, t0: float) -> RunSummary:
+    """The body of :func:`run_experiment`, with the results folder locked."""
+    out = store.root
     store.prepare()
     write_text(out / "experiment.toml", exp.text)
     store.write_json("spec.json", exp.plot_spec())

@@ -37,8 +37,8 @@ METRICS = {
 
 @dataclass(frozen=True, kw_only=True)
 class SlotsBase(pb.PlatformBase):
-    arrival_per_us: float = param(0.5, doc="tenant arrival rate", unit="1/us", min=0.0,
-                                  min_exclusive=True)
+    arrival_per_us: float = param(0.5, doc="tenant arrival rate", unit="1/us", min=1e-6,
+                                  max=1000.0)
     lifetime_us: float = param(20.0, doc="mean tenant lifetime", unit="us", min=0.0,
                                min_exclusive=True)
     duration_us: float = param(400.0, doc="how long tenants arrive", unit="us", min=1.0)

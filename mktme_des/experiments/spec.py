@@ -61,12 +61,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mktme_des.config.schema import Context, Section, build, param, read_toml, resolved
+from mktme_des import catalog
+from mktme_des.config.schema import (
+    Context,
+    Section,
+    build,
+    param,
+    parse_toml,
+    read_text,
+    resolved,
+)
 from mktme_des.errors import ConfigError, UserError
 from mktme_des.experiments import derive as derive_mod
 from mktme_des.experiments import dotted, drivers
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
 ID_COLUMNS = ("replication", "seed", "point")
 """Columns every results table has between the parameter and the metric columns."""
 FORMAT = 1
@@ -301,18 +309,6 @@ class Experiment:
         }
 
 
-def find_experiment(name_or_path: str | Path) -> Path:
-    """An experiment file by path, or by name in the shipped ``experiments/`` folder."""
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        return p
-    return EXPERIMENTS_DIR / f"{name_or_path}.toml"
-
-
-def list_experiments() -> list[Path]:
-    return sorted(EXPERIMENTS_DIR.glob("*.toml"))
-
-
 def run_identity(experiment_seed: int, driver: str, config: dict[str, Any],
                  replication: int, tags: dict[str, Any]) -> tuple[int, str]:
     """(seed, key) of one run; see the module docstring."""
@@ -326,12 +322,10 @@ def run_identity(experiment_seed: int, driver: str, config: dict[str, Any],
 
 def load_experiment(name_or_path: str | Path) -> Experiment:
     """Read and validate an experiment file, every point included; raises ConfigError."""
-    path = find_experiment(name_or_path)
-    if not path.exists():
-        shipped = ", ".join(p.stem for p in list_experiments()) or "(none)"
-        raise UserError(f"{name_or_path}: no such experiment file; shipped: {shipped}")
-    file = str(name_or_path) if Path(name_or_path).exists() else str(path)
-    data = read_toml(path)
+    path = catalog.find("experiment", name_or_path)
+    file = str(name_or_path) if catalog.is_path(name_or_path) else str(path)
+    text = read_text(path)
+    data = parse_toml(text, file)
     ctx = Context(file)
     spec = build(ExperimentFile, data, ctx)
     info = spec.experiment
@@ -354,7 +348,7 @@ def load_experiment(name_or_path: str | Path) -> Experiment:
     for point in sweep.points:
         params.extend(k for k in point if k not in params)
     points = _expand(sweep, spec.base, info, driver, params, ctx)
-    exp = Experiment(path=path, text=path.read_text(), info=info, driver=driver, spec=spec,
+    exp = Experiment(path=path, text=text, info=info, driver=driver, spec=spec,
                      params=params, points=points)
     _check_metrics(exp, ctx)
     _check_derive(exp, ctx)

@@ -7,6 +7,7 @@ Layout of ``results/<experiment>/``::
     points/KEY.json   one file per run (point x replication), KEY = sha256 of its identity
     table.csv         the tidy table (and table.parquet when pyarrow is importable)
     manifest.json     versions, seeds, wall times, executor
+    .lock             held by the run writing the folder (the pid inside)
     figures/          every [[figure]], as PNG and SVG
 
 A point file holds the run's resolved configuration beside its result::
@@ -25,30 +26,29 @@ run deletes the ones a killed run left.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mktme_des import outputs
 from mktme_des.errors import UserError
 
 POINTS = "points"
+LOCK = ".lock"
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically (:func:`mktme_des.outputs.write_file`)."""
+    outputs.write_bytes(path, data, "results", parents=True)
 
 
 def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode())
+    outputs.write_bytes(path, text.encode(), "results", parents=True)
 
 
 def json_text(obj: Any) -> str:
@@ -76,11 +76,36 @@ class Store:
         self.root = Path(root)
         self.points = self.root / POINTS
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock (``.lock``, an advisory ``flock``) for the block: a second
+        ``mktme-des run`` into the same folder is refused, naming the process that holds it,
+        instead of deleting the first one's temporary files. The lock goes with the process
+        that holds it, however it ends."""
+        outputs.make_folder(self.root, "results folder")
+        path = self.root / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot open the lock: {exc.strerror or exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another"
+                raise UserError(f"{self.root}: process {holder} is running an experiment into "
+                                "this folder; wait for it to finish, or give --out another "
+                                "folder") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def prepare(self) -> None:
         """Create the folders and remove temporary files a killed run left behind."""
-        if self.root.exists() and not self.root.is_dir():
-            raise UserError(f"{self.root}: exists and is not a folder")
-        self.points.mkdir(parents=True, exist_ok=True)
+        outputs.make_folder(self.root, "results folder")
+        outputs.make_folder(self.points, "results folder")
         for folder in (self.root, self.points, self.root / "figures"):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):

@@ -48,10 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mktme_des.config.model import MODELS_DIR, Model, find_model, model_from_dict
+from mktme_des import catalog
+from mktme_des.config.model import Model, model_from_dict
 from mktme_des.config.schema import Context, Section, build, param, read_toml, resolved
 from mktme_des.engine.stats import LatencyStat
-from mktme_des.errors import ConfigError
+from mktme_des.errors import ConfigError, UserError
 from mktme_des.experiments import dotted
 from mktme_des.experiments.drivers import register
 from mktme_des.workloads.synthetic import PAGE, WorkloadSpec, workload_cpus
@@ -148,10 +149,10 @@ def apply_overrides(data: dict[str, Any], over: dict[str, Any], ctx: Context) ->
 def build_model(name: str, overrides: dict[str, Any], ctx: Context) -> Model:
     """The model ``name`` with ``overrides``; errors in overridden fields are reported at
     ``ctx``'s ``model_overrides.FIELD`` (the experiment file), others at the model file."""
-    path = find_model(name)
-    if not path.exists():
-        shipped = ", ".join(p.stem for p in sorted(MODELS_DIR.glob("*.toml")))
-        raise ctx.error("model", f"no such model {name!r}; shipped models: {shipped}")
+    try:
+        path = catalog.find("model", name)
+    except UserError as err:
+        raise ctx.error("model", str(err)) from None
     raw = _model_data(path)
     data = apply_overrides(raw, overrides, ctx.child("model_overrides"))
     try:

@@ -9,6 +9,11 @@ Semantics (Intel MKTME specification rev 1.3 and the SDM PCONFIG page):
   CLEAR_KEY and NO_ENCRYPT included). With ``error_model = "rfc"`` a failed check returns
   INVALID_KEYID / INVALID_PROG_CMD / INVALID_ENC_ALG; with ``"sdm"`` (current silicon) it raises
   #GP(0) (:class:`GeneralProtection`).
+* The key fields are 64 bytes; an algorithm uses the first 16 (AES-XTS-128) or 32
+  (AES-XTS-256) of each, and the SDM makes the rest reserved, to be zeroed by software. With
+  ``error_model = "sdm"`` a SET_KEY_DIRECT or SET_KEY_RANDOM whose reserved key bytes are not
+  zero raises #GP(0); with ``"rfc"`` they are ignored (the specification's return codes have
+  none for it).
 * Then the key-table write lock: if another PCONFIG holds it, DEVICE_BUSY is returned at once
   and nothing changes.
 * The programming takes ``pconfig.latency_ns``, during which the lock is held. SET_KEY_RANDOM
@@ -56,11 +61,18 @@ STATUS = {PROG_SUCCESS: "PROG_SUCCESS", INVALID_PROG_CMD: "INVALID_PROG_CMD",
 
 
 class GeneralProtection(Exception):
-    """#GP(0): what current silicon raises where the old specification returned 1, 3 or 4."""
+    """#GP(0): what current silicon raises where the old specification returned 1, 3 or 4,
+    or for non-zero reserved key bytes (``status`` None)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int | None, reason: str = "") -> None:
+        super().__init__(status, reason)  # re-creatable from its args (SimPy re-raises so)
         self.status = status
-        super().__init__(f"#GP(0): PCONFIG would have returned {STATUS[status]}")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        if self.status is None:
+            return f"#GP(0): {self.reason}"
+        return f"#GP(0): PCONFIG would have returned {STATUS[self.status]}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,8 @@ def pconfig(plat, cpu: int, program: KeyProgram):
         if plat.model.pconfig.error_model == "sdm":
             raise GeneralProtection(status)
         return status
+    if plat.model.pconfig.error_model == "sdm" and reserved_key_bytes(program):
+        raise GeneralProtection(None, "non-zero reserved bytes in the key fields")
     lock = pkg.key_lock
     if not lock.try_acquire(cpu):
         plat.recorder.count("pconfig_busy")
@@ -142,6 +156,15 @@ def pconfig(plat, cpu: int, program: KeyProgram):
     finally:
         lock.release()
     return PROG_SUCCESS
+
+
+def reserved_key_bytes(program: KeyProgram) -> bool:
+    """True when a command that takes keys has non-zero bytes beyond the algorithm's key size
+    in KEY_FIELD_1 or KEY_FIELD_2 (reserved: the SDM's PCONFIG raises #GP(0))."""
+    if program.command not in (SET_KEY_DIRECT, SET_KEY_RANDOM):
+        return False
+    n = _key_size(program.enc_alg)
+    return any(program.key_field_1[n:]) or any(program.key_field_2[n:])
 
 
 def _key_size(enc_alg: int) -> int:

@@ -36,12 +36,13 @@ from mktme_des.hw.pconfig import KeyTableLock
 class Package:
     """One CPU package: its cores, shared caches and memory controller."""
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, mc: MemoryController, shared: list[Cache],
+                 caches: list[Cache]) -> None:
         self.index = index
-        self.cores: list[Core] = []
-        self.shared: list[Cache] = []
-        self.caches: list[Cache] = []  # every cache in the package, private ones included
-        self.mc: MemoryController | None = None
+        self.mc = mc
+        self.shared = shared
+        self.caches = caches  # every cache in the package, private ones included
+        self.cores: list[Core] = []  # added as they are built
         self.key_lock = KeyTableLock()
         self.online = True
 
@@ -101,8 +102,7 @@ class Platform:
         cpp = m.topology.cores_per_package
         private: dict[int, list[Cache]] = {}
         for p in range(m.topology.packages):
-            pkg = Package(p)
-            pkg.shared = [
+            shared = [
                 self._cache(spec, f"{spec.name}/pkg{p}", p, None, i)
                 for i, spec in enumerate(m.cache) if spec.scope == "package"
             ]
@@ -111,15 +111,15 @@ class Platform:
                     self._cache(spec, f"{spec.name}/cpu{cpu}", p, cpu, lvl)
                     for lvl, spec in enumerate(m.cache) if spec.scope == "core"
                 ]
-            pkg.caches = [c for c in self.caches if c.package == p]
             keys = KeyTable(p, self.amap.max_keyid, self.streams.randbytes(f"tme-key/pkg{p}/boot0", 32),
                             m.mktme.tme_bypass)
-            pkg.mc = MemoryController(
+            mc = MemoryController(
                 p, self.amap, keys,
                 AesEngine(m.mktme.aes_latency_ns, m.mktme.aes_pipelined, m.aes_lines_per_ns),
                 DramTiming(m.dram), DramStore(lazy=self._lazy), self._boot,
             )
-            self.packages.append(pkg)
+            self.packages.append(Package(p, mc, shared,
+                                         [c for c in self.caches if c.package == p]))
         ic = m.interconnect
         mesh, hop = ns(ic.mesh_latency_ns), ns(ic.socket_hop_ns)
         self.mem = MemorySystem(self.env, self.amap, [p.mc for p in self.packages], self.caches,
@@ -352,6 +352,10 @@ class Platform:
             "cores": cores,
             "memory_controllers": {f"pkg{p.index}": p.mc.stats(elapsed) for p in self.packages},
         }
+        if self.recorder.counts:
+            out["counts"] = dict(sorted(self.recorder.counts.items()))  # e.g. pconfig_busy
+        if self.mem.superseded:
+            out["writebacks_superseded"] = self.mem.superseded
         if self.measured_from:
             out["measured_from_ns"] = to_ns(self.measured_from)
         if self.oracle is not None:

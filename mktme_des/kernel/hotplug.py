@@ -145,22 +145,20 @@ class Hotplug:
         if not core.online:
             raise Errno("EINVAL", f"cpu {cpu} is already offline")
         pkg = plat.packages[core.package]
-        siblings = [c for c in pkg.cores if c.online and c is not core]
-        if not siblings and self.k.keys.in_use() and self.k.policy.cpuless_package == "refuse":
-            # 2019: "Do not allow teardown of any lead CPU that would render a hardware key
-            # table unreachable"; taking the package down is offline_package's job.
-            raise Errno("EBUSY", f"cpu {cpu} is the last online CPU of package {core.package} "
-                        "and keys are in use")
-        # RFC v2 (cpuless_package = "forget"): teardown always succeeds; the package is
-        # forgotten below and its memory stays online, unreachable by PCONFIG.
+        # The teardown callback runs under the hotplug lock (cpuhp), so its check sees no
+        # broadcast in progress; a KeyID reserved by a key being instantiated is in use.
         yield self.k.hotplug.write_acquire()
         try:
-            if (not siblings and self.k.policy.cpuless_package == "refuse"
-                    and self._keys_in_use_or_programming()):
-                # The same rule, checked again under the hotplug lock (the teardown callback
-                # runs there): a key programmed while this offline waited for the lock counts.
+            siblings = [c for c in pkg.cores if c.online and c is not core]
+            keys = self.k.keys
+            busy = keys.in_use() or any(owner == -1 for owner in keys.owner)
+            if not siblings and busy and self.k.policy.cpuless_package == "refuse":
+                # 2019: "Do not allow teardown of any lead CPU that would render a hardware
+                # key table unreachable"; taking the package down is offline_package's job.
                 raise Errno("EBUSY", f"cpu {cpu} is the last online CPU of package "
                             f"{core.package} and keys are in use")
+            # RFC v2 (cpuless_package = "forget"): teardown always succeeds; the package is
+            # forgotten below and its memory stays online, unreachable by PCONFIG.
             was_lead = self.k.lead_cpus().get(core.package) == cpu
             core.online = False
             yield from self._flush_caches(core.package)
@@ -173,11 +171,6 @@ class Hotplug:
                              "time_ns": self.env.now / 1000})
         finally:
             self.k.hotplug.write_release()
-
-    def _keys_in_use_or_programming(self) -> bool:
-        """Some KeyID holds references or is reserved by an add_key still programming it."""
-        keys = self.k.keys
-        return bool(keys.in_use()) or any(o == -1 for o in keys.owner[1:])
 
     def online_cpu(self, cpu: int):
         """Bring one CPU back online. In a package that still has an online CPU nothing else

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mktme_des import redact
 from mktme_des.engine.time import ns, to_ns
 from mktme_des.hw import pconfig as pc
 from mktme_des.kernel.errno import Errno
@@ -107,7 +108,8 @@ def parse_options(payload: str) -> dict[str, str]:
     for token in payload.split():
         name, sep, value = token.partition("=")
         if not sep or name not in ("type", "algorithm", "key", "tweak"):
-            raise Errno("EINVAL", f"unknown option {token!r}")
+            # never echo a value: a misspelt tweek= still carries key material
+            raise Errno("EINVAL", f"unknown option {redact.option_token(token)!r}")
         if name in opts:
             raise Errno("EINVAL", f"option {name!r} given twice")
         opts[name] = value
@@ -286,7 +288,8 @@ class KeyService:
             status = yield self.env.process(pc.pconfig(self.plat, cpu, prog))
         except pc.GeneralProtection as gp:  # the kernel would oops; report the status
             self.counts["general_protection"] = self.counts.get("general_protection", 0) + 1
-            status = gp.status
+            # (the kernel zero-pads its keys, so never a reserved-bytes #GP: status None)
+            status = gp.status if gp.status is not None else pc.INVALID_PROG_CMD
         return status
 
     # -- the key type's methods ----------------------------------------------------------------

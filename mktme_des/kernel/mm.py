@@ -77,6 +77,9 @@ class Page:
     keyid: int
     pins: int = 0  # get_user_pages pins
     orphan: bool = False  # unmapped while pinned: freed when the last pin goes
+    # The version of its KeyID's key-table entry on its home package when it was allocated:
+    # the key its data is encrypted under (see kernel/invariants.py).
+    key_version: int = -1
 
 
 @dataclass
@@ -135,6 +138,7 @@ class MM:
         self.env = kernel.env
         self.frames = FrameAllocator(self.plat, frames_per_package)
         self.procs: dict[int, Process] = {}
+        self.orphans: list[Page] = []  # pinned pages whose VMA is gone, until unpinned
         self.next_pid = 100
         self.counts: dict[str, int] = {}
         # The swap device: slot -> the bytes written there. The RFC v2 kernel does not encrypt
@@ -199,6 +203,7 @@ class MM:
             page = proc.pages.pop(vpage)
             if page.pins:
                 page.orphan = True
+                self.orphans.append(page)
                 self._count("pinned_pages_outliving_vma")
                 continue
             yield from self.free_page(proc.cpu, page)
@@ -269,7 +274,8 @@ class MM:
         if policy.direct_map_isolation != "none":
             yield from self.k.dmap.user_page_allocated(cpu)
         self._count("pages_allocated")
-        return Page(pa, keyid)
+        home = self.plat.packages[self.plat.amap.home(pa)]
+        return Page(pa, keyid, key_version=home.mc.keys.entry(keyid).version if keyid else -1)
 
     def free_page(self, cpu: int, page: Page):
         policy = self.k.policy
@@ -341,6 +347,7 @@ class MM:
         page.pins -= 1
         if not page.pins and page.orphan:
             page.orphan = False
+            self.orphans.remove(page)
             yield from self.free_page(cpu, page)
         else:
             yield self.env.timeout(0)

@@ -8,12 +8,11 @@ scenario or experiment picks one by name and may override single switches.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from mktme_des import catalog
 from mktme_des.config.model import merge
 from mktme_des.config.schema import Context, Section, build, param, read_toml
-
-POLICY_DIR = Path(__file__).resolve().parents[2] / "models" / "kernel"
+from mktme_des.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,21 +89,19 @@ class Policy(Section):
                             unit="ns", min=0.0)
 
 
-def find_policy(name: str) -> Path:
-    p = Path(name)
-    if p.suffix == ".toml" or p.exists():
-        return p
-    return POLICY_DIR / f"{name}.toml"
-
-
 def load_policy(name: str = "rfc-v2", overrides: dict | None = None) -> Policy:
-    """Load a named policy (models/kernel/NAME.toml) or a file, with switch overrides."""
-    path = find_policy(name)
+    """Load a policy by name (models/kernel/NAME.toml, see :mod:`mktme_des.catalog`) or
+    path, with switch overrides."""
+    path = catalog.find("policy", name)
     data = read_toml(path).get("policy", {})
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "policy", "expected a table [policy] of switches, got "
+                          f"{type(data).__name__} {data!r}"[:200])
     if overrides:
         data = merge(data, overrides)
     return build(Policy, data, Context(str(path), "policy"))
 
 
 def list_policies() -> list[str]:
-    return sorted(p.stem for p in POLICY_DIR.glob("*.toml"))
+    """The names of every policy (:func:`mktme_des.catalog.names`)."""
+    return catalog.names("policy")

@@ -12,6 +12,7 @@ from mktme_des.hw import ops as O
 from mktme_des.hw import pconfig as pc
 from mktme_des.kernel.errno import Errno
 from mktme_des.kernel.mm import PAGE
+from mktme_des.scenarios.spec import after_labels
 
 
 def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], log: list,
@@ -37,8 +38,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
         return start + off
 
     for op in ops:
-        if op.get("after"):
-            yield plat.flag(op["after"])
+        for after in after_labels(op):
+            yield plat.flag(after)
         if op["at"] is not None and op["at"] > env.now:
             yield env.timeout(op["at"] - env.now)
         if proc is not None:

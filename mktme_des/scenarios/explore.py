@@ -41,7 +41,10 @@ import numpy as np
 
 from mktme_des.config.schema import read_toml
 from mktme_des.config.toml_write import dumps
+from mktme_des.engine.time import MAX_NS
 from mktme_des.errors import UserError
+from mktme_des.limits import MAX_SEED, check_workers
+from mktme_des.outputs import check_folder, make_folder, write_text
 from mktme_des.scenarios.runner import run_scenario
 from mktme_des.scenarios.spec import find_scenario, scenario_from
 
@@ -194,14 +197,16 @@ def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
     events is run instead, at the file's timing, ``runs`` being the cap."""
     if runs < 1:
         raise UserError(f"--runs {runs}: at least one run")
-    if workers < 1:
-        raise UserError(f"--workers {workers}: at least one")
-    if not jitter_ns >= 0:
+    check_workers(workers, allow_zero=False)
+    if not 0 <= jitter_ns <= MAX_NS:  # also refuses nan
         raise UserError(f"--jitter-ns {jitter_ns}: must be 0 (only same-time events are "
-                        "shuffled) or a positive number of ns")
+                        f"shuffled) or a positive number of ns up to {MAX_NS:g} (the longest "
+                        "simulated time)")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed}: must be 0..{MAX_SEED}")
+    if save is not None:
+        check_folder(save, "--save")  # before the runs, not after them
     path = find_scenario(name_or_path)
-    if not path.exists():
-        raise UserError(f"{name_or_path}: no such scenario file")
     return explore_data(read_toml(path), path, runs, jitter_ns, seed, save, workers, exhaustive)
 
 
@@ -253,10 +258,17 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
         from concurrent.futures import ProcessPoolExecutor
 
         from mktme_des.experiments.executors import _context
+        from mktme_des.signals import stop_pool, worker_init
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(workers, runs), mp_context=_context(),
+                                   initializer=worker_init)
+        try:
             results = list(pool.map(run_number, range(runs),
                                     chunksize=max(1, runs // (4 * workers))))
+        except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, not after their runs
+            stop_pool(pool)
+            raise
+        pool.shutdown()
     else:
         results = [run_number(run) for run in range(runs)]
     outcomes: dict[tuple, Outcome] = {}
@@ -273,8 +285,7 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
     explored = Exploration(str(path), info.name, info.title, len(results), jitter_ns, seed,
                            found, held, exhaustive, complete)
     if save is not None:
-        folder = Path(save)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = make_folder(save, "--save")
         for k, o in enumerate(found, 1):
             target = folder / f"{path.stem}-outcome{k}.toml"
             how = ("one order of its same-time events at its own timing" if exhaustive else
@@ -285,8 +296,7 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
                       f"Every time below, and the order of same-time events (tie_seed or "
                       f"tie_choices), are that run's; `mktme-des scenario run` on this file "
                       f"reproduces it.")
-            tmp = target.with_suffix(".toml.tmp")
-            tmp.write_text(dumps(o.data, HEX_FIELDS, header))
-            tmp.replace(target)
+            # A saved run must replay, keys included: readable by its owner only.
+            write_text(target, dumps(o.data, HEX_FIELDS, header), "--save", mode=0o600)
             o.file = str(target)
     return explored

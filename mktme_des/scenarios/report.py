@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mktme_des.outputs import write_file, write_text
 from mktme_des.scenarios.runner import Result
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+"""What ``--plot`` can write, by the file name's suffix."""
 
 
 def _short(hexdata: str | None, n: int = 16) -> str:
@@ -39,6 +43,8 @@ def verdict_text(res: Result, trace: bool = False) -> str:
         lines.append(f"    t={v['time_ns']:g} ns cpu{v['cpu']} {v['tag']}: {v['cause']}")
         lines.append(f"      expected {_short(v['expected'])}")
         lines.append(f"      actual   {_short(v['actual'])}")
+    for line in res.invariants:
+        lines.append(f"  kernel invariant broken: {line}")
     kernel = res.stats.get("kernel")
     if kernel:
         lines.append(f"  kernel policy {kernel['policy']}; KeyIDs in use {kernel['keys']['keyids_in_use']}")
@@ -111,12 +117,8 @@ def chrome_trace(res: Result, path: str | Path) -> Path:
                                ts=origin["time_ns"] / 1000))
             events.append(dict(flow, ph="f", bp="e", tid=tid[e["actor"]],
                                ts=e["start_ns"] / 1000))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}, indent=1))
-    tmp.replace(out)
-    return out
+    text = json.dumps({"traceEvents": events, "displayTimeUnit": "ns"}, indent=1)
+    return write_text(path, text, "--chrome-trace")
 
 
 COLOURS = {"read": "#1f77b4", "write": "#d62728", "clflush": "#2ca02c", "clflushopt": "#2ca02c",
@@ -139,12 +141,19 @@ def timeline_figure(res: Result, path: str | Path) -> Path:
     actors.sort(key=lambda a: (not a.startswith("cpu"), a.startswith("mc"), a))
     lane = {a: i for i, a in enumerate(actors)}
     fig, ax = plt.subplots(figsize=(10, 1.0 + 0.6 * len(actors)))
+    named: dict[int, int] = {}  # lane -> kernel ops named on it so far
     for e in events:
         y = lane[e["actor"]]
         colour = COLOURS.get(e["op"], "#444444")
         width = e["end_ns"] - e["start_ns"]
         if width > 0:
             ax.barh(y, width, left=e["start_ns"], height=0.5, color=colour, alpha=0.8)
+            if e["op"] not in COLOURS:  # a system call or kernel op: named above or below
+                named[y] = named.get(y, 0) + 1
+                ax.annotate(e["op"] + (f" {e['result']}" if e.get("result", "ok") != "ok"
+                                       else ""),
+                            (e["start_ns"], y - 0.3 if named[y] % 2 else y + 0.45),
+                            fontsize=6, ha="left", va="bottom", color="#333333")
         else:
             ax.plot(e["start_ns"], y, marker="v", color=colour, markersize=7)
         if "check" in e:
@@ -159,8 +168,10 @@ def timeline_figure(res: Result, path: str | Path) -> Path:
                         xytext=(origin["time_ns"], lane[origin["actor"]]),
                         arrowprops={"arrowstyle": "->", "color": COLOURS["writeback arrives"],
                                     "lw": 1, "alpha": 0.7})
-    for v in res.violations:
-        y = lane.get(f"cpu{v['cpu']}", 0)
+    on_cpu = {cpu: name for name, (_kind, cpu, _ops) in res.scenario.kernel_ops.items()
+              if name in lane}
+    for v in res.violations:  # on the CPU's lane, or that of the actor running there
+        y = lane.get(f"cpu{v['cpu']}", lane.get(on_cpu.get(v["cpu"], ""), 0))
         ax.plot(v["time_ns"], y, marker="x", color="#d62728", markersize=10, mew=2)
         ax.annotate("oracle violation", (v["time_ns"], y - 0.35), fontsize=7,
                     color="#d62728", ha="right")
@@ -168,18 +179,22 @@ def timeline_figure(res: Result, path: str | Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("simulated time (ns)")
     info = res.scenario.info
-    ax.set_title(f"{info.name}: {info.title} - {'PASS' if res.ok else 'FAIL'}", fontsize=10)
+    title = f"{info.name}: {info.title}"
+    title = title if len(title) <= 110 else title[:107] + "..."
+    ax.set_title(f"{title} - {'PASS' if res.ok else 'FAIL'}", fontsize=10)
+    for k, line in enumerate(res.invariants[:2]):
+        ax.annotate(f"kernel invariant broken: {line}", (0.0, -0.28 - 0.07 * k),
+                    xycoords="axes fraction", fontsize=7, color="#d62728")
     handles = [plt.Line2D([0], [0], color=c, lw=6) for c in
                ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")]
     ax.legend(handles, ["read", "write", "flush / writeback", "prefetch", "raw DRAM"],
-              fontsize=7, loc="lower right", frameon=False)
+              fontsize=7, loc="best", frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, dpi=120, format=out.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    fmt = Path(path).suffix.lstrip(".").lower()
+    try:
+        return write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt), "--plot",
+                          FIGURE_FORMATS)
+    finally:
+        plt.close(fig)

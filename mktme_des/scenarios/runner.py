@@ -35,6 +35,8 @@ class Result:
     stats: dict = field(default_factory=dict)
     # With tie_choices: the choice made at each tie and how many events were tied there.
     ties: tuple[list[int], list[int]] | None = None
+    # The kernel's broken invariants at the end of the run (kernel/invariants.py).
+    invariants: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         info = self.scenario.info
@@ -66,15 +68,24 @@ class Setup:
     details: dict[str, list]
 
 
-def build_platform(sc: Scenario, tie_choices: list[int] | None = None) -> Setup:
+def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
+                   tie_draw: int | None = None) -> Setup:
     """The platform of a scenario with its key tables set up and its actors started.
-    ``tie_choices``, when given, orders same-time events instead of the file's own."""
+    ``tie_choices``, when given, orders same-time events instead of the file's own; with
+    ``tie_draw``, ties met after the choices run out are drawn at random from that seed
+    (and recorded, see :class:`~mktme_des.engine.ties.ChosenTies`)."""
+    import random
+
     f = sc.file
     model = load_model(f.scenario.model, f.model_overrides or None)
+    if tie_draw is not None and tie_choices is None:
+        tie_choices = list(f.scenario.tie_choices)
     plat = Platform(model, seed=f.scenario.seed, oracle=Oracle(classify=True),
                     tie_seed=f.scenario.tie_seed,
                     tie_choices=tie_choices if tie_choices is not None
                     else f.scenario.tie_choices or None)
+    if tie_draw is not None:
+        plat.env.draw = random.Random(tie_draw)
     plat.recorder.keep("events")
     for k in f.keys:
         plat.program(k.keyid, k.mode, bytes.fromhex(k.key) if k.key else None,
@@ -112,10 +123,12 @@ def succeeded(op: str, result: str) -> bool:
     return op == "keytable" or result in SUCCESS
 
 
-def run_scenario(name_or_path, tie_choices: list[int] | None = None) -> Result:
-    """Load, run and judge one scenario (``tie_choices``: see :func:`build_platform`)."""
+def run_scenario(name_or_path, tie_choices: list[int] | None = None,
+                 tie_draw: int | None = None) -> Result:
+    """Load, run and judge one scenario (``tie_choices``, ``tie_draw``: see
+    :func:`build_platform`)."""
     sc = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
-    setup = build_platform(sc, tie_choices)
+    setup = build_platform(sc, tie_choices, tie_draw)
     plat, logs, details = setup.plat, setup.logs, setup.details
     plat.run()
     amap = plat.amap
@@ -177,6 +190,17 @@ def run_scenario(name_or_path, tie_choices: list[int] | None = None) -> Result:
         checks.append({"name": f"oracle violations: {want}", "actor": "oracle", "expect": want,
                        "ok": ok, "detail": f"{nviol} violation(s) reported"})
 
+    broken = []
+    if setup.kernel is not None:
+        from mktme_des.kernel.invariants import broken_invariants
+
+        broken = broken_invariants(setup.kernel)
+    want = sc.file.expect.invariants
+    if want != "any":
+        checks.append({"name": f"kernel invariants: {want}", "actor": "kernel", "expect": want,
+                       "ok": bool(broken) == (want == "broken"),
+                       "detail": "; ".join(broken) or "all hold"})
+
     reads = []
     for actor, log in logs.items():
         if actor.startswith("cpu"):
@@ -235,4 +259,4 @@ def run_scenario(name_or_path, tie_choices: list[int] | None = None) -> Result:
     env = plat.env
     ties = (env.taken, env.branching) if isinstance(env, ChosenTies) else None
     return Result(sc, ok, checks, reads, plat.oracle.violations, counts, trace,
-                  plat.now_ns, stats, ties)
+                  plat.now_ns, stats, ties, broken)

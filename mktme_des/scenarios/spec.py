@@ -4,7 +4,8 @@ A scenario names a model and a seed, sets up key tables, and gives each CPU (``[
 each agent outside the CPUs (``[[agent]]``: a DRAM probe, an attacker with an interposer, the
 firmware) a list of operations. Each operation may carry an absolute start time ``at`` in ns;
 otherwise it follows the previous one. Any op may carry a ``label``, and any op an ``after``
-naming a label: it then starts no earlier than the labelled op (of any actor) has completed.
+naming a label, or a list of labels: it then starts no earlier than every labelled op (of any
+actor) has completed.
 That is how software orders actors (a lock, a flag, the kernel freeing a page only after the
 flush): times say when things are *meant* to happen, ``after`` says what *must* come first, and
 ``scenario explore``, which moves the times, keeps it. Reads may carry an expectation (``expect``): exact bytes
@@ -34,23 +35,25 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mktme_des import catalog, redact
 from mktme_des.config.schema import Context, Section, build, param, read_toml
-from mktme_des.engine.time import ns
+from mktme_des.engine.time import MAX_NS, ns
 from mktme_des.errors import ConfigError
 from mktme_des.hw import ops as O
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "experiments" / "scenarios"
 READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 # An expectation is one of these classes, hex bytes, or "not:" and hex bytes.
 RAW_CLASSES = ("ciphertext", "plaintext", "zero")
 # Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
 SYNC_FIELDS = frozenset({"label", "after"})
-_SYNC_ORDER = ("label", "after")  # the order they are checked in, whatever the hash seed
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
+KEY_FIELDS = frozenset({"key", "tweak", "preimage_key"})
+"""Hex fields holding key material: never quoted in a message (:mod:`mktme_des.redact`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +94,9 @@ class KeySetup(Section):
 class Expectations(Section):
     violations: str = param("any", doc="oracle violations the run must show",
                             choices=("any", "none", "some"))
+    invariants: str = param("any", doc="the kernel's invariants (kernel/invariants.py) at the "
+                            "end of the run: any, hold, or broken (at least one)",
+                            choices=("any", "hold", "broken"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,12 +182,16 @@ def _get(op: dict, name: str, kind: type, ctx: Context, default: Any = None, req
     v = op[name]
     if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
         raise ctx.error(name, f"expected an integer, got {v!r}")
-    if kind is float:
-        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-            raise ctx.error(name, f"expected a non-negative number of ns, got {v!r}")
+    if kind is float:  # a time in ns: finite, 0..MAX_NS
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                or not 0 <= v <= MAX_NS:
+            raise ctx.error(name, f"expected a number of ns from 0 to {MAX_NS:g} (the longest "
+                            f"simulated time), got {v!r}")
         return float(v)
     if kind is str and not isinstance(v, str):
         raise ctx.error(name, f"expected a string, got {v!r}")
+    if kind is str and "\0" in v:
+        raise ctx.error(name, "a string may not contain a NUL byte")
     if kind is bool and not isinstance(v, bool):
         raise ctx.error(name, f"expected true or false, got {v!r}")
     return v
@@ -194,7 +204,8 @@ def _hex(op: dict, name: str, ctx: Context, required: bool = True) -> bytes | No
     try:
         data = bytes.fromhex(text)
     except ValueError:
-        raise ctx.error(name, f"{text!r} is not hex bytes (e.g. \"41424344\")") from None
+        shown = redact.fingerprint(text) if name in KEY_FIELDS else repr(text)
+        raise ctx.error(name, f"{shown} is not hex bytes (e.g. \"41424344\")") from None
     if not data:
         raise ctx.error(name, "must not be empty")
     return data
@@ -230,13 +241,30 @@ def _op_header(op: Any, ctx: Context, table: dict, kind: str, hint: str = "") ->
 
 
 def _sync_fields(op: dict, ctx: Context) -> None:
-    for f in _SYNC_ORDER:
-        if f in op and not _get(op, f, str, ctx):
-            raise ctx.error(f, "must not be empty")
+    if "label" in op and not _get(op, "label", str, ctx):
+        raise ctx.error("label", "must not be empty")
+    if "after" in op:
+        after = op["after"]
+        labels = after if isinstance(after, list) else [after]
+        if not labels or not all(isinstance(x, str) and x and "\0" not in x for x in labels):
+            raise ctx.error("after", "expected a label or a non-empty list of labels "
+                            f"(non-empty strings), got {after!r}"[:300])
+        if len(set(labels)) < len(labels):
+            raise ctx.error("after", "names a label twice")
+
+
+def after_labels(op: dict) -> list[str]:
+    """The labels an op's ``after`` names: one string or a list of them (all must complete
+    before the op starts)."""
+    after = op.get("after")
+    if not after:
+        return []
+    return list(after) if isinstance(after, list) else [after]
 
 
 def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -> tuple:
-    hint = " (raw DRAM ops belong to an [[agent]])" if isinstance(op, dict) and op.get("op") in AGENT_OPS else ""
+    hint = " (raw DRAM ops belong to an [[agent]])" if isinstance(op, dict) and \
+        isinstance(op.get("op"), str) and op["op"] in AGENT_OPS else ""
     name, at = _op_header(op, ctx, CPU_OPS, "a CPU", hint)
     code = O.CODES[name]
     if name in ("sfence", "mfence", "fence", "wbinvd"):
@@ -279,7 +307,8 @@ def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -
     return (code, keyid, addr, None, at)
 
 
-def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int, captures: set) -> tuple:
+def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int, captures: set,
+              max_keys: int) -> tuple:
     name, at = _op_header(op, ctx, AGENT_OPS, "an agent")
 
     def addr_of(field_name: str, size: int) -> int:
@@ -315,8 +344,10 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
         return (O.COMPUTE, 0, 0, ns(_get(op, "ns", float, ctx, required=True)), at)
     if name == "set_key":
         keyid = _get(op, "keyid", int, ctx, required=True)
-        if not 1 <= keyid <= amap.max_keyid:
-            raise ctx.error("keyid", f"{keyid} is not a programmable KeyID (1..{amap.max_keyid})")
+        limit = min(amap.max_keyid, max_keys)
+        if not 1 <= keyid <= limit:
+            raise ctx.error("keyid", f"{keyid} is not a programmable KeyID of this model "
+                            f"(1..{limit}: max_keys is {max_keys})")
         mode = _get(op, "mode", str, ctx, required=True)
         if mode not in KEY_MODES:
             raise ctx.error("mode", f"{mode!r} is not one of {', '.join(KEY_MODES)}")
@@ -441,6 +472,25 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
                                 "same-as-package-N or differs-from-package-N")
         elif exp not in ERRNOS:
             raise ctx.error("expect", f"{exp!r} is not one of {', '.join(ERRNOS)}")
+    if name == "keytable":
+        from mktme_des.hw.address import AddressMap
+
+        top = AddressMap(model).max_keyid
+        if not 0 <= op["keyid"] <= top:
+            raise ctx.error("keyid", f"{op['keyid']} is not a KeyID of this model (0..{top})")
+        for prefix in ("same-as-package-", "differs-from-package-"):
+            if exp.startswith(prefix):
+                other = exp[len(prefix):]
+                npk = model.topology.packages
+                if not other.isdigit() or not 0 <= int(other) < npk:
+                    raise ctx.error("expect", f"{exp!r}: package {other} does not exist "
+                                    f"(packages 0..{npk - 1})")
+    if name == "read" and kind == "process":
+        off = op.get("offset", 0) & 63
+        size = op.get("size", 64 - off)
+        if not 1 <= size <= 64 - off:
+            raise ctx.error("size", f"{size} bytes at line offset {off} cross the 64-byte "
+                            f"line; allowed 1..{64 - off}")
     label = _get(op, "name", str, ctx, default="")
     if name == "swap_read" and not 1 <= op.get("size", 64) <= 4096:
         raise ctx.error("size", f"{op['size']}: a swap read is 1..4096 bytes of one slot")
@@ -466,7 +516,8 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Read and validate a scenario file (by path, or by name in experiments/scenarios/)."""
+    """Read and validate a scenario file (by path, name or short id: see
+    :mod:`mktme_des.catalog`)."""
     path = find_scenario(name_or_path)
     return scenario_from(read_toml(path), str(path))
 
@@ -518,7 +569,8 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
             raise actx.error("name", f"{name!r} is taken; agent names are unique and not cpuN")
         captures: set[str] = set()
         sc.agent_ops[name] = [
-            _agent_op(op, actx.child("ops").child(j), amap, sc.checks, name, j, captures)
+            _agent_op(op, actx.child("ops").child(j), amap, sc.checks, name, j, captures,
+                      model.mktme.max_keys)
             for j, op in enumerate(actor.ops)
         ]
         sequences.append((name, actx, actor.ops))
@@ -570,8 +622,7 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
     for actor, actx, ops in sequences:
         for j, op in enumerate(ops):
             deps = [(actor, j - 1)] if j else []
-            after = op.get("after")
-            if after:
+            for after in after_labels(op):
                 if after not in owner:
                     known = ", ".join(sorted(owner)) or "none"
                     raise actx.child("ops").child(j).error(
@@ -581,53 +632,96 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
             waits_for[(actor, j)] = deps
     order = {actor: i for i, (actor, _, _) in enumerate(sequences)}
     contexts = {actor: actx for actor, actx, _ in sequences}
+    # Kahn's algorithm: linear in the number of ops.
+    dependents: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    remaining = {}
+    for n, deps in waits_for.items():
+        remaining[n] = len(deps)
+        for d in deps:
+            dependents.setdefault(d, []).append(n)
+    ready = [n for n, k in remaining.items() if not k]
     done: set[tuple[str, int]] = set()
-    pending = dict(waits_for)
-    while pending:
-        ready = [n for n, deps in pending.items() if all(d in done for d in deps)]
-        if not ready:
-            # Each op left waits for another op left: walking back must close a cycle.
-            node, path = min(pending), []
-            while node not in path:
-                path.append(node)
-                node = next(d for d in pending[node] if d in pending)
-            cycle = path[path.index(node):]
-            actor, j = min((n for n in cycle if n in named), key=lambda n: (order[n[0]], n[1]))
-            raise contexts[actor].child("ops").child(j).error(
-                "after", "can never be satisfied: these ops wait for each other in a cycle")
-        for n in ready:
-            done.add(n)
-            del pending[n]
+    while ready:
+        n = ready.pop()
+        done.add(n)
+        for m in dependents.get(n, ()):
+            remaining[m] -= 1
+            if not remaining[m]:
+                ready.append(m)
+    if len(done) < len(waits_for):
+        # Each op left waits for another op left: walking back must close a cycle.
+        pending = {n: deps for n, deps in waits_for.items() if n not in done}
+        node, path, seen = min(pending), [], set()
+        while node not in seen:
+            path.append(node)
+            seen.add(node)
+            node = next(d for d in pending[node] if d in pending)
+        cycle = path[path.index(node):]
+        actor, j = min((n for n in cycle if n in named), key=lambda n: (order[n[0]], n[1]))
+        raise contexts[actor].child("ops").child(j).error(
+            "after", "can never be satisfied: these ops wait for each other in a cycle")
+    _check_captures(sequences, waits_for)
     tables = {actor: ops for actor, _, ops in sequences}
     for lists, name in ((sc.cpu_ops, "cpu{}".format), (sc.agent_ops, str)):
         for actor, ops in lists.items():
             wired = []
             for op, spec in zip(ops, tables[name(actor)], strict=True):
-                if spec.get("after"):
-                    wired.append((O.AWAIT, 0, 0, spec["after"], None))
+                for after in after_labels(spec):
+                    wired.append((O.AWAIT, 0, 0, after, None))
                 wired.append(op)
                 if spec.get("label"):
                     wired.append((O.SIGNAL, 0, 0, spec["label"], None))
             lists[actor] = wired
 
 
+def _check_captures(sequences: list[tuple[str, Context, list]],
+                    waits_for: dict[tuple[str, int], list[tuple[str, int]]]) -> None:
+    """Every CPU ``write`` ``from`` a capture names a ``raw_read`` of an [[agent]], and waits
+    for it (through program order and ``after``): otherwise, whatever the times say, a run
+    (or ``scenario explore``, which moves them) could use the capture before it exists."""
+    made: dict[str, list[tuple[str, int]]] = {}
+    for actor, _, ops in sequences:
+        for j, op in enumerate(ops):
+            if op.get("op") == "raw_read" and op.get("name"):
+                made.setdefault(op["name"], []).append((actor, j))
+    for actor, actx, ops in sequences:
+        if not actor.startswith("cpu"):
+            continue
+        for j, op in enumerate(ops):
+            if op.get("op") != "write" or "from" not in op:
+                continue
+            src = op["from"]
+            where = actx.child("ops").child(j)
+            if src not in made:
+                known = ", ".join(sorted(made)) or "none"
+                raise where.error("from", f"no raw_read of an [[agent]] is named {src!r} "
+                                  f"(captures: {known})")
+            if not _waits_for_any((actor, j), set(made[src]), waits_for):
+                a, k = made[src][0]
+                raise where.error("from", f"may run before the capture {src!r} is made (op {k} "
+                                  f"of {a}): label that raw_read and give this op, or one "
+                                  "before it, an 'after' naming the label")
+
+
+def _waits_for_any(node: tuple[str, int], targets: set[tuple[str, int]],
+                   waits_for: dict[tuple[str, int], list[tuple[str, int]]]) -> bool:
+    """True when ``node`` waits, directly or through others, for one of ``targets``."""
+    stack, seen = list(waits_for[node]), set()
+    while stack:
+        n = stack.pop()
+        if n in targets:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(waits_for[n])
+    return False
+
+
 def find_scenario(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        return p
-    exact = SCENARIO_DIR / f"{name_or_path}.toml"
-    if exact.exists():
-        return exact
-    # Accept the short id ("S2") for the first file whose name starts with it.
-    matches = sorted(SCENARIO_DIR.glob(f"{str(name_or_path).lower()}-*.toml"))
-    return matches[0] if matches else exact
+    """A scenario file by path, name or short id (:func:`mktme_des.catalog.find`)."""
+    return catalog.find("scenario", name_or_path)
 
 
 def list_scenarios() -> list[Path]:
-    """The shipped scenario files, S1 before S2 before S10."""
-    import re
-
-    def key(p: Path):
-        return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", p.stem)]
-
-    return sorted(SCENARIO_DIR.glob("*.toml"), key=key)
+    """Every scenario file (:func:`mktme_des.catalog.entries`), S1 before S2 before S10."""
+    return [e.path for e in catalog.entries("scenario")]

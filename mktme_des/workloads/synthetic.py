@@ -30,7 +30,6 @@ from mktme_des.hw import ops as O
 
 PAGE = 4096
 CHUNK = 16384
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TRACE = "experiments/traces/kernel_mix.lackey.gz"
 
 
@@ -79,15 +78,15 @@ class WorkloadSpec(Section):
         if self.mktme_fraction + self.no_encrypt_fraction > 1.0 + 1e-12:
             raise ctx.error("no_encrypt_fraction",
                             "mktme_fraction + no_encrypt_fraction must not exceed 1")
-        if self.kind == "lackey" and not resolve_trace(self.trace).exists():
+        if self.kind == "lackey" and not resolve_trace(self.trace).is_file():
             raise ctx.error("trace", f"no such trace file: {self.trace}")
 
 
 def resolve_trace(path: str) -> Path:
-    p = Path(path)
-    if p.exists() or p.is_absolute():
-        return p
-    return ROOT / path
+    """The trace file ``path`` names (:func:`mktme_des.catalog.trace_path`)."""
+    from mktme_des.catalog import trace_path
+
+    return trace_path(path)
 
 
 def workload_cpus(plat, spec: WorkloadSpec) -> list[int]:
