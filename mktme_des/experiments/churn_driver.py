@@ -8,7 +8,8 @@ per page; munmap (every page freed, flushed per policy). This is the shape of a 
 many short-lived processes allocating and freeing anonymous memory. What the MKTME page
 protocol costs is the difference between ``encrypted`` true and false. Under a policy with
 ``direct_map_isolation`` (``kernel/directmap.py``) each allocation also pays that work, and a
-CPU's work per page is delayed by the shootdown IPIs it handled meanwhile.
+CPU's work per page is delayed by the IPIs it handled meanwhile (TLB shootdowns, WBINVDs run
+for another CPU's ``page_flush = "wbinvd"``). With ``huge``, the mappings use 2 MiB pages.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ METRICS = {
     "oracle_violations": "reads the oracle found corrupted",
     "shootdown_ipis": "TLB-shootdown IPIs sent (direct_map_isolation = xpfo)",
     "pages_per_s": "pages allocated per second of simulated time, all CPUs together",
+    "wbinvd_all": "WBINVDs run on every package by the page protocol (page_flush = wbinvd)",
 }
 
 
@@ -44,6 +46,7 @@ class ChurnBase(pb.PlatformBase):
     compute_ns_per_page: float = param(25000.0, doc="work per page besides memory management",
                                        unit="ns", min=0.0)
     encrypted: bool = param(True, doc="encrypt_mprotect the mappings with an MKTME key")
+    huge: bool = param(False, doc="map with 2 MiB pages (pages must then be a multiple of 512)")
 
 
 def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
@@ -52,6 +55,8 @@ def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
     cpus = topo["packages"] * topo["cores_per_package"]
     if base["processes"] > cpus:
         raise ctx.error("processes", "more processes than cpus in the model")
+    if base["huge"] and base["pages"] % 512:
+        raise ctx.error("pages", "with huge = true, pages must be a multiple of 512 (2 MiB)")
     if not base["processes"]:
         out["processes"] = cpus
     return out
@@ -72,7 +77,7 @@ def run_churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
                 state["ready"].succeed()
             yield state["ready"]
         for _ in range(config["iterations"]):
-            addr = yield from mm.mmap(proc, length)
+            addr = yield from mm.mmap(proc, length, huge=config.get("huge", False))
             if config["encrypted"]:
                 yield from mm.encrypt_mprotect(proc, addr, length, 3, state["serial"])
             for p in range(config["pages"]):
@@ -84,7 +89,7 @@ def run_churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
                        for i in range(config["touches"])]
                 # Work per page, later by the shootdown IPIs this CPU handled meanwhile.
                 ops.append((O.COMPUTE, 0, 0,
-                            ns(config["compute_ns_per_page"]) + kernel.dmap.owed(cpu), None))
+                            ns(config["compute_ns_per_page"]) + kernel.owed(cpu), None))
                 yield from plat.cores[cpu].run(ops, [])
             yield from mm.munmap(proc, addr, length)
 
@@ -99,6 +104,7 @@ def run_churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
         "time_per_page_ns": to_ns(env.now) * config["processes"] / max(1, counts["pages"]),
         "oracle_violations": len(plat.oracle.violations),
         "shootdown_ipis": kernel.dmap.counts.get("shootdown_ipis", 0),
+        "wbinvd_all": mm.counts.get("wbinvd_all", 0),
         "pages_per_s": counts["pages"] / (to_ns(env.now) * 1e-9) if env.now else 0.0,
     }
 

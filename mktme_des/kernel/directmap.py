@@ -12,7 +12,7 @@ The policy switch ``direct_map_isolation`` selects one:
   its package, ``ipi.remote_ns`` to another, plus the handler, ``shootdown_handler_ns``; the
   acknowledgement, a store to a flag the sender polls, is not counted). Every CPU that takes
   the IPI loses ``shootdown_handler_ns`` of its own work: that time is owed by the CPU and paid
-  by whoever runs work there (:meth:`DirectMap.owed`). Freeing the frame maps it back, which
+  by whoever runs work there (:meth:`Kernel.owed <mktme_des.kernel.kernel.Kernel.owed>`). Freeing the frame maps it back, which
   adds a translation and needs no shootdown.
 * ``"isolated"`` (Lutomirski's MEMFD_ISOLATED): the frames come from a pool that was never in
   the direct map (its setup is not counted). The kernel zeroes a frame through a temporary
@@ -35,7 +35,6 @@ class DirectMap:
         self.k = kernel
         self.plat = kernel.plat
         self.env = kernel.env
-        self.owed_ps: list[int] = [0] * len(self.plat.cores)  # interrupt time per CPU
         self.counts: dict[str, int] = {}
 
     def _count(self, name: str, n: int = 1) -> None:
@@ -63,13 +62,7 @@ class DirectMap:
             sent += 1
             delivery = ipi.local_ns if core.package == here else ipi.remote_ns
             wait = max(wait, ns(sent * ipi.send_ns + delivery) + handler)
-            self.owed_ps[core.cpu] += handler
+            self.k.irq_owed[core.cpu] += handler
         yield self.env.timeout(wait + ns(self.k.policy.local_invlpg_ns))
         self._count("shootdowns")
         self._count("shootdown_ipis", sent)
-
-    def owed(self, cpu: int) -> int:
-        """Interrupt time (ps) ``cpu`` has spent handling shootdowns since last asked: the work
-        it was running is that much later. Resets the account."""
-        t, self.owed_ps[cpu] = self.owed_ps[cpu], 0
-        return t

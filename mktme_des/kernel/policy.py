@@ -77,6 +77,16 @@ class Policy(Section):
                                    "the local CPU (INVLPG and the PTE store, a few hundred "
                                    "cycles; no published figure, facts section 3.4)",
                                    unit="ns", min=0.0)
+    keyid_pools: bool = param(False, doc="per-KeyID pools of free pages (planned in the "
+                              "PATCHv4 cover letter, never merged): a freed page of KeyID K is "
+                              "kept, unflushed, in K's pool; an allocation under K takes from it "
+                              "first with no flush; a frame leaving the pool for another KeyID "
+                              "(0 included) is flushed through K then")
+    page_flush: str = param("clflush", doc="how the page protocol flushes: clflush (every "
+                            "line of each page, through its KeyID) or wbinvd (one WBINVD on "
+                            "every package for all the pages of one allocation or unmap, run "
+                            "by IPIs to a CPU of each other package, as a system-wide cache "
+                            "flush must be)", choices=("clflush", "wbinvd"))
     on_exhaustion: str = param("fail", doc="when no KeyID is free: fail with ENOKEY, or wait "
                                "for one", choices=("fail", "wait"))
     key_gc_delay_s: float = param(300.0, doc="/proc/sys/kernel/keys/gc_delay: how long a "
