@@ -131,3 +131,29 @@ def test_errno_survives_pickling(exc):
 
     again = pickle.loads(pickle.dumps(exc))
     assert (again.name, again.reason, str(again)) == (exc.name, exc.reason, "EBUSY: why")
+
+
+def test_a_2019_key_queued_on_the_map_lock_rechecks_the_topology():
+    """add_key passes its first topology check, then waits on mktme_map_lock (here held by
+    the test) while the last CPU of package 1 goes offline (nothing is reserved yet, so the
+    teardown is allowed). 2019's instantiate checks and reserves in one hold of the lock, so
+    the key is refused (EINVAL) rather than programmed everywhere but package 1. Found by
+    ``hunt mktme-2019``."""
+    w = World(policy="mktme-2019", topology={"cores_per_package": 2})
+    held = {}
+
+    def hold_the_lock():
+        yield w.k.map_lock.acquire()
+        held["lock"] = True
+        yield w.env.timeout(ns(5000))
+        w.k.map_lock.release()
+
+    w.at(0, "cpu2", lambda: w.k.hp.offline_cpu(2))
+    w.run()  # cpu2's offline ends with its WBINVD, holding the hotplug lock meanwhile
+    w.at(10, "holder", hold_the_lock)  # times from now on
+    w.at(100, "key", lambda: w.k.keys.add_key(0, "k", CPU))
+    w.at(2000, "cpu3", lambda: w.k.hp.offline_cpu(3))  # the key waits on the lock meanwhile
+    w.run()
+    assert held and w.r["cpu3"] is None  # the teardown went through
+    assert isinstance(w.r["key"], Errno) and w.r["key"].name == "EINVAL"
+    assert not w.k.keys.in_use()

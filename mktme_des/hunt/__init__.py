@@ -91,11 +91,18 @@ def check_inputs(policy: str, model: str, runs: int | None, budget_s: float | No
                  workers: int, against: str | None = None) -> Machine:
     """Validate the command's inputs (UserError, one line, naming what is wrong); returns
     what the generator needs of the model."""
+    from mktme_des import catalog
     from mktme_des.config.model import load_model
-    from mktme_des.kernel.policy import find_policy, list_policies, load_policy
+    from mktme_des.kernel.policy import list_policies, load_policy
+
+    def exists(name: str) -> bool:
+        try:
+            return catalog.find("policy", name).exists()
+        except ConfigError:
+            return False
 
     for what, name in (("policy", policy), ("--against", against)):
-        if name is not None and not find_policy(name).exists():
+        if name is not None and not exists(name):
             raise UserError(f"{what} {name!r}: no such policy; choose one of "
                             f"{', '.join(list_policies())} or a policy file")
     for what, name in (("policy", policy), ("--against", against)):

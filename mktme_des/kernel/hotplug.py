@@ -161,10 +161,12 @@ class Hotplug:
             # forgotten below and its memory stays online, unreachable by PCONFIG.
             was_lead = self.k.lead_cpus().get(core.package) == cpu
             core.online = False
-            yield from self._flush_caches(core.package)
             if not siblings:
+                # From the teardown callback on, the package has no CPU to program it (key
+                # creation sees that at once); the dying CPU's WBINVD comes after, at its end.
                 pkg.online = False
                 self.cpuless.add(core.package)
+            yield from self._flush_caches(core.package)
             self._move_tasks()
             self.log.append({"event": "offline_cpu", "cpu": cpu, "was_lead": was_lead,
                              "new_lead": siblings[0].cpu if siblings and was_lead else None,

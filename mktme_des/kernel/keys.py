@@ -300,17 +300,17 @@ class KeyService:
         if not capable:
             raise Errno("EACCES", "needs CAP_SYS_RESOURCE or CAP_SYS_ADMIN")
         opts = parse_options(payload)
-        cpuless = sorted(self.k.hp.cpuless)
-        if cpuless and self.k.policy.cpuless_package == "refuse":
-            # 2019 (37/62): "MKTME: no online CPU in proximity domain"
-            raise Errno("EINVAL", f"package(s) {cpuless} have memory but no online CPU: the "
-                        "topology does not support key creation")
+        self._check_topology()
         if description in self.by_desc and self.keys[self.by_desc[description]].live:
             serial = self.by_desc[description]
             yield from self._update(caller, self.keys[serial], opts)
             return serial
         yield self.k.map_lock.acquire()
         try:
+            # 2019's mktme_instantiate_key evaluates the topology and reserves the KeyID in
+            # one hold of mktme_lock, which the CPU-teardown callback takes too: a last CPU
+            # cannot go between the check and the reservation (which then refuses it).
+            self._check_topology()
             keyid = self._free_keyid()
             while not keyid and self.k.policy.on_exhaustion == "wait":
                 ev = self.env.event()
@@ -318,6 +318,7 @@ class KeyService:
                 self.k.map_lock.release()
                 yield ev
                 yield self.k.map_lock.acquire()
+                self._check_topology()
                 keyid = self._free_keyid()
             if not keyid:
                 self.counts["enokey_no_keyid"] = self.counts.get("enokey_no_keyid", 0) + 1
@@ -349,6 +350,14 @@ class KeyService:
             return serial
         finally:
             self.k.map_lock.release()
+
+    def _check_topology(self) -> None:
+        """Under the 2019 rule, EINVAL while a package with memory has no online CPU."""
+        cpuless = sorted(self.k.hp.cpuless)
+        if cpuless and self.k.policy.cpuless_package == "refuse":
+            # 2019 (37/62): "MKTME: no online CPU in proximity domain"
+            raise Errno("EINVAL", f"package(s) {cpuless} have memory but no online CPU: the "
+                        "topology does not support key creation")
 
     def _remember(self, keyid: int, key: MktmeKey) -> None:
         if key.type == "user":
