@@ -243,11 +243,6 @@ class KeyService:
         if k.policy.hotplug_lock:
             yield k.hotplug.read_acquire()
         try:
-            if k.policy.cpuless_package == "refuse" and k.hp.cpuless:
-                # 2019 (37/62): checked again with CPU hotplug held off, so that a package
-                # that lost its last CPU after add_key's first check cannot miss the key.
-                raise Errno("EINVAL", f"package(s) {sorted(k.hp.cpuless)} have memory but no "
-                            "online CPU: the topology does not support key programming")
             rec = Broadcast(prog.keyid, pc.COMMANDS.get(prog.command, str(prog.command)),
                             env.now, attempt=attempt)
             mark = len(self.plat.pconfig_log)
@@ -326,13 +321,7 @@ class KeyService:
             data_key = bytes.fromhex(opts.get("key", "")) or b""
             tweak_key = bytes.fromhex(opts.get("tweak", "")) or b""
             self.owner[keyid] = -1  # reserved while programming
-            try:
-                status = yield from self.program(caller, keyid, opts["type"], data_key,
-                                                 tweak_key)
-            except Errno:
-                self.owner[keyid] = None
-                self._wake_waiter()
-                raise
+            status = yield from self.program(caller, keyid, opts["type"], data_key, tweak_key)
             if status != pc.PROG_SUCCESS:
                 self.owner[keyid] = None
                 self._wake_waiter()
