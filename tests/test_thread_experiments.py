@@ -154,3 +154,14 @@ def test_keyid_pool_frames_are_flushed_when_they_leave_their_keyid():
     pb.run_process(plat, run())
     assert out["same_frame"] and out["read"] == b"N" * 64
     assert not plat.oracle.violations
+
+
+def test_the_thread_experiments_validate_with_their_figures():
+    from mktme_des.experiments.spec import load_experiment
+
+    for name in ("e11-direct-map-isolation", "e12-page-pins", "e13-replay-by-reuse",
+                 "e14-swap-exposure", "e15-flush-recovery", "e16-hotplug-topologies",
+                 "e4-rekey"):
+        exp = load_experiment(name)
+        assert exp.runs and exp.spec.figure
+        assert name == "e4-rekey" or exp.spec.experiment.replications >= 2
