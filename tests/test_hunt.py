@@ -171,3 +171,33 @@ def test_a_one_package_model_is_hunted_without_hotplug(capsys):
     assert main(["hunt", "rfc-v2", "--model", "client-1s", "--runs", "8", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["found"] == 0 and out["schedules"] == 8 and out["model"] == "client-1s"
+
+
+def test_a_package_offline_counts_the_pages_faulted_in_while_it_waited():
+    """``hunt mktme-2019`` found a page faulted in on package 1 while the package's offline
+    waited for the hotplug lock: counted before the lock, it was missed, so the memory went
+    offline under a live page (and the online later reprogrammed its KeyID under it). The
+    offline now isolates the memory and counts under the lock: refused without migration,
+    and with migration the page moves before the memory goes."""
+    user = "type=user algorithm=aes-xts-128 key=" + "d9" * 16 + " tweak=" + "39" * 16
+    data = {
+        "scenario": {"name": "h", "title": "t", "model": "server-2s", "seed": 157,
+                     "policy": "mktme-2019"},
+        "model_overrides": {"topology": {"cores_per_package": 2}},
+        "process": [{"name": "p1", "cpu": 3, "ops": [
+            {"op": "add_key", "key": "c", "options": user, "at": 18567.688},
+            {"op": "mmap", "vma": "v0", "pages": 1},
+            {"op": "encrypt_mprotect", "vma": "v0", "key": "c"},
+            {"op": "write", "vma": "v0", "offset": 64, "data": "70313a382070313a"},
+            {"op": "read", "vma": "v0", "offset": 64, "size": 8, "at": 700_000,
+             "expect": "70313a382070313a"}]}],
+        "system": [{"name": "admin", "cpu": 0, "ops": [
+            {"op": "offline", "package": 1, "at": 25_000, "expect": "EBUSY"}]}],
+        "expect": {"invariants": "hold", "violations": "none"},
+    }
+    res = run_scenario(scenario_from(data, "offline refused"))
+    assert res.ok, [c for c in res.checks if not c["ok"]]
+    data["policy_overrides"] = {"migrate_on_offline": True}
+    data["system"][0]["ops"][0]["expect"] = "ok"
+    res = run_scenario(scenario_from(data, "offline migrates"))
+    assert res.ok, [c for c in res.checks if not c["ok"]]

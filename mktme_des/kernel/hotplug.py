@@ -68,6 +68,7 @@ class Hotplug:
                     raise Errno("ENOKEY", f"programming KeyID {keyid} on package {package} "
                                 f"failed: {pc.STATUS[status]}")
             pkg.online = True
+            self.k.mm.frames.isolated.discard(package)  # its memory is in use again
             self.cpuless.discard(package)
             for core in pkg.cores:
                 core.online = True
@@ -101,25 +102,51 @@ class Hotplug:
         pkg = self._package(package, online=True)
         if sum(p.online for p in plat.packages) == 1:
             raise Errno("EBUSY", "the last online package cannot go offline")
-        used = self.k.mm.pages_homed_on(package)
-        if used and not self.k.policy.migrate_on_offline:
-            raise Errno("EBUSY", f"{used} allocated page(s) are homed on package {package} "
-                        "and the policy does not migrate them (migrate_on_offline)")
+        frames = self.k.mm.frames
         yield self.k.hotplug.write_acquire()
         start = self.env.now
+        isolated = package not in frames.isolated
         try:
             yield self.env.timeout(ns(self.k.policy.syscall_ns))
-            if used:
-                yield from self.k.mm.migrate_off(package)
+            # As offline_pages does: isolate the memory first (no allocation lands there from
+            # now on), then count and migrate what is there; a page a process faulted in
+            # while the offline waited for the lock is counted too.
+            frames.isolated.add(package)
+            used = frames.in_use(package)
+            if used and not self.k.policy.migrate_on_offline:
+                raise Errno("EBUSY", f"{used} allocated page(s) are homed on package {package} "
+                            "and the policy does not migrate them (migrate_on_offline)")
+            yield from self._empty(package)
             for core in pkg.cores:
                 core.online = False
             yield from self._flush_caches(package)
             pkg.online = False
+            isolated = False  # stays isolated while offline
             self._move_tasks()
             self.log.append({"event": "offline", "package": package, "migrated": used,
                              "start_ns": start / 1000, "time_ns": self.env.now / 1000})
         finally:
+            if isolated:  # refused or failed: the memory is back in use
+                frames.isolated.discard(package)
             self.k.hotplug.write_release()
+
+    def _empty(self, package: int, tries: int = 100):
+        """Migrate every page off ``package``'s isolated memory, as offline_pages repeats
+        its migration until the range is free: pages mapped meanwhile (a fault that took its
+        frame before the isolation) are moved by a later pass, and a frame in use but not
+        mapped (an allocation still in progress) is waited for, 1 us at a time. EBUSY when
+        frames stay in use (a page pinned past its VMA cannot be moved)."""
+        mm, frames = self.k.mm, self.k.mm.frames
+        waited = 0
+        while frames.in_use(package):
+            if mm.pages_homed_on(package):
+                yield from mm.migrate_off(package)
+                continue
+            waited += 1
+            if waited > tries:
+                raise Errno("EBUSY", f"{frames.in_use(package)} frame(s) on package {package} "
+                            "stay in use and cannot be migrated (pinned pages)")
+            yield self.env.timeout(ns(1000.0))
 
     def _flush_caches(self, package: int):
         """The WBINVD a dying CPU runs: ``package``'s caches written back and emptied."""

@@ -119,14 +119,20 @@ class FrameAllocator:
     def __init__(self, plat, frames_per_package: int, base_offset: int = 64 << 20) -> None:
         self.plat = plat
         self.free: list[list[int]] = [[] for _ in plat.packages]
+        self.total = [0] * len(plat.packages)  # frames each package is home for
         for p in range(len(plat.packages)):
             base = p * plat.amap.package_bytes + base_offset
             for i in range(frames_per_package):
                 pa = base + i * PAGE
                 self.free[plat.amap.home(pa)].append(pa)
+                self.total[plat.amap.home(pa)] += 1
         for frames in self.free:
             frames.reverse()  # pop() hands out the lowest address first
         self.last_keyid: dict[int, int] = {}
+        # Packages whose memory is going or gone offline: as offline_pages isolates the range
+        # before migrating, nothing is allocated there (an allocation falls back to the
+        # nearest other package, as the page allocator's zonelist does).
+        self.isolated: set[int] = set()
 
         # keyid_pools: (package, KeyID) -> frames freed without a flush, LIFO; and every
         # frame freed without a flush, until an allocation flushes it or reuses its KeyID.
@@ -134,17 +140,30 @@ class FrameAllocator:
         self.unflushed: set[int] = set()
 
     def take(self, package: int, keyid: int = 0) -> int:
-        """A free frame on ``package``: from ``keyid``'s pool first, then the common list,
+        """A free frame homed on ``package``, or on the next package whose memory is not
+        isolated when ``package``'s is: from ``keyid``'s pool first, then the common list,
         then any other KeyID's pool (the caller flushes what :attr:`unflushed` marks)."""
-        pool = self.pools.get((package, keyid)) if keyid else None
+        n = len(self.free)
+        for p in [(package + i) % n for i in range(n)]:
+            if p not in self.isolated:
+                break
+        else:
+            raise Errno("ENOMEM", "no package's memory is online")
+        pool = self.pools.get((p, keyid)) if keyid else None
         if pool:
             return pool.pop()
-        if self.free[package]:
-            return self.free[package].pop()
+        if self.free[p]:
+            return self.free[p].pop()
         for (pkg, _k), frames in sorted(self.pools.items()):
-            if pkg == package and frames:
+            if pkg == p and frames:
                 return frames.pop()
-        raise Errno("ENOMEM", f"no free frame on package {package}")
+        raise Errno("ENOMEM", f"no free frame on package {p}")
+
+    def in_use(self, package: int) -> int:
+        """Frames homed on ``package`` neither on its free list nor in a KeyID's pool:
+        mapped, pinned, or being allocated."""
+        pooled = sum(len(f) for (pkg, _k), f in self.pools.items() if pkg == package)
+        return self.total[package] - len(self.free[package]) - pooled
 
     def give(self, pa: int, keyid: int, pool: bool = False) -> None:
         """Free ``pa``, last used under ``keyid``; ``pool``: unflushed, into its pool."""
