@@ -119,7 +119,9 @@ def cmd_simulate(args) -> int:
     data.update(_parse_set(args.set or [], "-w"))
     spec = workload_from(data, args.workload or "command line")
     model = load_model(args.model, _parse_set(args.model_set or [], "-m") or None)
-    stats = simulate(model, spec, seed=args.seed)
+    stats = simulate(model, spec, seed=args.seed,
+                     progress=sys.stderr if sys.stderr.isatty() and not args.no_progress
+                     else None)
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:
@@ -288,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model override, e.g. -m mktme.aes_latency_ns=20 (repeatable)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--json", action="store_true", help="full statistics as JSON")
+    s.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown on a terminal for runs over 2 s)")
     s.set_defaults(fn=cmd_simulate)
 
     s = sub.add_parser("scenario", help="run, explore or list scenarios")

@@ -6,7 +6,9 @@ workload and seed give byte-identical statistics, whatever process runs it.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from typing import Any, TextIO
 
 from mktme_des.config.model import Model, load_model
 from mktme_des.config.schema import Context, build, read_toml, resolved
@@ -31,27 +33,69 @@ def workload_file(path: str) -> dict[str, Any]:
 
 
 def run_workload(model: Model | str, workload: WorkloadSpec, seed: int = 0,
-                 oracle: bool = True) -> tuple[dict, Platform]:
+                 oracle: bool = True, progress: TextIO | None = None,
+                 after_s: float = 2.0) -> tuple[dict, Platform]:
     """Run ``workload`` on ``model``; its statistics (JSON-ready) and the platform, whose
-    cores keep the exact latency histograms figures are drawn from."""
+    cores keep the exact latency histograms figures are drawn from.
+
+    With ``progress`` (a stream), a run still going after ``after_s`` seconds shows there
+    the accesses handed to the cores so far, their rate and an ETA, redrawn from a watcher
+    thread: the simulation itself is untouched, so its results are the same with or
+    without."""
     if not isinstance(model, Model):
         model = load_model(model)
     plat = Platform(model, seed=seed, oracle=Oracle() if oracle else None)
     info: dict = {}
-    cpus = start(plat, workload, info)
-    plat.run()
+    done = [0]
+    cpus = start(plat, workload, info, done)
+    watcher = _Watcher(progress, info["total"], done, after_s) if progress is not None else None
+    try:
+        plat.run()
+    finally:
+        if watcher is not None:
+            watcher.stop()
     stats = plat.stats()
     stats["run"] = {"model": model.platform.name, "seed": seed, "cpus": cpus,
                     "workload": resolved(workload)}
-    if info:
-        stats["run"]["trace"] = info
+    trace = {k: v for k, v in info.items() if k != "total"}
+    if trace:
+        stats["run"]["trace"] = trace
     return stats, plat
 
 
+class _Watcher:
+    """Shows a long run's progress (:class:`~mktme_des.experiments.progress.Progress`) from a
+    thread of its own, reading the count the workload's op streams keep."""
+
+    def __init__(self, stream: TextIO, total: int, done: list, after_s: float) -> None:
+        self.stream, self.total, self.done, self.after_s = stream, total, done, after_s
+        self.t0 = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        from mktme_des.experiments.progress import Progress
+
+        if self._stop.wait(self.after_s):
+            return  # done before anyone waited long
+        bar = Progress(self.total, "simulate", self.stream, tty=True)
+        bar.start = self.t0  # elapsed and ETA count from the run's start
+        while not self._stop.wait(0.25):
+            bar.advance_to(min(self.done[0], self.total))
+        bar.advance_to(min(self.done[0], self.total))
+        bar.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def simulate(model: Model | str, workload: WorkloadSpec, seed: int = 0,
-             oracle: bool = True) -> dict:
-    """Run ``workload`` on ``model`` and return its statistics (JSON-ready, deterministic)."""
-    return run_workload(model, workload, seed, oracle)[0]
+             oracle: bool = True, progress: TextIO | None = None) -> dict:
+    """Run ``workload`` on ``model`` and return its statistics (JSON-ready, deterministic);
+    ``progress``: see :func:`run_workload`."""
+    return run_workload(model, workload, seed, oracle, progress)[0]
 
 
 def summary_text(stats: dict) -> str:

@@ -174,32 +174,23 @@ def test_capture_used_after_it_is_made(capsys, tmp_path):
     capsys.readouterr()
 
 
-def test_keytable_keyid_out_of_range(capsys, tmp_path):
-    path = scenario(tmp_path, '[[system]]\nname = "s"\nops = [ { op = "keytable", package = 0, '
-                    'keyid = 99 } ]\n')
-    refused(capsys, "scenario", "run", path, where=f"{path}: system[0].ops[0].keyid",
-            says=("0..15",))
-
-
-def test_keytable_compares_with_a_missing_package(capsys, tmp_path):
-    path = scenario(tmp_path, '[[system]]\nname = "s"\nops = [ { op = "keytable", package = 0, '
-                    'keyid = 1, expect = "same-as-package-7" } ]\n')
-    refused(capsys, "scenario", "run", path, where=f"{path}: system[0].ops[0].expect",
-            says=("package 7 does not exist", "0..0"))
-
-
-def test_process_read_crossing_a_line(capsys, tmp_path):
-    path = scenario(tmp_path, '[[process]]\nname = "p"\nops = [ { op = "mmap", vma = "r", '
-                    'pages = 1 }, { op = "read", vma = "r", offset = 60, size = 16 } ]\n')
-    refused(capsys, "scenario", "run", path, where=f"{path}: process[0].ops[1].size",
-            says=("1..4",))
-
-
-def test_set_key_above_max_keys(capsys, tmp_path):
-    path = scenario(tmp_path, '[model_overrides.mktme]\nmax_keys = 8\n[[agent]]\nname = "a"\n'
-                    'ops = [ { op = "set_key", keyid = 9, mode = "key" } ]\n')
-    refused(capsys, "scenario", "run", path, where=f"{path}: agent[0].ops[0].keyid",
-            says=("1..8", "max_keys"))
+@pytest.mark.parametrize("body, where, says", [
+    ('[[system]]\nname = "s"\nops = [ { op = "keytable", package = 0, keyid = 99 } ]\n',
+     "system[0].ops[0].keyid", ("0..15",)),
+    ('[[system]]\nname = "s"\nops = [ { op = "keytable", package = 0, keyid = 1, '
+     'expect = "same-as-package-7" } ]\n',
+     "system[0].ops[0].expect", ("package 7 does not exist", "0..0")),
+    ('[[process]]\nname = "p"\nops = [ { op = "mmap", vma = "r", pages = 1 }, '
+     '{ op = "read", vma = "r", offset = 60, size = 16 } ]\n',
+     "process[0].ops[1].size", ("1..4",)),
+    ('[model_overrides.mktme]\nmax_keys = 8\n[[agent]]\nname = "a"\n'
+     'ops = [ { op = "set_key", keyid = 9, mode = "key" } ]\n',
+     "agent[0].ops[0].keyid", ("1..8", "max_keys")),
+], ids=["keytable-keyid", "keytable-missing-package", "read-crossing-a-line",
+        "set-key-above-max-keys"])
+def test_scenario_ops_out_of_range_are_refused_at_load(capsys, tmp_path, body, where, says):
+    path = scenario(tmp_path, body)
+    refused(capsys, "scenario", "run", path, where=f"{path}: {where}", says=says)
 
 
 PCONFIG = ('[model_overrides.pconfig]\nerror_model = "{model}"\n[[system]]\nname = "s"\n'

@@ -146,3 +146,22 @@ def test_with_enough_misses_in_flight_encrypted_reads_run_at_the_engine_rate(ove
         assert rate["mktme"] <= engine_rate * 1.01
     else:
         assert rate["mktme"] > 0.9 * rate["plain"]
+
+
+def test_a_long_simulation_shows_its_progress_and_the_same_results():
+    """A watcher thread draws accesses handed out / total with an ETA; the run's results
+    are byte for byte those of a run without it."""
+    import io
+    import json
+
+    from mktme_des.simulate import run_workload, workload_from
+
+    spec = workload_from({"pattern": "random", "working_set_kib": 4096, "accesses": 40_000,
+                          "cores": 2})
+    quiet, _ = run_workload("server-2s", spec, seed=3)
+    stream = io.StringIO()
+    shown, _ = run_workload("server-2s", spec, seed=3, progress=stream, after_s=0.0)
+    assert json.dumps(shown, sort_keys=True) == json.dumps(quiet, sort_keys=True)
+    text = stream.getvalue()
+    assert text.startswith("\rsimulate [") and text.endswith("\n")
+    assert "80000/80000  100%" in text  # the last redraw counts every access of both cores

@@ -78,6 +78,12 @@ class Progress:
             status = "ok" if ok else "FAILED"
             self.message(f"{self.label} {self._counts()}  {status} {what}".rstrip())
 
+    def advance_to(self, done: int) -> None:
+        """``done`` of ``total`` are finished (a count that only grows); redraws the bar."""
+        if done != self.done:
+            self.done = done
+            self._draw()
+
     def close(self) -> None:
         if self.tty and self._bar:
             self._draw(force=True)

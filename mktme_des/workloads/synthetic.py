@@ -193,8 +193,10 @@ def _zero(plat, region: Region) -> None:
                                  plat.boot_tweak)
 
 
-def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.Generator) -> Iterator[tuple]:
-    """The op stream of one core, generated lazily in numpy chunks."""
+def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.Generator,
+                  progress: list | None = None) -> Iterator[tuple]:
+    """The op stream of one core, generated lazily in numpy chunks; ``progress[0]`` (when
+    given) counts the accesses handed out, a chunk at a time."""
     ab = spec.access_bytes
     slots = region.size // ab
     compute = ns(spec.compute_ns)
@@ -234,10 +236,14 @@ def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.G
             done += 1
             if compute:
                 yield (O.COMPUTE, 0, 0, compute, None)
+        if progress is not None:
+            progress[0] += n
 
 
-def trace_ops(spec: WorkloadSpec, cpu: int, region: Region, trace) -> Iterator[tuple]:
-    """Replay a lackey trace on ``region`` (its first-touch pages shifted to the region)."""
+def trace_ops(spec: WorkloadSpec, cpu: int, region: Region, trace,
+              progress: list | None = None) -> Iterator[tuple]:
+    """Replay a lackey trace on ``region`` (its first-touch pages shifted to the region);
+    ``progress[0]`` (when given) counts the accesses handed out, a chunk at a time."""
     pack = struct.Struct("<Q").pack
     pa = trace.pa.astype(np.int64) + region.base
     kid = region.keyids[(pa - region.base) // PAGE]
@@ -246,12 +252,16 @@ def trace_ops(spec: WorkloadSpec, cpu: int, region: Region, trace) -> Iterator[t
     sizes = trace.size.tolist()
     for i, (a, w, k) in enumerate(zip(pa[:n].tolist(), trace.is_write[:n].tolist(), kid[:n].tolist(), strict=True)):
         size = sizes[i]
+        if progress is not None and i % CHUNK == 0 and i:
+            progress[0] += CHUNK
         if w:
             yield (O.WRITE, k, a, (pack((cpu << 40) | i) * 8)[:size], None)
         else:
             yield (O.READ, k, a, size, None)
         if compute:
             yield (O.COMPUTE, 0, 0, compute, None)
+    if progress is not None:
+        progress[0] += n % CHUNK if n % CHUNK else min(n, CHUNK)
 
 
 def load_trace(spec: WorkloadSpec):
@@ -262,10 +272,12 @@ def load_trace(spec: WorkloadSpec):
                        base_pa=0, limit=spec.warmup + spec.accesses)
 
 
-def start(plat, spec: WorkloadSpec, info: dict | None = None) -> list[int]:
+def start(plat, spec: WorkloadSpec, info: dict | None = None,
+          progress: list | None = None) -> list[int]:
     """Prepare the platform and start every core of the workload; returns the cpus. ``info``,
     when given, receives what a trace workload read: ``trace_lines``, ``accesses`` and
-    ``truncated`` (the trace has more accesses than ``warmup + accesses``).
+    ``truncated`` (the trace has more accesses than ``warmup + accesses``), and ``total``,
+    the accesses all cores will make; ``progress[0]`` counts those handed out so far.
 
     With a warm-up, each core runs its first ``spec.warmup`` accesses, waits until every core
     of the workload has done so, and then the platform's statistics restart
@@ -285,13 +297,18 @@ def start(plat, spec: WorkloadSpec, info: dict | None = None) -> list[int]:
             raise UserError(f"workload.warmup = {spec.warmup} leaves nothing to measure of the "
                             f"{len(trace)}-access trace {spec.trace}")
     regions = prepare(plat, spec, size)
+    if info is not None:
+        per_core = spec.warmup + spec.accesses
+        info["total"] = len(regions) * (min(len(trace), per_core) if trace is not None
+                                        else per_core)
     barrier = WarmupBarrier(plat, len(regions)) if spec.warmup else None
     ops_per_access = 2 if spec.compute_ns else 1
     for cpu, region in regions.items():
         if trace is not None:
-            ops = trace_ops(spec, cpu, region, trace)
+            ops = trace_ops(spec, cpu, region, trace, progress)
         else:
-            ops = synthetic_ops(spec, cpu, region, plat.streams.get(f"workload/cpu{cpu}"))
+            ops = synthetic_ops(spec, cpu, region, plat.streams.get(f"workload/cpu{cpu}"),
+                                progress)
         if barrier is None:
             plat.start(cpu, prefetching(ops, spec.prefetch_distance))
         else:
