@@ -6,7 +6,10 @@ by all processes; touch every page (a page fault: allocation, the policy's flush
 through the page's KeyID; then ``touches`` stores to it) with ``compute_ns_per_page`` of work
 per page; munmap (every page freed, flushed per policy). This is the shape of a kernel build:
 many short-lived processes allocating and freeing anonymous memory. What the MKTME page
-protocol costs is the difference between ``encrypted`` true and false.
+protocol costs is the difference between ``encrypted`` true and false. Under a policy with
+``direct_map_isolation`` (``kernel/directmap.py``) each allocation also pays that work, and a
+CPU's work per page is delayed by the IPIs it handled meanwhile (TLB shootdowns, WBINVDs run
+for another CPU's ``page_flush = "wbinvd"``). With ``huge``, the mappings use 2 MiB pages.
 """
 
 from __future__ import annotations
@@ -27,25 +30,35 @@ METRICS = {
     "clflushes": "CLFLUSH instructions executed",
     "time_per_page_ns": "time / pages per process [ns]",
     "oracle_violations": "reads the oracle found corrupted",
+    "shootdown_ipis": "TLB-shootdown IPIs sent (direct_map_isolation = xpfo)",
+    "pages_per_s": "pages allocated per second of simulated time, all CPUs together",
+    "wbinvd_all": "WBINVDs run on every package by the page protocol (page_flush = wbinvd)",
 }
 
 
 @dataclass(frozen=True, kw_only=True)
 class ChurnBase(pb.PlatformBase):
-    processes: int = param(2, doc="processes, one per cpu", min=1, max=256)
+    processes: int = param(2, doc="processes, one per cpu; 0: one on every cpu of the model",
+                           min=0, max=256)
     iterations: int = param(4, doc="mmap/touch/munmap rounds per process", min=1)
     pages: int = param(16, doc="pages mapped per round", min=1, max=4096)
     touches: int = param(4, doc="stores per page after it is faulted in", min=0, max=64)
     compute_ns_per_page: float = param(25000.0, doc="work per page besides memory management",
                                        unit="ns", min=0.0)
     encrypted: bool = param(True, doc="encrypt_mprotect the mappings with an MKTME key")
+    huge: bool = param(False, doc="map with 2 MiB pages (pages must then be a multiple of 512)")
 
 
 def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
     out = pb.resolve_platform(base, ctx)
     topo = out["model_resolved"]["topology"]
-    if base["processes"] > topo["packages"] * topo["cores_per_package"]:
+    cpus = topo["packages"] * topo["cores_per_package"]
+    if base["processes"] > cpus:
         raise ctx.error("processes", "more processes than cpus in the model")
+    if base["huge"] and base["pages"] % 512:
+        raise ctx.error("pages", "with huge = true, pages must be a multiple of 512 (2 MiB)")
+    if not base["processes"]:
+        out["processes"] = cpus
     return out
 
 
@@ -64,7 +77,7 @@ def run_churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
                 state["ready"].succeed()
             yield state["ready"]
         for _ in range(config["iterations"]):
-            addr = yield from mm.mmap(proc, length)
+            addr = yield from mm.mmap(proc, length, huge=config.get("huge", False))
             if config["encrypted"]:
                 yield from mm.encrypt_mprotect(proc, addr, length, 3, state["serial"])
             for p in range(config["pages"]):
@@ -74,7 +87,9 @@ def run_churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
                 keyid, pa = mm.translate(proc, va)
                 ops = [(O.WRITE, keyid, pa + (i % 64) * 64, b"\x01" * 8, None)
                        for i in range(config["touches"])]
-                ops.append((O.COMPUTE, 0, 0, ns(config["compute_ns_per_page"]), None))
+                # Work per page, later by the shootdown IPIs this CPU handled meanwhile.
+                ops.append((O.COMPUTE, 0, 0,
+                            ns(config["compute_ns_per_page"]) + kernel.owed(cpu), None))
                 yield from plat.cores[cpu].run(ops, [])
             yield from mm.munmap(proc, addr, length)
 
@@ -88,6 +103,9 @@ def run_churn(config: dict[str, Any], seed: int) -> dict[str, Any]:
         "clflushes": clflushes,
         "time_per_page_ns": to_ns(env.now) * config["processes"] / max(1, counts["pages"]),
         "oracle_violations": len(plat.oracle.violations),
+        "shootdown_ipis": kernel.dmap.counts.get("shootdown_ipis", 0),
+        "wbinvd_all": mm.counts.get("wbinvd_all", 0),
+        "pages_per_s": counts["pages"] / (to_ns(env.now) * 1e-9) if env.now else 0.0,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mktme_des.kernel.directmap import DirectMap
 from mktme_des.kernel.hotplug import Hotplug
 from mktme_des.kernel.keys import KeyService
 from mktme_des.kernel.locks import HotplugLock, Mutex
@@ -21,6 +22,16 @@ class Kernel:
         self.keys = KeyService(self)
         self.hp = Hotplug(self)
         self.mm = MM(self, frames_per_package)
+        self.dmap = DirectMap(self)  # direct-map isolation (xpfo, isolated)
+        # Interrupt time each CPU has spent on IPIs sent to it (TLB shootdowns, WBINVD on
+        # every package), in ps: the work it was running is that much later (see owed()).
+        self.irq_owed: list[int] = [0] * len(plat.cores)
+
+    def owed(self, cpu: int) -> int:
+        """Interrupt time (ps) ``cpu`` has spent handling IPIs since last asked, which
+        whoever runs work on it pays as a delay; resets the account."""
+        t, self.irq_owed[cpu] = self.irq_owed[cpu], 0
+        return t
 
     def lead_cpus(self) -> dict[int, int]:
         """package -> its lead CPU (the first online one), for online packages."""

@@ -195,6 +195,7 @@ class KeyService:
         if self.refs[keyid] == 0:
             # mktme_map_free_keyid(): the slot is free; the hardware key stays programmed.
             self.owner[keyid] = None
+            self.k.mm.frames.release_pool(keyid)
             self.user_type.discard(keyid)
             self.types.pop(keyid, None)
             self.counts["keyids_freed"] = self.counts.get("keyids_freed", 0) + 1

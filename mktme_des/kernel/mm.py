@@ -2,13 +2,22 @@
 ``encrypt_mprotect`` and swap, with the MKTME flush protocol.
 
 * **Page allocator.** Per-package LIFO free lists of 4 KiB frames (hot pages are reused first,
-  as with the kernel's per-CPU lists). Every frame remembers the KeyID it last had.
+  as with the kernel's per-CPU lists). A fault takes a frame from the faulting CPU's package,
+  or from the package a process is bound to (``Process.node``, MPOL_BIND), which may have no
+  online CPU. Every frame remembers the KeyID it last had.
   ``prep_encrypted_page``: allocating a frame under KeyID K != 0 first clflushes it
   (``flush_on_alloc``): through its previous KeyID when that differs (``alloc_flush =
   "last-keyid"``, the core series behind RFC v2), or always through KeyID 0 (``"keyid0"``, the
   2019 tree); then it zeroes it through K
   (``zero_on_alloc``). ``free_encrypted_page``: freeing a frame that had KeyID K != 0 clflushes
   every line through K (``flush_on_free``). KeyID-0 allocations get no flush, as in the kernel.
+  With ``direct_map_isolation`` (``kernel/directmap.py``: XPFO-style unmapping with a TLB
+  shootdown, or an isolated pool never in the direct map) each allocation then pays that work.
+  Two ways to cheapen the protocol: ``keyid_pools`` (the per-KeyID free-page pools the
+  PATCHv4 cover letter planned) frees an encrypted page unflushed into its KeyID's pool and
+  flushes it only when it leaves for another KeyID; ``page_flush = "wbinvd"`` flushes all the
+  pages of one fault or unmap by a WBINVD on every package (``wbinvd_all``) instead of line by
+  line. A huge VMA (``mmap(huge=True)``) is faulted 2 MiB, 512 frames, at a time.
 * **VMAs** carry a KeyID (in ``vm_page_prot``) and hold a reference on it.
 * **encrypt_mprotect(addr, len, prot, serial)**: ``len`` page aligned (else EINVAL), ``addr``
   page aligned (EINVAL), ``prot`` only PROT_READ/WRITE/EXEC bits (EINVAL), the serial resolves to a live key (else ENOKEY), every byte of the range
@@ -50,6 +59,7 @@ from mktme_des.kernel.errno import Errno
 
 PAGE = 4096
 LINES = PAGE // 64
+HUGE = 2 << 20  # a transparent huge page: 512 frames mapped by one fault
 ZERO_LINE = bytes(64)
 
 
@@ -65,6 +75,7 @@ class Vma:
     anonymous: bool = True
     name: str = ""
     prot: int = PROT_READ | PROT_WRITE  # mmap in this model maps read-write
+    huge: bool = False  # faults map 2 MiB at a time (see MM.fault)
 
 
 @dataclass
@@ -89,6 +100,10 @@ class Process:
     migrating: dict[int, Any] = field(default_factory=dict)  # vpage -> event: mapped again
     swap_slots: dict[int, int] = field(default_factory=dict)  # vpage -> swap device slot
     next_va: int = 0x7F00_0000_0000
+    # set_mempolicy(MPOL_BIND) to one node: the package whose memory this process's pages are
+    # taken from (None: the faulting CPU's package, local allocation). Binding is how a
+    # process places its memory on a memory-only package (a node without CPUs).
+    node: int | None = None
 
     def vma_at(self, va: int) -> Vma | None:
         for v in self.vmas:
@@ -119,27 +134,52 @@ class FrameAllocator:
         # nearest other package, as the page allocator's zonelist does).
         self.isolated: set[int] = set()
 
-    def take(self, package: int) -> int:
+        # keyid_pools: (package, KeyID) -> frames freed without a flush, LIFO; and every
+        # frame freed without a flush, until an allocation flushes it or reuses its KeyID.
+        self.pools: dict[tuple[int, int], list[int]] = {}
+        self.unflushed: set[int] = set()
+
+    def take(self, package: int, keyid: int = 0) -> int:
         """A free frame homed on ``package``, or on the next package whose memory is not
-        isolated when ``package``'s is."""
+        isolated when ``package``'s is: from ``keyid``'s pool first, then the common list,
+        then any other KeyID's pool (the caller flushes what :attr:`unflushed` marks)."""
         n = len(self.free)
         for p in [(package + i) % n for i in range(n)]:
             if p not in self.isolated:
                 break
         else:
             raise Errno("ENOMEM", "no package's memory is online")
-        if not self.free[p]:
-            raise Errno("ENOMEM", f"no free frame on package {p}")
-        return self.free[p].pop()
+        pool = self.pools.get((p, keyid)) if keyid else None
+        if pool:
+            return pool.pop()
+        if self.free[p]:
+            return self.free[p].pop()
+        for (pkg, _k), frames in sorted(self.pools.items()):
+            if pkg == p and frames:
+                return frames.pop()
+        raise Errno("ENOMEM", f"no free frame on package {p}")
 
     def in_use(self, package: int) -> int:
-        """Frames homed on ``package`` not on its free list: mapped, pinned, or being
-        allocated."""
-        return self.total[package] - len(self.free[package])
+        """Frames homed on ``package`` neither on its free list nor in a KeyID's pool:
+        mapped, pinned, or being allocated."""
+        pooled = sum(len(f) for (pkg, _k), f in self.pools.items() if pkg == package)
+        return self.total[package] - len(self.free[package]) - pooled
 
-    def give(self, pa: int, keyid: int) -> None:
+    def give(self, pa: int, keyid: int, pool: bool = False) -> None:
+        """Free ``pa``, last used under ``keyid``; ``pool``: unflushed, into its pool."""
         self.last_keyid[pa] = keyid
-        self.free[self.plat.amap.home(pa)].append(pa)
+        home = self.plat.amap.home(pa)
+        if pool:
+            self.unflushed.add(pa)
+            self.pools.setdefault((home, keyid), []).append(pa)
+        else:
+            self.free[home].append(pa)
+
+    def release_pool(self, keyid: int) -> None:
+        """``keyid`` lost its last reference: its pooled frames join the common lists, still
+        marked unflushed under it, so their next allocation flushes them."""
+        for (pkg, k) in [key for key in self.pools if key[1] == keyid]:
+            self.free[pkg].extend(self.pools.pop((pkg, k)))
 
 
 class MM:
@@ -176,11 +216,18 @@ class MM:
         self.next_pid += 1
         return proc
 
-    def mmap(self, proc: Process, length: int, anonymous: bool = True, name: str = ""):
+    def mmap(self, proc: Process, length: int, anonymous: bool = True, name: str = "",
+             huge: bool = False):
+        """Map ``length`` bytes; ``huge``: 2 MiB aligned and faulted 2 MiB at a time
+        (MADV_HUGEPAGE with the huge page always available), ``length`` a multiple of 2 MiB."""
         yield self.env.timeout(ns(self.k.policy.syscall_ns))
         if length <= 0 or length % PAGE:
             raise Errno("EINVAL", f"length {length} is not a positive multiple of {PAGE}")
-        vma = Vma(proc.next_va, proc.next_va + length, 0, anonymous, name)
+        if huge and length % HUGE:
+            raise Errno("EINVAL", f"length {length} is not a multiple of 2 MiB")
+        if huge:
+            proc.next_va = -(-proc.next_va // HUGE) * HUGE
+        vma = Vma(proc.next_va, proc.next_va + length, 0, anonymous, name, huge=huge)
         proc.next_va += length + PAGE  # a guard gap keeps VMAs from merging
         proc.vmas.append(vma)
         return vma.start
@@ -202,14 +249,18 @@ class MM:
         for cut in (start, end):
             vma = proc.vma_at(cut)
             if vma is not None and vma.start < cut:
-                tail = Vma(cut, vma.end, vma.keyid, vma.anonymous, vma.name, vma.prot)
+                tail = Vma(cut, vma.end, vma.keyid, vma.anonymous, vma.name, vma.prot,
+                           vma.huge)
                 vma.end = cut
                 proc.vmas.insert(proc.vmas.index(vma) + 1, tail)
                 self.k.keys.get_ref(tail.keyid)
 
     def _zap(self, proc: Process, start: int, end: int):
         """Discard the pages of [start, end): each frame is freed (and flushed per policy),
-        except a pinned one, which lives on until its last pin is dropped."""
+        except a pinned one, which lives on until its last pin is dropped. With
+        ``page_flush = "wbinvd"`` the frames are freed together, after one flush."""
+        batch = self.k.policy.page_flush == "wbinvd"
+        freed: list[Page] = []
         for vpage in sorted(v for v in proc.pages if start <= v < end):
             page = proc.pages.pop(vpage)
             if page.pins:
@@ -217,7 +268,12 @@ class MM:
                 self.orphans.append(page)
                 self._count("pinned_pages_outliving_vma")
                 continue
-            yield from self.free_page(proc.cpu, page)
+            if batch:
+                freed.append(page)
+            else:
+                yield from self.free_page(proc.cpu, page)
+        if freed:
+            yield from self.free_pages(proc.cpu, freed)
         for vpage in [v for v in proc.swapped if start <= v < end]:
             del proc.swapped[vpage]
             self._free_slot(proc.swap_slots.pop(vpage))
@@ -267,32 +323,105 @@ class MM:
             self.k.map_lock.release()
 
     # -- pages ---------------------------------------------------------------------------------
-    def alloc_page(self, cpu: int, keyid: int, zero: bool = True):
-        """Take a frame on ``cpu``'s package and prepare it for ``keyid``; returns the Page."""
-        pa = self.frames.take(self.plat.cores[cpu].package)
+    def alloc_page(self, cpu: int, keyid: int, zero: bool = True, node: int | None = None):
+        """Take a frame on package ``node`` (default: ``cpu``'s package) and prepare it for
+        ``keyid`` from ``cpu``; returns the Page."""
+        pages = yield from self.alloc_pages(cpu, keyid, 1, zero, node)
+        return pages[0]
+
+    def alloc_pages(self, cpu: int, keyid: int, count: int, zero: bool = True,
+                    node: int | None = None):
+        """Take ``count`` frames (one fault of a 2 MiB page takes 512) and prepare them for
+        ``keyid``: the flushes first (per page, or one WBINVD on every package for all of
+        them, ``page_flush``), then each page's zeroing; returns the Pages."""
+        package = self.plat.cores[cpu].package if node is None else node
         policy = self.k.policy
-        last = self.frames.last_keyid.get(pa, 0)
-        if keyid and policy.flush_on_alloc:
-            if policy.alloc_flush == "keyid0":
-                yield from self.flush_page(cpu, pa, 0)
-            elif last != keyid:
-                yield from self.flush_page(cpu, pa, last)
-        if keyid and policy.refcount_pages:
-            self.k.keys.get_ref(keyid)
-        if zero and policy.zero_on_alloc:
-            yield from self.kernel_write_page(cpu, pa, keyid, [ZERO_LINE] * LINES)
-        self._count("pages_allocated")
-        home = self.plat.packages[self.plat.amap.home(pa)]
-        return Page(pa, keyid, key_version=home.mc.keys.entry(keyid).version if keyid else -1)
+        frames = [self.frames.take(package, keyid) for _ in range(count)]
+        stale: list[tuple[int, int]] = []  # (frame, KeyID to flush it through)
+        for pa in frames:
+            last = self.frames.last_keyid.get(pa, 0)
+            if pa in self.frames.unflushed:
+                self.frames.unflushed.discard(pa)
+                if last != keyid:  # pooled unflushed: it leaves its KeyID now
+                    stale.append((pa, last))
+                    continue
+            if keyid and policy.flush_on_alloc:
+                if policy.alloc_flush == "keyid0":
+                    stale.append((pa, 0))
+                elif last != keyid:
+                    stale.append((pa, last))
+        if stale and policy.page_flush == "wbinvd":
+            yield from self.wbinvd_all(cpu)
+        else:
+            for pa, k in stale:
+                yield from self.flush_page(cpu, pa, k)
+        pages = []
+        for pa in frames:
+            if keyid and policy.refcount_pages:
+                self.k.keys.get_ref(keyid)
+            if zero and policy.zero_on_alloc:
+                yield from self.kernel_write_page(cpu, pa, keyid, [ZERO_LINE] * LINES)
+            if policy.direct_map_isolation != "none":
+                yield from self.k.dmap.user_page_allocated(cpu)
+            self._count("pages_allocated")
+            home = self.plat.packages[self.plat.amap.home(pa)]
+            pages.append(Page(pa, keyid, key_version=home.mc.keys.entry(keyid).version
+                              if keyid else -1))
+        return pages
 
     def free_page(self, cpu: int, page: Page):
+        yield from self.free_pages(cpu, [page])
+
+    def free_pages(self, cpu: int, pages: list[Page]):
+        """Free ``pages`` (one unmap): each encrypted one flushed through its KeyID
+        (``flush_on_free``), or all of them by one WBINVD on every package (``page_flush``),
+        or kept unflushed in its KeyID's pool (``keyid_pools``)."""
         policy = self.k.policy
-        if page.keyid and policy.flush_on_free:
-            yield from self.flush_page(cpu, page.pa, page.keyid)
-        if page.keyid and policy.refcount_pages:
-            self.k.keys.put_ref(page.keyid)
-        self.frames.give(page.pa, page.keyid)
-        self._count("pages_freed")
+        pool = policy.keyid_pools
+        flush = policy.flush_on_free and not pool
+        if flush and policy.page_flush == "wbinvd" and any(p.keyid for p in pages):
+            yield from self.wbinvd_all(cpu)
+            flush = False
+        for page in pages:
+            if page.keyid and flush:
+                yield from self.flush_page(cpu, page.pa, page.keyid)
+            if page.keyid and policy.refcount_pages:
+                self.k.keys.put_ref(page.keyid)
+            self.frames.give(page.pa, page.keyid, pool=bool(page.keyid) and pool)
+            self._count("pages_freed")
+
+    def wbinvd_all(self, cpu: int):
+        """WBINVD on every online package, as the kernel must for a system-wide flush:
+        ``cpu`` runs it on its own package and sends an IPI (one after another,
+        ``ipi.send_ns`` each, then ``ipi.remote_ns``) to the first online CPU of every other
+        package, which runs it there; ``cpu`` waits for the last. The CPUs that ran it for
+        the IPI owe that time (:meth:`Kernel.owed <mktme_des.kernel.kernel.Kernel.owed>`)."""
+        ipi = self.plat.model.ipi
+        here = self.plat.cores[cpu].package
+        procs = []
+        sent = 0
+        for pkg in self.plat.packages:
+            if pkg.index == here or not pkg.online:
+                continue
+            target = next((c.cpu for c in pkg.cores if c.online), None)
+            if target is None:
+                continue
+            sent += 1
+            procs.append(self.env.process(self._remote_wbinvd(
+                pkg.index, target, ns(sent * ipi.send_ns + ipi.remote_ns))))
+        done = self.plat.wbinvd(self.env.now, here, cpu)
+        yield self.env.timeout(max(0, done - self.env.now))
+        if procs:
+            yield self.env.all_of(procs)
+        self._count("wbinvd_all")
+
+    def _remote_wbinvd(self, package: int, cpu: int, delay: int):
+        """The IPI handler of :meth:`wbinvd_all` on ``cpu``, ``delay`` after the send."""
+        yield self.env.timeout(delay)
+        start = self.env.now
+        done = self.plat.wbinvd(start, package, cpu)
+        self.k.irq_owed[cpu] += done - start
+        yield self.env.timeout(max(0, done - start))
 
     def _map_keyid(self, keyid: int) -> int:
         """The KeyID the kernel's direct map offers for a page of ``keyid``."""
@@ -396,15 +525,36 @@ class MM:
         if vpage in proc.swapped:
             keyid, data, intent = proc.swapped.pop(vpage)
             self._free_slot(proc.swap_slots.pop(vpage))
-            page = yield from self.alloc_page(proc.cpu, vma.keyid, zero=False)
+            page = yield from self.alloc_page(proc.cpu, vma.keyid, zero=False, node=proc.node)
             lines = [data[i * 64 : (i + 1) * 64] for i in range(LINES)]
             yield from self.kernel_write_page(proc.cpu, page.pa, vma.keyid, lines, intent)
             self._count("swap_ins")
+        elif vma.huge and self._huge_fits(proc, vma, vpage):
+            # One fault maps the whole 2 MiB: 512 frames, flushed and zeroed together. The
+            # model does not need them contiguous: what differs from 4 KiB pages is one fault
+            # and one flush decision for all of them.
+            base = vpage & ~(HUGE - 1)
+            pages = yield from self.alloc_pages(proc.cpu, vma.keyid, HUGE // PAGE,
+                                                node=proc.node)
+            for i, p in enumerate(pages):
+                proc.pages[base + i * PAGE] = p
+            self._count("faults")
+            self._count("huge_faults")
+            return proc.pages[vpage]
         else:
-            page = yield from self.alloc_page(proc.cpu, vma.keyid)
+            page = yield from self.alloc_page(proc.cpu, vma.keyid, node=proc.node)
             self._count("faults")
         proc.pages[vpage] = page
         return page
+
+    @staticmethod
+    def _huge_fits(proc: Process, vma: Vma, vpage: int) -> bool:
+        """The 2 MiB block around ``vpage`` lies in ``vma`` and none of it is present."""
+        base = vpage & ~(HUGE - 1)
+        if base < vma.start or base + HUGE > vma.end:
+            return False
+        return not any(base + i * PAGE in proc.pages or base + i * PAGE in proc.swapped
+                       for i in range(HUGE // PAGE))
 
     def translate(self, proc: Process, va: int) -> tuple[int, int]:
         vpage = va & ~(PAGE - 1)

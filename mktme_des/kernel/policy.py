@@ -60,6 +60,33 @@ class Policy(Section):
     migrate_on_offline: bool = param(False, doc="memory hot-remove: a package going offline "
                                      "first migrates the pages homed on it to the other online "
                                      "packages (otherwise the offline is refused with EBUSY)")
+    direct_map_isolation: str = param("none", doc="what keeps the kernel from reading user "
+                                      "pages through the direct map (kernel/directmap.py): "
+                                      "none (they stay mapped; MKTME's flushes protect), xpfo "
+                                      "(unmapped on allocation with a TLB shootdown to every "
+                                      "online CPU) or isolated (never mapped: a temporary "
+                                      "mapping and a local INVLPG to zero them)",
+                                      choices=("none", "xpfo", "isolated"))
+    shootdown_handler_ns: float = param(500.0, doc="ASSUMPTION: a CPU's time handling one "
+                                        "TLB-shootdown IPI (interrupt entry, INVLPG, "
+                                        "acknowledgement, return); about a third of the 1.32 us "
+                                        "virtualised send-to-handled IPI of facts section 3.4, "
+                                        "the rest being delivery (the model's ipi fields)",
+                                        unit="ns", min=0.0)
+    local_invlpg_ns: float = param(100.0, doc="ASSUMPTION: dropping one kernel translation on "
+                                   "the local CPU (INVLPG and the PTE store, a few hundred "
+                                   "cycles; no published figure, facts section 3.4)",
+                                   unit="ns", min=0.0)
+    keyid_pools: bool = param(False, doc="per-KeyID pools of free pages (planned in the "
+                              "PATCHv4 cover letter, never merged): a freed page of KeyID K is "
+                              "kept, unflushed, in K's pool; an allocation under K takes from it "
+                              "first with no flush; a frame leaving the pool for another KeyID "
+                              "(0 included) is flushed through K then")
+    page_flush: str = param("clflush", doc="how the page protocol flushes: clflush (every "
+                            "line of each page, through its KeyID) or wbinvd (one WBINVD on "
+                            "every package for all the pages of one allocation or unmap, run "
+                            "by IPIs to a CPU of each other package, as a system-wide cache "
+                            "flush must be)", choices=("clflush", "wbinvd"))
     on_exhaustion: str = param("fail", doc="when no KeyID is free: fail with ENOKEY, or wait "
                                "for one", choices=("fail", "wait"))
     key_gc_delay_s: float = param(300.0, doc="/proc/sys/kernel/keys/gc_delay: how long a "
