@@ -99,12 +99,7 @@ def hotplug(config: dict[str, Any], seed: int) -> dict[str, Any]:
             stats["refused"] += 1
             return
         data = f"tenant {i:06d} data on the memory node ".encode().ljust(64, b".")
-        addr = yield from mm.mmap(proc, PAGE)
-        yield from mm.encrypt_mprotect(proc, addr, PAGE, 3, serial)
-        yield from mm.fault(proc, addr)
-        keyid, pa = mm.translate(proc, addr)
-        yield from core.run([(O.WRITE, keyid, pa, data, None),
-                             (O.CLFLUSH, keyid, pa, None, None)], [])
+        addr, keyid, pa = yield from pb.tenant_page(mm, core, proc, serial, data)
         stats["keyed"] += 1
         yield env.timeout(ns(rng_t.exponential(config["lifetime_us"]) * 1000))
         log: list = []

@@ -31,7 +31,6 @@ from mktme_des.engine.time import ns
 from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
 from mktme_des.experiments.race_driver import wilson
-from mktme_des.hw import ops as O
 from mktme_des.kernel.errno import Errno
 
 METRICS = {
@@ -88,12 +87,7 @@ def pins(config: dict[str, Any], seed: int) -> dict[str, Any]:
         if serial is None:
             return
         data = f"direct I/O buffer {i:08d} ".encode().ljust(64, b".")
-        addr = yield from mm.mmap(proc, PAGE)
-        yield from mm.encrypt_mprotect(proc, addr, PAGE, 3, serial)
-        yield from mm.fault(proc, addr)
-        keyid, pa = mm.translate(proc, addr)
-        yield from plat.cores[cpu].run([(O.WRITE, keyid, pa, data, None),
-                                        (O.CLFLUSH, keyid, pa, None, None)], [])
+        addr, keyid, pa = yield from pb.tenant_page(mm, plat.cores[cpu], proc, serial, data)
         page = yield from mm.pin(proc, addr)
         yield from mm.munmap(proc, addr, PAGE)
         yield from keys.invalidate(cpu, serial)

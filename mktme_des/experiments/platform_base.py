@@ -24,6 +24,8 @@ from mktme_des.experiments import dotted
 from mktme_des.experiments.workload_driver import build_model
 from mktme_des.kernel.policy import Policy, load_policy
 
+PAGE = 4096
+
 
 @dataclass(frozen=True, kw_only=True)
 class PlatformBase(Section):
@@ -77,3 +79,18 @@ def run_process(plat, body) -> Any:
     if not proc.triggered:  # pragma: no cover - a deadlock in a driver
         raise RuntimeError("the driver's process did not finish")
     return proc.value
+
+
+def tenant_page(mm, core, proc, serial: int, data: bytes):
+    """A tenant's usual start: one page mapped, put under ``serial``'s key, faulted in, its
+    first line written with ``data`` and flushed to DRAM by ``core``. Returns ``(addr,
+    keyid, pa)`` (a SimPy generator: ``yield from``)."""
+    from mktme_des.hw import ops as O
+
+    addr = yield from mm.mmap(proc, PAGE)
+    yield from mm.encrypt_mprotect(proc, addr, PAGE, 3, serial)
+    yield from mm.fault(proc, addr)
+    keyid, pa = mm.translate(proc, addr)
+    yield from core.run([(O.WRITE, keyid, pa, data, None),
+                         (O.CLFLUSH, keyid, pa, None, None)], [])
+    return addr, keyid, pa

@@ -100,12 +100,7 @@ def _trial(config: dict[str, Any], seed: int, rng: np.random.Generator) -> dict[
     def run():
         alice, eve, other = mm.spawn(0), mm.spawn(0), mm.spawn(0)
         serial = yield from keys.add_key(0, "alice", ATTACKER_OPTIONS["cpu"])
-        addr = yield from mm.mmap(alice, PAGE)
-        yield from mm.encrypt_mprotect(alice, addr, PAGE, 3, serial)
-        yield from mm.fault(alice, addr)
-        keyid, frame = mm.translate(alice, addr)
-        yield from core.run([(O.WRITE, keyid, frame, OLD, None),
-                             (O.CLFLUSH, keyid, frame, None, None)], [])
+        addr, keyid, frame = yield from pb.tenant_page(mm, core, alice, serial, OLD)
         recorded = plat.dram_read(frame, 64)  # Eve's bus probe
         yield from core.run([(O.WRITE, keyid, frame, NEW, None),
                              (O.CLFLUSH, keyid, frame, None, None)], [])
