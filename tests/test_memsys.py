@@ -489,3 +489,24 @@ def test_lost_writebacks_are_kept_in_the_history():
     plat.start_agent("power", [("reboot", 0, 0, (True, False), us(2) + ns(10))])
     run(plat, (16, [W(0, A, pattern(9), at=us(1)), (O.CLFLUSHOPT, 0, A, None, us(2))]))
     assert [wb.state for wb in plat.recorder["writebacks"]] == [LOST]
+
+
+def test_loads_in_flight_to_a_core_that_goes_offline_install_nothing():
+    """cpu16 has three load misses in flight when package 1 goes offline: the loads return
+    the stored bytes (from memory, as it is) and package 1's caches stay empty (rule 7)."""
+    plat = Platform(MODEL_FB, seed=5, oracle=Oracle())
+    lines = [0x20_0000 + i * 0x1000 for i in range(3)]  # homed on package 0: a long trip
+    run(plat, (0, [W(0, pa, pattern(i), at=us(1)) for i, pa in enumerate(lines)]
+               + [(O.CLFLUSH, 0, pa, None, None) for pa in lines]))
+    start = plat.env.now
+
+    def offline() -> None:
+        for core in plat.packages[1].cores:
+            core.online = False
+        plat.offline_caches(plat.env.now, 1)
+
+    plat.later(start + us(1) + ns(20), offline)
+    (log,) = run(plat, (16, [R(0, pa, at=start + us(1)) for pa in lines]))
+    assert [e[5] for e in log] == [pattern(i) for i in range(3)]
+    assert all(c.occupancy() == 0 for c in plat.packages[1].caches)
+    assert plat.oracle.violations == []

@@ -377,24 +377,30 @@ class Core:
 
     def _load_done(self, t0: int, tag: int, off: int, n: int, keyid: int, pa: int,
                    log: list | None, entry: int | None, issued: bool) -> None:
-        """The line of a load in flight arrived: the load reads it now, as it is now."""
+        """The line of a load in flight arrived: the load reads it now, as it is now. An
+        offline core installs nothing (memory-system rule 7): its load takes the coherent copy
+        a cache holds, or memory as it is."""
         t = self.env.now
         line = self.mem.directory.get(tag)  # just installed, or cached by another core meanwhile
-        if line is None:
-            # Not installed (the fill was cut by a reset or the core went offline): the load
-            # misses again, served from memory as it is now.
-            mc, _there = self.mem.route(self.package, pa)
-            line = self._fill(t, tag, mc.store.read(pa & LINE_MASK, mc.key_of[keyid],
-                                                     mc.boot_tweak))
-        if not line.holders & self.l1_bit:
-            line, t, where = self._lookup(t, tag, line)
-        elif not issued:
-            where = "fill-buffer"  # the line was already on its way for this core
+        dram = "DRAM" if self.amap.home(pa) == self.package else "DRAM-remote"
+        if not self.online:
+            where = dram if line is None else "remote"
+            image = self.mem.memory_now(tag, pa) if line is None else line.data
         else:
-            where = "DRAM" if self.amap.home(pa) == self.package else "DRAM-remote"
+            if line is None:
+                # Not installed (the fill was cut by a reset): the load misses again, served
+                # from memory as it is now.
+                line = self._fill(t, tag, self.mem.memory_now(tag, pa))
+            if not line.holders & self.l1_bit:
+                line, t, where = self._lookup(t, tag, line)
+            elif not issued:
+                where = "fill-buffer"  # the line was already on its way for this core
+            else:
+                where = dram
+            image = line.data
         self.served[where] = self.served.get(where, 0) + 1
         self.read_lat.record(t - t0)
-        data = bytes(line.data[off : off + n])
+        data = bytes(image[off : off + n])
         oracle = self.mem.oracle
         cls = oracle.load(t, self.cpu, tag, off, data, where) if oracle is not None else None
         if log is not None:

@@ -130,7 +130,7 @@ class MemorySystem:
     (see the module docstring for the ordering rules).
 
     ``controllers[p]`` is package ``p``'s memory controller; ``caches`` every cache, indexed
-    by its holder bit; ``package_caches[p]`` the mask of package ``p``'s caches.
+    by its holder bit; ``package_mask[p]`` the mask of package ``p``'s caches.
     """
 
     def __init__(self, env, amap, controllers: list[MemoryController], caches: list[Cache],
@@ -242,9 +242,7 @@ class MemorySystem:
         ``boot``) and returned ``data``: rules 3 and 6. The caller has checked that no cache
         holds ``tag``."""
         if boot != self.boots:
-            # Sent before a reset: the line is what memory holds now.
-            mc = self.controllers[self.amap.home(pa)]
-            return mc.store.read(pa, mc.key_of[tag >> self.amap.keyid_shift], mc.boot_tweak)
+            return self.memory_now(tag, pa)  # sent before a reset
         last = self.landed.get(tag)
         # Candidates: the newest writeback of the tag in flight, unless one sent later is in
         # DRAM already (it will be superseded), and one that landed after memory was read.
@@ -254,6 +252,13 @@ class MemorySystem:
             if wb.tag == tag and wb.seq > floor and (newest is None or wb.seq > newest.seq):
                 newest = wb
         return data if newest is None else newest.data
+
+    def memory_now(self, tag: int, pa: int) -> bytes:
+        """What a read of ``tag`` (line ``pa``) gets from its home's DRAM now, untimed: for a
+        load whose fill was cut (a reset, an offline core) and is served from memory as it is."""
+        mc = self.controllers[self.amap.home(pa)]
+        return mc.store.read(pa & LINE_MASK, mc.key_of[tag >> self.amap.keyid_shift],
+                             mc.boot_tweak)
 
     def prefetch(self, t: int, core, tag: int, pa: int) -> None:
         """A speculative fill of ``tag`` into ``core``'s caches; the line arrives clean. A load
