@@ -65,8 +65,7 @@ class Platform:
         self.streams = Streams(seed)
         self.amap = AddressMap(model)
         self.cycle = max(1, ns(1.0 / model.platform.frequency_ghz))
-        self.boots = 0
-        self._boot = [self._new_boot_tweak()]
+        self._boot = [self._new_boot_tweak(0)]
         self.board = Board(self.env)
         self.board.boot_tweak = lambda: self._boot[0]
         self.captures = self.board.captures  # bytes agents captured, by label
@@ -83,10 +82,10 @@ class Platform:
             oracle.attach(self)
 
     # -- construction --------------------------------------------------------------------------
-    def _new_boot_tweak(self) -> int:
+    def _new_boot_tweak(self, boot: int) -> int:
         if self.model.mktme.boot_tweak == "stable":
             return 0
-        return int.from_bytes(self.streams.randbytes(f"boot-tweak/{self.boots}", 16), "little")
+        return int.from_bytes(self.streams.randbytes(f"boot-tweak/{boot}", 16), "little")
 
     def _cache(self, spec, name, package, core, level) -> Cache:
         bit = len(self.caches)
@@ -167,6 +166,11 @@ class Platform:
     @property
     def package_mask(self) -> list[int]:
         return self.mem.package_mask
+
+    @property
+    def boots(self) -> int:
+        """Resets so far (the memory system counts them: its fills know their boot)."""
+        return self.mem.boots
 
     @property
     def boot_tweak(self) -> int:
@@ -268,9 +272,8 @@ class Platform:
         PCONFIG in progress never lands), the boot tweak new unless the model's is stable,
         and DRAM wiped unless ``persistent`` (persistent memory keeps its ciphertext)."""
         now = self.env.now
-        self.mem.reset(now, flush)
-        self.boots += 1
-        self._boot[0] = self._new_boot_tweak()
+        self.mem.reset(now, flush)  # counts the boot
+        self._boot[0] = self._new_boot_tweak(self.boots)
         for pkg in self.packages:
             pkg.mc.keys.tme_key = self.streams.randbytes(f"tme-key/pkg{pkg.index}/boot{self.boots}", 32)
             pkg.mc.keys.reset(now, f"reboot {self.boots}")
