@@ -132,11 +132,8 @@ def test_keyid_pool_frames_are_flushed_when_they_leave_their_keyid():
     def run():
         tenant, other = mm.spawn(0), mm.spawn(0)
         serial = yield from keys.add_key(0, "t", "type=cpu algorithm=aes-xts-128")
-        addr = yield from mm.mmap(tenant, 4096)
-        yield from mm.encrypt_mprotect(tenant, addr, 4096, 3, serial)
-        yield from mm.fault(tenant, addr)
-        keyid, pa = mm.translate(tenant, addr)
-        yield from plat.cores[0].run([(O.WRITE, keyid, pa, b"old tenant data " * 4, None)], [])
+        addr, keyid, pa = yield from pb.tenant_page(mm, plat.cores[0], tenant, serial,
+                                                    b"old tenant data " * 4, flush=False)
         yield from mm.munmap(tenant, addr, 4096)  # into the pool, unflushed
         yield from keys.invalidate(0, serial)  # KeyID freed: the pool joins the common list
         va = yield from mm.mmap(other, 4096)

@@ -81,16 +81,19 @@ def run_process(plat, body) -> Any:
     return proc.value
 
 
-def tenant_page(mm, core, proc, serial: int, data: bytes):
+def tenant_page(mm, core, proc, serial: int, data: bytes, flush: bool = True):
     """A tenant's usual start: one page mapped, put under ``serial``'s key, faulted in, its
-    first line written with ``data`` and flushed to DRAM by ``core``. Returns ``(addr,
-    keyid, pa)`` (a SimPy generator: ``yield from``)."""
+    first line written with ``data`` by ``core`` and, with ``flush``, flushed to DRAM (else
+    left dirty in the caches). Returns ``(addr, keyid, pa)`` (a SimPy generator: ``yield
+    from``)."""
     from mktme_des.hw import ops as O
 
     addr = yield from mm.mmap(proc, PAGE)
     yield from mm.encrypt_mprotect(proc, addr, PAGE, 3, serial)
     yield from mm.fault(proc, addr)
     keyid, pa = mm.translate(proc, addr)
-    yield from core.run([(O.WRITE, keyid, pa, data, None),
-                         (O.CLFLUSH, keyid, pa, None, None)], [])
+    ops = [(O.WRITE, keyid, pa, data, None)]
+    if flush:
+        ops.append((O.CLFLUSH, keyid, pa, None, None))
+    yield from core.run(ops, [])
     return addr, keyid, pa

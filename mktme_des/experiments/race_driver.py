@@ -74,11 +74,8 @@ def _trial_s4(config: dict[str, Any], seed: int, delay: int) -> tuple[bool, bool
     def tenant():
         proc = mm.spawn(0)
         serial = yield from keys.add_key(0, "tenant", "type=cpu algorithm=aes-xts-128")
-        addr = yield from mm.mmap(proc, 4096)
-        yield from mm.encrypt_mprotect(proc, addr, 4096, 3, serial)
-        yield from mm.fault(proc, addr)
-        keyid, pa = mm.translate(proc, addr)
-        yield from plat.cores[0].run([(O.WRITE, keyid, pa, DATA[:64], None)], [])
+        addr, keyid, pa = yield from pb.tenant_page(mm, plat.cores[0], proc, serial, DATA[:64],
+                                                    flush=False)
         t0 = env.now
         env.process(admin(serial, t0))
         plat.later(t0 + delay, plat.evict, t0 + delay, plat.amap.tag(keyid, pa))
@@ -104,12 +101,9 @@ def _trial_s2(config: dict[str, Any], seed: int, delay: int) -> tuple[bool, bool
     def run():
         tenant, other = mm.spawn(0), mm.spawn(0)
         serial = yield from keys.add_key(0, "tenant", "type=cpu algorithm=aes-xts-128")
-        addr = yield from mm.mmap(tenant, 4096)
-        yield from mm.encrypt_mprotect(tenant, addr, 4096, 3, serial)
-        yield from mm.fault(tenant, addr)
-        keyid, pa = mm.translate(tenant, addr)
         core = plat.cores[0]
-        yield from core.run([(O.WRITE, keyid, pa, b"old tenant data " * 4, None)], [])
+        addr, keyid, pa = yield from pb.tenant_page(mm, core, tenant, serial,
+                                                    b"old tenant data " * 4, flush=False)
         stale = plat.amap.tag(keyid, pa)
         yield from mm.munmap(tenant, addr, 4096)  # flushed on free, or not, per policy
         t0 = env.now
