@@ -62,7 +62,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # What became of a writeback.
 IN_FLIGHT, APPLIED, SUPERSEDED, LOST = 0, 1, 2, 3
-STATES = ("in flight", "applied", "superseded", "lost")
 
 
 @cython.no_gc  # holds no container, so it is never part of a cycle: the collector skips it
