@@ -113,15 +113,22 @@ def cmd_list(args) -> int:
 
 def cmd_simulate(args) -> int:
     from mktme_des.config.model import load_model
+    from mktme_des.config.schema import Context
     from mktme_des.simulate import simulate, summary_text, workload_file, workload_from
+    from mktme_des.workloads.budget import check_budget, estimate_text
 
     data = workload_file(args.workload) if args.workload else {}
     data.update(_parse_set(args.set or [], "-w"))
-    spec = workload_from(data, args.workload or "command line")
+    source = args.workload or "command line"
+    spec = workload_from(data, source)
     model = load_model(args.model, _parse_set(args.model_set or [], "-m") or None)
+    check_budget(model, spec, Context(source, "workload"))
+    estimate = estimate_text(spec)
+    if estimate:
+        print(estimate, file=sys.stderr, flush=True)
     stats = simulate(model, spec, seed=args.seed,
                      progress=sys.stderr if sys.stderr.isatty() and not args.no_progress
-                     else None)
+                     else None, source=source)
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))
     else:

@@ -15,6 +15,7 @@ from mktme_des.config.schema import Context, build, read_toml, resolved
 from mktme_des.errors import ConfigError
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
+from mktme_des.workloads.budget import check_budget
 from mktme_des.workloads.synthetic import WorkloadSpec, start
 
 
@@ -34,16 +35,18 @@ def workload_file(path: str) -> dict[str, Any]:
 
 def run_workload(model: Model | str, workload: WorkloadSpec, seed: int = 0,
                  oracle: bool = True, progress: TextIO | None = None,
-                 after_s: float = 2.0) -> tuple[dict, Platform]:
+                 after_s: float = 2.0, source: str = "<workload>") -> tuple[dict, Platform]:
     """Run ``workload`` on ``model``; its statistics (JSON-ready) and the platform, whose
     cores keep the exact latency histograms figures are drawn from.
 
     With ``progress`` (a stream), a run still going after ``after_s`` seconds shows there
     the accesses handed to the cores so far, their rate and an ETA, redrawn from a watcher
     thread: the simulation itself is untouched, so its results are the same with or
-    without."""
+    without. A synthetic workload beyond the simulated-time or memory cap is refused first
+    (:func:`~mktme_des.workloads.budget.check_budget`; errors name ``source``)."""
     if not isinstance(model, Model):
         model = load_model(model)
+    check_budget(model, workload, Context(source, "workload"))
     plat = Platform(model, seed=seed, oracle=Oracle() if oracle else None)
     info: dict = {}
     done = [0]
@@ -92,10 +95,11 @@ class _Watcher:
 
 
 def simulate(model: Model | str, workload: WorkloadSpec, seed: int = 0,
-             oracle: bool = True, progress: TextIO | None = None) -> dict:
+             oracle: bool = True, progress: TextIO | None = None,
+             source: str = "<workload>") -> dict:
     """Run ``workload`` on ``model`` and return its statistics (JSON-ready, deterministic);
-    ``progress``: see :func:`run_workload`."""
-    return run_workload(model, workload, seed, oracle, progress)[0]
+    ``progress``, ``source``: see :func:`run_workload`."""
+    return run_workload(model, workload, seed, oracle, progress, source=source)[0]
 
 
 def summary_text(stats: dict) -> str:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mktme_des.config.schema import param
+from mktme_des import limits
+from mktme_des.config.schema import Context, param
 from mktme_des.engine.time import ns, to_ns
 from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
@@ -47,6 +48,19 @@ class SlotsBase(pb.PlatformBase):
     release: str = param("invalidate", doc="how a key is given up: invalidate (its KeyID is "
                          "free at once) or revoke (held until garbage collection)",
                          choices=("invalidate", "revoke"))
+
+    def check(self, ctx: Context) -> None:
+        """The tenants expected, ``arrival_per_us x duration_us``, are at most
+        :data:`~mktme_des.limits.MAX_TENANTS`: each may be alive (waiting for a KeyID) at
+        once, at :data:`~mktme_des.limits.BYTES_PER_TENANT` each."""
+        tenants = self.arrival_per_us * self.duration_us
+        if tenants > limits.MAX_TENANTS:
+            raise ctx.error("duration_us", f"{self.duration_us:g} us at arrival_per_us = "
+                            f"{self.arrival_per_us:g} brings {tenants:.3g} tenants on average, "
+                            f"more than the {limits.MAX_TENANTS} that fit the memory budget "
+                            f"({limits.MEMORY_BUDGET_BYTES >> 30} GiB at "
+                            f"{limits.BYTES_PER_TENANT} bytes a tenant, mktme_des/limits.py); "
+                            "lower duration_us or arrival_per_us")
 
 
 @register("slots", metrics=METRICS, base=SlotsBase, resolve=pb.resolve_platform, param_value=pb.param_value)

@@ -55,6 +55,7 @@ from mktme_des.engine.stats import LatencyStat
 from mktme_des.errors import ConfigError, UserError
 from mktme_des.experiments import dotted
 from mktme_des.experiments.drivers import register
+from mktme_des.workloads.budget import check_budget
 from mktme_des.workloads.synthetic import PAGE, WorkloadSpec, workload_cpus
 
 METRICS: dict[str, str] = {
@@ -172,7 +173,8 @@ def build_model(name: str, overrides: dict[str, Any], ctx: Context) -> Model:
 
 
 def check_fits(model: Model, spec: WorkloadSpec, ctx: Context) -> None:
-    """What ``simulate`` would reject at run time: cores, KeyIDs, working sets in memory."""
+    """What ``simulate`` would reject at run time: cores, KeyIDs, working sets in memory,
+    work beyond the simulated-time or memory cap (:mod:`mktme_des.workloads.budget`)."""
     topo = model.topology
     total = topo.packages * topo.cores_per_package
     if spec.cores > total:
@@ -184,6 +186,7 @@ def check_fits(model: Model, spec: WorkloadSpec, ctx: Context) -> None:
     if encrypted and need > available:
         raise ctx.error("workload.mktme_keys", f"the workload needs {need} KeyIDs but model "
                         f"{model.platform.name} has {available}")
+    check_budget(model, spec, ctx.child("workload"))
     if spec.kind != "synthetic":
         return
     cpus = workload_cpus(types.SimpleNamespace(model=model), spec)
