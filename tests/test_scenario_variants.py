@@ -236,10 +236,13 @@ def shift_times(doc: dict[str, Any], delta: float) -> dict[str, Any]:
     Rule: the model has no absolute clock. Everything that happens is caused by an op (or by
     ``[[keys]]`` setup, done before any op), so moving every op by the same amount keeps every
     relative time and every tie; reboots are ops with an ``at`` too and move with the rest.
+    A relative ``at`` (``"LABEL+5ns"``) is kept: it moves with the op it names.
     """
     out = copy.deepcopy(doc)
     for _, actor in actors(out):
         for i, op in enumerate(actor.get("ops", [])):
+            if isinstance(op.get("at"), str):
+                continue
             if "at" in op:
                 op["at"] = op["at"] + delta
             elif i == 0:
@@ -302,7 +305,9 @@ def add_unrelated_actor(doc: dict[str, Any], stem: str, near: bool = False,
     origin = home * amap.package_bytes + (1 << 30)  # far above the kernel's frame pool
     lines = [origin + off for off in range(0, span, 17 * LINE) if off not in used][:8]
     assert len(lines) == 8
-    fixed = sorted({op["at"] for _, op in ops(doc) if "at" in op})
+    # Absolute times the file names, and when its reboots ran (one may have a relative time).
+    fixed = sorted({op["at"] for _, op in ops(doc) if "at" in op and not isinstance(op["at"], str)}
+                   | {ev["start_ns"] for ev in base.trace if ev["op"] == "reboot"})
     end = max(base.end_ns, 1000.0)
     new_ops = []
     for i, line in enumerate(lines):

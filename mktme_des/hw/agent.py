@@ -21,7 +21,7 @@ def dram_agent(plat, name: str, ops: Iterable[tuple], log: list | None = None):
     captures = plat.captures
     for code, keyid, pa, arg, at in ops:
         if code == O.AWAIT:
-            yield plat.board.flag(arg)
+            yield plat.board.wait(arg)
             continue
         if code == O.SIGNAL:
             plat.board.raise_flag(arg, env.now)

@@ -350,7 +350,7 @@ class Core:
         if t > env.now:
             yield env.timeout(t - env.now)
         if code == O.AWAIT:
-            yield self.board.flag(arg)
+            yield self.board.wait(arg)
             return
         data = self.board.captured(arg, pa)
         yield from self.run([(O.WRITE, keyid, pa, data, None)], log)

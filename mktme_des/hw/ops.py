@@ -29,7 +29,8 @@ RAW_COPY = 12  # copy DRAM bytes from pa to arg (relocation of ciphertext)
 WRITE_CAPTURE = 13  # store bytes an agent captured earlier; arg = (label, key or None): with a
 #                     key, store the XTS decryption of the capture under it (a preimage)
 # Happens-before between actors (scenario ``label`` / ``after``); neither is logged or timed.
-AWAIT = 14  # wait until the op labelled ``arg`` (any actor) has completed
+AWAIT = 14  # wait until the op labelled ``arg`` (any actor) has completed; ``arg`` may be
+# ``(label, delay)``: until ``delay`` ticks after that (Board.wait)
 SIGNAL = 15  # the op before this one, labelled ``arg``, has completed
 
 NAMES = {

@@ -40,6 +40,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
     for op in ops:
         for after in after_labels(op):
             yield plat.flag(after)
+        if op.get("at_label") is not None:  # a relative ``at``: after that op, plus a delay
+            yield plat.board.wait(op["at_label"])
         if op["at"] is not None and op["at"] > env.now:
             yield env.timeout(op["at"] - env.now)
         if proc is not None:

@@ -6,7 +6,8 @@ order: the timing, and the order of events due at the same instant. :func:`explo
 scenario many times and varies both:
 
 * every op that has an ``at`` time moves by a random amount, uniform in ``±jitter_ns`` (never
-  before 0), and each actor whose first op is untimed starts at a random time in
+  before 0; a relative ``at = "LABEL+5ns"`` moves its delay, never before the labelled op
+  completes), and each actor whose first op is untimed starts at a random time in
   ``[0, jitter_ns]``: what interrupts, other work and skew do to software. Ops without ``at``
   keep following the op before them, and ops with ``after`` keep waiting for the op they
   name, so program order and the orders software enforces stay as written;
@@ -32,6 +33,7 @@ product of the ties' sizes, which the cap bounds.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -46,7 +48,7 @@ from mktme_des.errors import UserError
 from mktme_des.limits import MAX_SEED, check_workers
 from mktme_des.outputs import check_folder, make_folder, write_text
 from mktme_des.scenarios.runner import run_scenario
-from mktme_des.scenarios.spec import find_scenario, scenario_from
+from mktme_des.scenarios.spec import find_scenario, relative_at, scenario_from
 
 ACTOR_TABLES = ("cpu", "agent", "process", "system")
 HEX_FIELDS = ("addr", "to")
@@ -69,6 +71,11 @@ def perturb(data: dict[str, Any], rng: np.random.Generator, jitter_ns: float) ->
                 at = op.get("at")
                 if isinstance(at, int | float) and not isinstance(at, bool):
                     op["at"] = round(max(0.0, at + rng.uniform(-jitter_ns, jitter_ns)), 3)
+                elif isinstance(at, str):  # relative: its delay moves, its reference stays
+                    label, delay = relative_at(at)
+                    if math.isfinite(delay):
+                        moved = round(max(0.0, delay + rng.uniform(-jitter_ns, jitter_ns)), 3)
+                        op["at"] = f"{label}+{moved!r}ns"
                 elif j == 0 and at is None:
                     op["at"] = round(rng.uniform(0.0, jitter_ns), 3)
     return out

@@ -2,8 +2,10 @@
 
 A scenario names a model and a seed, sets up key tables, and gives each CPU (``[[cpu]]``) and
 each agent outside the CPUs (``[[agent]]``: a DRAM probe, an attacker with an interposer, the
-firmware) a list of operations. Each operation may carry an absolute start time ``at`` in ns;
-otherwise it follows the previous one. Any op may carry a ``label``, and any op an ``after``
+firmware) a list of operations. Each operation may carry a start time ``at``: absolute, in ns,
+or relative to a labelled op (``"LABEL+5ns"``, ``"LABEL+1us"``, ``"LABEL"``: that long after
+the labelled op *completes*, see :func:`relative_at`); either way it also follows the previous
+op of its actor. Without one it follows the previous op. Any op may carry a ``label``, and any op an ``after``
 naming a label, or a list of labels: it then starts no earlier than every labelled op (of any
 actor) has completed.
 That is how software orders actors (a lock, a flag, the kernel freeing a page only after the
@@ -36,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,8 +239,51 @@ def _op_header(op: Any, ctx: Context, table: dict, kind: str, hint: str = "") ->
         raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
                         f"{', '.join(sorted(table[name] | SYNC_FIELDS))}")
     _sync_fields(op, ctx)
+    return name, _absolute_at(op, ctx)
+
+
+RELATIVE_UNITS_NS = {"ns": 1.0, "us": 1000.0}
+"""Units of a relative time's delay."""
+_RELATIVE = re.compile(r"(?P<label>.+)\+(?P<n>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+                       r"(?P<unit>ns|us)")
+RELATIVE_FORMAT = 'a relative time is "LABEL" or "LABEL+N" with N in ns or us, e.g. "flush+5ns"'
+
+
+def relative_at(at: str) -> tuple[str, float]:
+    """A relative ``at``: the label it names and the delay in ns. ``"LABEL+5ns"`` (or ``us``):
+    the op starts 5 ns after the op labelled LABEL *completes*; ``"LABEL"``: when it completes.
+    The text is read as LABEL+N first, so a label that itself ends in ``+5ns`` cannot be named
+    this way. The delay may be out of range (infinite): :func:`_absolute_at` refuses that."""
+    m = _RELATIVE.fullmatch(at)
+    if m is None:
+        return at, 0.0
+    return m["label"], float(m["n"]) * RELATIVE_UNITS_NS[m["unit"]]
+
+
+def _absolute_at(op: dict, ctx: Context) -> int | None:
+    """An op's absolute ``at`` in ticks; None when it has none or a relative one (a string,
+    checked here for its delay; its label is checked with the others, in :func:`_link`)."""
+    at = op.get("at")
+    if isinstance(at, str):
+        if "\0" in at or not at:
+            raise ctx.error("at", f"{RELATIVE_FORMAT}, got {at!r}"[:300])
+        _label, delay = relative_at(at)
+        if not math.isfinite(delay) or delay > MAX_NS:
+            raise ctx.error("at", f"{at!r}: the delay must be finite and at most {MAX_NS:g} ns "
+                            "(the longest simulated time)"[:300])
+        return None
     at = _get(op, "at", float, ctx)
-    return name, None if at is None else ns(at)
+    return None if at is None else ns(at)
+
+
+def at_label(op: dict) -> tuple[str, int] | None:
+    """A relative ``at`` as the label and the delay in ticks; None for none or an absolute
+    one."""
+    at = op.get("at")
+    if not isinstance(at, str):
+        return None
+    label, delay = relative_at(at)
+    return label, ns(delay)
 
 
 def _sync_fields(op: dict, ctx: Context) -> None:
@@ -422,8 +468,8 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
                         f"{', '.join(sorted(required | optional | SYNC_FIELDS))}")
     _sync_fields(op, ctx)
     out = dict(op)
-    at = _get(op, "at", float, ctx)
-    out["at"] = None if at is None else ns(at)
+    out["at"] = _absolute_at(op, ctx)
+    out["at_label"] = at_label(op)
     for f in ("pages", "offset", "size", "length", "package", "keyid", "target", "prot", "slot",
               "addr"):
         if f in op:
@@ -616,19 +662,25 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
                     "label", f"{label!r} already labels op {other[1]} of {other[0]}")
             if label:
                 owner[label] = (actor, j)
-    # Every op waits for its predecessor and for the op it names: that graph must be acyclic.
+    # Every op waits for its predecessor and for the ops it names (``after``, a relative
+    # ``at``): that graph must be acyclic.
     waits_for: dict[tuple[str, int], list[tuple[str, int]]] = {}
-    named: set[tuple[str, int]] = set()  # the ops with an ``after``
+    named: dict[tuple[str, int], dict[tuple[str, int], str]] = {}  # op -> op it names -> field
     for actor, actx, ops in sequences:
         for j, op in enumerate(ops):
             deps = [(actor, j - 1)] if j else []
-            for after in after_labels(op):
-                if after not in owner:
+            names = [(after, "after") for after in after_labels(op)]
+            rel = at_label(op)
+            if rel is not None:
+                names.append((rel[0], "at"))
+            for label, fname in names:
+                if label not in owner:
                     known = ", ".join(sorted(owner)) or "none"
+                    hint = f"; {RELATIVE_FORMAT}" if fname == "at" else ""
                     raise actx.child("ops").child(j).error(
-                        "after", f"no op is labelled {after!r} (labels: {known})")
-                deps.append(owner[after])
-                named.add((actor, j))
+                        fname, f"no op is labelled {label!r} (labels: {known}){hint}"[:400])
+                deps.append(owner[label])
+                named.setdefault((actor, j), {})[owner[label]] = fname
             waits_for[(actor, j)] = deps
     order = {actor: i for i, (actor, _, _) in enumerate(sequences)}
     contexts = {actor: actx for actor, actx, _ in sequences}
@@ -657,9 +709,12 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
             seen.add(node)
             node = next(d for d in pending[node] if d in pending)
         cycle = path[path.index(node):]
-        actor, j = min((n for n in cycle if n in named), key=lambda n: (order[n[0]], n[1]))
+        nxt = {n: cycle[(i + 1) % len(cycle)] for i, n in enumerate(cycle)}
+        actor, j = min((n for n in cycle if nxt[n] in named.get(n, {})),
+                       key=lambda n: (order[n[0]], n[1]))
         raise contexts[actor].child("ops").child(j).error(
-            "after", "can never be satisfied: these ops wait for each other in a cycle")
+            named[actor, j][nxt[actor, j]],
+            "can never be satisfied: these ops wait for each other in a cycle")
     _check_captures(sequences, waits_for)
     tables = {actor: ops for actor, _, ops in sequences}
     for lists, name in ((sc.cpu_ops, "cpu{}".format), (sc.agent_ops, str)):
@@ -668,6 +723,9 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
             for op, spec in zip(ops, tables[name(actor)], strict=True):
                 for after in after_labels(spec):
                     wired.append((O.AWAIT, 0, 0, after, None))
+                rel = at_label(spec)
+                if rel is not None:  # waits, unlogged, like ``after``: then the op, untimed
+                    wired.append((O.AWAIT, 0, 0, rel if rel[1] else rel[0], None))
                 wired.append(op)
                 if spec.get("label"):
                     wired.append((O.SIGNAL, 0, 0, spec["label"], None))
