@@ -17,7 +17,14 @@ from mktme_des.engine.time import to_ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
-from mktme_des.scenarios.spec import RAW_CLASSES, READ_CLASSES, Scenario, load_scenario
+from mktme_des.scenarios.spec import (
+    BLOCKED,
+    RAW_CLASSES,
+    READ_CLASSES,
+    ReadCheck,
+    Scenario,
+    load_scenario,
+)
 
 
 @dataclass
@@ -117,6 +124,58 @@ def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
 SUCCESS = ("ok", "PROG_SUCCESS")  # a system call's, and PCONFIG's
 
 
+def _blocked_check(chk: ReadCheck, entry: tuple | None, end_ns: float) -> dict:
+    """The verdict on an op that never completed (``entry`` None: it was still waiting, or
+    never started, when the run ended at ``end_ns``), or on one expected to be ``blocked``:
+    that expectation holds exactly when the op never completed."""
+    item = {"name": chk.name, "actor": chk.actor, "op": chk.index,
+            "expect": chk.expect or SUCCESS[0]}
+    if entry is None:
+        item["time_ns"] = end_ns
+        item["ok"] = chk.expect == BLOCKED
+        item["detail"] = f"never completed: still waiting when the run ended at {end_ns:g} ns"
+    else:
+        item["time_ns"] = to_ns(entry[1])
+        item["ok"] = False
+        result = entry[8] if len(entry) > 8 else "ok"
+        item["detail"] = f"completed at {to_ns(entry[1]):g} ns: returned {result}"
+    return item
+
+
+def _judge_extra(item: dict, chk: ReadCheck, entry: tuple, logs: dict[str, list],
+                 labels: dict[str, tuple[str, int]]) -> None:
+    """Add the op's ``served_by``, ``same_as``/``differs_from`` and ``expect_keyid`` verdicts
+    to ``item``: it holds when its ``expect`` (if any) and each of these hold."""
+    keyid, data, served = entry[3], entry[5], entry[6]
+    wants, oks, notes = [], [], []
+    if chk.served_by:
+        wants.append(f"served by {chk.served_by}")
+        oks.append(served == chk.served_by)
+        notes.append(f"served by {served}")
+    for label, same in ((chk.same_as, True), (chk.differs_from, False)):
+        if not label:
+            continue
+        wants.append(f"{'same as' if same else 'differs from'} {label}")
+        actor, index = labels[label]
+        log = logs[actor]
+        other = log[index] if index < len(log) else None
+        if other is None or other[5] is None:
+            oks.append(False)
+            notes.append(f"{label} returned no bytes")
+            continue
+        equal = data is not None and bytes(data) == bytes(other[5])
+        oks.append(equal == same)
+        notes.append(f"{'same bytes as' if equal else 'bytes differ from'} {label}")
+    if chk.keyid is not None:
+        wants.append(f"KeyID {chk.keyid}")
+        oks.append(keyid == chk.keyid)
+        notes.append(f"allocated KeyID {keyid}" if keyid is not None else "allocated no KeyID")
+    expected_nothing = not chk.expect and item["detail"].startswith("recorded")
+    item["expect"] = "; ".join(([item["expect"]] if item["expect"] else []) + wants)
+    item["ok"] = (True if expected_nothing else item["ok"]) and all(oks)
+    item["detail"] = "; ".join(notes if expected_nothing else [item["detail"], *notes])
+
+
 def succeeded(op: str, result: str) -> bool:
     """Whether an op without an expectation went as software meant: a system call or PCONFIG
     that succeeded, or any key-table observation (it records a state, it cannot fail)."""
@@ -135,7 +194,11 @@ def run_scenario(name_or_path, tie_choices: list[int] | None = None,
 
     checks = []
     for chk in sc.checks:
-        entry = logs[chk.actor][chk.index]
+        log = logs[chk.actor]
+        entry = log[chk.index] if chk.index < len(log) else None
+        if entry is None or chk.expect == BLOCKED:
+            checks.append(_blocked_check(chk, entry, plat.now_ns))
+            continue
         start, end, code, keyid, pa, data, served, cls = entry[:8]
         result = entry[8] if len(entry) > 8 else None
         item = {"name": chk.name, "actor": chk.actor, "op": chk.index, "expect": chk.expect,
@@ -169,6 +232,8 @@ def run_scenario(name_or_path, tie_choices: list[int] | None = None,
         else:
             item["ok"] = data == bytes.fromhex(chk.expect)
             item["detail"] = "bytes match" if item["ok"] else f"bytes differ (class {cls})"
+        if chk.extra:
+            _judge_extra(item, chk, entry, logs, sc.labels)
         checks.append(item)
 
     # An operation that failed where the file expected nothing is a failed check too.

@@ -134,6 +134,15 @@ class ReadCheck:
     name: str
     expect: str
     field: str  # where in the file, for messages
+    served_by: str = ""  # where the read must have been served (SERVED_BY, a cache's name)
+    same_as: str = ""  # the label of a read whose bytes this one must equal
+    differs_from: str = ""  # ... or must differ from
+    keyid: int | None = None  # the KeyID add_key must have allocated (expect_keyid)
+
+    @property
+    def extra(self) -> bool:
+        """Whether the op carries one of the expectations besides ``expect``."""
+        return bool(self.served_by or self.same_as or self.differs_from) or self.keyid is not None
 
 
 @dataclass
@@ -147,6 +156,7 @@ class Scenario:
     # Kernel-level actors: name -> (kind "process"/"system", cpu, [op dicts])
     kernel_ops: dict[str, tuple[str, int, list[dict]]] = field(default_factory=dict)
     checks: list[ReadCheck] = field(default_factory=list)
+    labels: dict[str, tuple[str, int]] = field(default_factory=dict)  # label -> (actor, op)
 
     @property
     def info(self) -> ScenarioInfo:
@@ -154,8 +164,20 @@ class Scenario:
 
 
 # -- op parsing ---------------------------------------------------------------------------------
+SERVED_BY = ("peer", "remote", "DRAM", "DRAM-remote", "prefetch", "fill-buffer")
+"""Where a read is served besides a cache level of the model (named as in the model file, e.g.
+L1D, L2, LLC): ``peer`` another core's cache in the package, ``remote`` a cache of another
+package, ``DRAM`` / ``DRAM-remote`` the local / another package's memory, ``prefetch`` a
+prefetch of the line on its way, ``fill-buffer`` a load joining a fill in flight. A read may
+state it: ``served_by = "LLC"``."""
+COMPARE_FIELDS = ("same_as", "differs_from")
+"""A read may name another read by label: its bytes must equal (``same_as``) or differ from
+(``differs_from``) what that read returned (whenever each ran)."""
+READ_OPS = frozenset({"read", "raw_read", "device_read", "direct_map_read"})
+"""The ops ``same_as`` and ``differs_from`` can name: those that return bytes."""
+CHECK_FIELDS = frozenset({"served_by", *COMPARE_FIELDS})
 CPU_OPS = {
-    "read": {"keyid", "addr", "size", "at", "name", "expect"},
+    "read": {"keyid", "addr", "size", "at", "name", "expect", *CHECK_FIELDS},
     "write": {"keyid", "addr", "data", "from", "preimage_key", "at", "name"},
     "clflush": {"keyid", "addr", "at"},
     "clflushopt": {"keyid", "addr", "at"},
@@ -168,7 +190,7 @@ CPU_OPS = {
     "compute": {"ns", "at"},
 }
 AGENT_OPS = {
-    "raw_read": {"addr", "size", "at", "name", "expect"},
+    "raw_read": {"addr", "size", "at", "name", "expect", *COMPARE_FIELDS},
     "raw_write": {"addr", "data", "from", "at"},
     "raw_copy": {"addr", "to", "size", "at"},
     "set_key": {"keyid", "mode", "key", "packages", "at"},
@@ -308,7 +330,27 @@ def after_labels(op: dict) -> list[str]:
     return list(after) if isinstance(after, list) else [after]
 
 
-def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -> tuple:
+def _read_checks(op: dict, ctx: Context, model) -> dict[str, Any]:
+    """The ``served_by``, ``same_as`` and ``differs_from`` of a read (``model``: None for an op
+    that is not served by caches). Labels are checked with the others, in :func:`_link`."""
+    out: dict[str, Any] = {}
+    if "served_by" in op:
+        where = _get(op, "served_by", str, ctx)
+        allowed = [c.name for c in model.cache] + list(SERVED_BY)
+        if where not in allowed:
+            raise ctx.error("served_by", f"{where!r} is not one of {', '.join(allowed)}"[:300])
+        out["served_by"] = where
+    for f in COMPARE_FIELDS:
+        if f in op:
+            label = _get(op, f, str, ctx)
+            if not label:
+                raise ctx.error(f, "names the label of another read")
+            out[f] = label
+    return out
+
+
+def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
+            model=None) -> tuple:
     hint = " (raw DRAM ops belong to an [[agent]])" if isinstance(op, dict) and \
         isinstance(op.get("op"), str) and op["op"] in AGENT_OPS else ""
     name, at = _op_header(op, ctx, CPU_OPS, "a CPU", hint)
@@ -334,8 +376,10 @@ def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int) -
         if expect and expect not in READ_CLASSES and len(hexpart) // 2 != size:
             raise ctx.error("expect", f"{len(expect) // 2} bytes expected but the read is {size}")
         label = _get(op, "name", str, ctx, default="")
-        if expect or label:
-            checks.append(ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path))
+        chk = ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path,
+                        **_read_checks(op, ctx, model))
+        if expect or label or chk.extra:
+            checks.append(chk)
         return (code, keyid, addr, size, at)
     if name == "write" and "from" in op:
         label = _get(op, "from", str, ctx)
@@ -372,8 +416,10 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
         expect = _expect(op, ctx, RAW_CLASSES)
         if label:
             captures.add(label)
-        if expect or label:
-            checks.append(ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path))
+        chk = ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path,
+                        **_read_checks(op, ctx, None))
+        if expect or label or chk.extra:
+            checks.append(chk)
         return (O.RAW_READ, 0, addr, (size, label), at)
     if name == "raw_write":
         src = _get(op, "from", str, ctx)
@@ -408,7 +454,7 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
 
 
 PROCESS_OPS = {
-    "add_key": ({"key", "options"}, {"capable", "at", "expect", "name"}),
+    "add_key": ({"key", "options"}, {"capable", "at", "expect", "expect_keyid", "name"}),
     "update_key": ({"key", "options"}, {"at", "expect", "name"}),
     "revoke": ({"key"}, {"at", "expect", "name"}),
     "invalidate": ({"key"}, {"at", "expect", "name"}),
@@ -416,17 +462,17 @@ PROCESS_OPS = {
     "munmap": ({"vma"}, {"at", "expect", "name"}),
     "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "prot", "at", "expect",
                                           "name"}),
-    "read": ({"vma"}, {"offset", "size", "at", "expect", "name"}),
+    "read": ({"vma"}, {"offset", "size", "at", "expect", "name", *CHECK_FIELDS}),
     "write": ({"vma", "data"}, {"offset", "at", "expect", "name"}),
     "clflush": ({"vma"}, {"offset", "at"}),
     "swap_out": ({"vma"}, {"offset", "at", "expect", "name"}),
     "pin": ({"vma", "pin"}, {"offset", "at", "expect", "name"}),
     "unpin": ({"pin"}, {"at", "expect", "name"}),
-    "device_read": ({"pin"}, {"size", "at", "expect", "name"}),
+    "device_read": ({"pin"}, {"size", "at", "expect", "name", *CHECK_FIELDS}),
     "compute": ({"ns"}, {"at"}),
 }
 SYSTEM_OPS = {
-    "add_key": ({"key", "options"}, {"at", "expect", "name"}),
+    "add_key": ({"key", "options"}, {"at", "expect", "expect_keyid", "name"}),
     "update_key": ({"key", "options"}, {"at", "expect", "name"}),
     "revoke": ({"key"}, {"at", "expect", "name"}),
     "invalidate": ({"key"}, {"at", "expect", "name"}),
@@ -438,7 +484,7 @@ SYSTEM_OPS = {
     "keytable": ({"package", "keyid"}, {"at", "expect", "name"}),
     "wbinvd": (set(), {"at"}),
     "swap_read": ({"slot"}, {"size", "at", "expect", "name"}),
-    "direct_map_read": ({"keyid", "addr"}, {"size", "at", "expect", "name"}),
+    "direct_map_read": ({"keyid", "addr"}, {"size", "at", "expect", "name", *CHECK_FIELDS}),
     "compute": ({"ns"}, {"at"}),
 }
 ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EKEYREVOKED", "EBUSY", "EPERM", "ENOMEM",
@@ -447,6 +493,9 @@ PCONFIG_RESULTS = ("PROG_SUCCESS", "INVALID_PROG_CMD", "ENTROPY_ERROR", "INVALID
                    "INVALID_ENC_ALG", "DEVICE_BUSY", "#GP", "RESET")
 KEYTABLE_STATES = ("key", "tme", "no-encrypt")
 PCONFIG_COMMANDS = ("SET_KEY_DIRECT", "SET_KEY_RANDOM", "CLEAR_KEY", "NO_ENCRYPT")
+BLOCKED = "blocked"
+"""The expectation of a [[process]] or [[system]] op that must not complete before the run
+ends (it waits for ever: a KeyID never freed, a lock never released)."""
 
 
 def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str,
@@ -499,7 +548,9 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
         if f in op:
             _get(op, f, bool, ctx)
     exp = _get(op, "expect", str, ctx, default="")
-    if exp:
+    if exp == BLOCKED:
+        pass
+    elif exp:
         if name in ("read", "device_read", "direct_map_read"):
             exp = _expect(op, ctx, READ_CLASSES)
         elif name == "swap_read":
@@ -554,10 +605,22 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
         if not amap.valid_pa(op["addr"]) or not 1 <= size <= 64 - (op["addr"] & 63):
             raise ctx.error("addr", f"{op['addr']:#x}+{size} is outside physical memory or "
                             "crosses a 64-byte line")
-    if exp or label or name in ("read", "device_read", "swap_read", "direct_map_read",
-                                "keytable"):
-        checks.append(ReadCheck(actor, index, label or f"{actor} op {index} ({name})", exp,
-                                ctx.path))
+    extra = _read_checks(op, ctx, model)
+    if "expect_keyid" in op:
+        keyid = _get(op, "expect_keyid", int, ctx)
+        top = min(model.mktme.max_keys, (1 << model.mktme.keyid_bits) - 1)
+        if not 1 <= keyid <= top:
+            raise ctx.error("expect_keyid", f"{keyid} is not a KeyID add_key can allocate "
+                            f"(1..{top})")
+        if exp not in ("", "ok"):
+            raise ctx.error("expect_keyid", f"a KeyID is allocated only when add_key succeeds, "
+                            f"but expect is {exp!r}")
+        extra["keyid"] = keyid
+    chk = ReadCheck(actor, index, label or f"{actor} op {index} ({name})", exp, ctx.path,
+                    **extra)
+    if exp or label or chk.extra or name in ("read", "device_read", "swap_read",
+                                             "direct_map_read", "keytable"):
+        checks.append(chk)
     return out
 
 
@@ -604,7 +667,7 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
         if actor.id in sc.cpu_ops:
             raise actx.error("id", f"cpu {actor.id} appears twice")
         sc.cpu_ops[actor.id] = [
-            _cpu_op(op, actx.child("ops").child(j), amap, sc.checks, f"cpu{actor.id}", j)
+            _cpu_op(op, actx.child("ops").child(j), amap, sc.checks, f"cpu{actor.id}", j, model)
             for j, op in enumerate(actor.ops)
         ]
         sequences.append((f"cpu{actor.id}", actx, actor.ops))
@@ -717,6 +780,23 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
             "can never be satisfied: these ops wait for each other in a cycle")
     _check_captures(sequences, waits_for)
     tables = {actor: ops for actor, _, ops in sequences}
+    sc.labels = owner
+    for chk in sc.checks:
+        for f in COMPARE_FIELDS:
+            label = getattr(chk, f)
+            if not label:
+                continue
+            if label not in owner:
+                known = ", ".join(sorted(owner)) or "none"
+                raise ConfigError(sc.path, f"{chk.field}.{f}",
+                                  f"no op is labelled {label!r} (labels: {known})"[:400])
+            actor, j = owner[label]
+            if tables[actor][j].get("op") not in READ_OPS:
+                raise ConfigError(sc.path, f"{chk.field}.{f}",
+                                  f"{label!r} labels a {tables[actor][j].get('op')!r}, not a "
+                                  f"read ({', '.join(sorted(READ_OPS))})")
+            if (actor, j) == (chk.actor, chk.index):
+                raise ConfigError(sc.path, f"{chk.field}.{f}", "names the read itself")
     for lists, name in ((sc.cpu_ops, "cpu{}".format), (sc.agent_ops, str)):
         for actor, ops in lists.items():
             wired = []
