@@ -4,8 +4,8 @@ A fingerprint is ``key#`` and the first 8 hex digits of the SHA-256 of the key's
 to tell two keys apart in a message or a result file, useless for recovering them.
 
 Key material is: a ``[[keys]]`` entry's ``key``; the ``key`` of an agent's ``set_key``; the
-``key`` and ``tweak`` of a system ``pconfig``; a CPU write's ``preimage_key``; and the values of
-every option of an ``add_key``/``update_key`` option string other than ``type`` and
+``key``, ``key_field`` and ``tweak_field`` (and a refused ``tweak``) of a system ``pconfig``; a
+CPU write's ``preimage_key``; and the values of every option of an ``add_key``/``update_key`` option string other than ``type`` and
 ``algorithm`` (``key=``, ``tweak=``, and a misspelt ``tweek=`` too). (The ``key`` of the
 kernel-level ops ``add_key``, ``revoke``, ``encrypt_mprotect`` and so on is a key's
 description, a name, and is kept.)
@@ -22,7 +22,8 @@ from typing import Any
 
 PUBLIC_OPTIONS = frozenset({"type", "algorithm"})
 """Options of an ``add_key`` payload whose values are not secret."""
-MATERIAL_FIELDS = {"set_key": ("key",), "pconfig": ("key", "tweak"), "write": ("preimage_key",)}
+MATERIAL_FIELDS = {"set_key": ("key",), "pconfig": ("key", "tweak", "key_field", "tweak_field"),
+                   "write": ("preimage_key",)}
 """Per op name, the fields holding key material."""
 OPTION_OPS = ("add_key", "update_key")
 

@@ -194,8 +194,8 @@ def test_scenario_ops_out_of_range_are_refused_at_load(capsys, tmp_path, body, w
 
 
 PCONFIG = ('[model_overrides.pconfig]\nerror_model = "{model}"\n[[system]]\nname = "s"\n'
-           'ops = [ {{ op = "pconfig", keyid = 1, command = "SET_KEY_DIRECT", key = "{key}", '
-           'tweak = "{tweak}", expect = "{expect}" }} ]\n')
+           'ops = [ {{ op = "pconfig", keyid = 1, command = "SET_KEY_DIRECT", key_field = "{key}", '
+           'tweak_field = "{tweak}", expect = "{expect}" }} ]\n')
 
 
 @pytest.mark.parametrize("model, key, expect", [

@@ -159,3 +159,75 @@ def test_bad_expectations_are_refused_at_load(capsys, tmp_path, slot, text, fiel
     assert main(["scenario", "run", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}: {field}" in err and says in err and "Traceback" not in err, err
+
+
+# -- pconfig spells keys as [[keys]] does --------------------------------------------------------
+SAME_KEY = """[scenario]
+name = "K"
+title = "one key, two spellings"
+model = "client-1s"
+
+[[keys]]
+keyid = 2
+mode = "key"
+key = "{keys_key}"
+
+[[system]]
+name = "admin"
+cpu = 3
+ops = [ {{ op = "pconfig", keyid = 1, command = "SET_KEY_DIRECT", {pconfig}, label = "programmed" }} ]
+
+[[cpu]]
+id = 0
+ops = [
+  {{ op = "write", keyid = 1, addr = 0x2000, data = "{data}", after = "programmed" }},
+  {{ op = "clflush", keyid = 1, addr = 0x2000, label = "one" }},
+  {{ op = "write", keyid = 2, addr = 0x2000, data = "{data}", after = "a" }},
+  {{ op = "clflush", keyid = 2, addr = 0x2000, label = "two" }},
+]
+
+[[agent]]
+name = "probe"
+ops = [
+  {{ op = "raw_read", addr = 0x2000, after = "one", label = "a" }},
+  {{ op = "raw_read", addr = 0x2000, after = "two", name = "b", {compare} = "a" }},
+]
+"""
+DATA_KEY, TWEAK_KEY = "0f" * 16, "a5" * 16
+
+
+@pytest.mark.parametrize("pconfig, compare", [
+    (f'key = "{DATA_KEY}{TWEAK_KEY}"', "same_as"),          # [[keys]]'s spelling: same key
+    (f'key = "{TWEAK_KEY}{DATA_KEY}"', "differs_from"),     # halves swapped: another key
+    (f'key_field = "{DATA_KEY}", tweak_field = "{TWEAK_KEY}"', "same_as"),  # raw fields
+])
+def test_pconfig_key_is_spelt_as_in_keys(capsys, tmp_path, pconfig, compare):
+    """DRAM bytes at one address depend only on the key (the tweak is the address), so two
+    KeyIDs programmed with the same key leave the same ciphertext, and different keys not."""
+    path = tmp_path / "k.toml"
+    path.write_text(SAME_KEY.format(keys_key=DATA_KEY + TWEAK_KEY, pconfig=pconfig,
+                                    data="5a" * 64, compare=compare))
+    code, res = _run(capsys, path)
+    assert code == 0, res["checks"]
+    flipped = "differs_from" if compare == "same_as" else "same_as"
+    path.write_text(SAME_KEY.format(keys_key=DATA_KEY + TWEAK_KEY, pconfig=pconfig,
+                                    data="5a" * 64, compare=flipped))
+    code, res = _run(capsys, path)
+    assert code == 1 and not _check(res, "b")["ok"]
+
+
+@pytest.mark.parametrize("pconfig, field, says", [
+    (f'key = "{DATA_KEY}", tweak = "{TWEAK_KEY}"', "tweak", "data key then tweak key"),
+    (f'key = "{DATA_KEY}"', "key", "32 bytes for aes-xts-128"),
+    (f'key = "{DATA_KEY}{TWEAK_KEY}", alg = "aes-xts-256"', "key", "64 bytes for aes-xts-256"),
+    (f'key = "{DATA_KEY}{TWEAK_KEY}", key_field = "{DATA_KEY}"', "key", "not both"),
+    ('key_field = "' + "11" * 65 + '"', "key_field", "at most 64"),
+])
+def test_ambiguous_pconfig_keys_are_refused(capsys, tmp_path, pconfig, field, says):
+    path = tmp_path / "k.toml"
+    path.write_text(SAME_KEY.format(keys_key=DATA_KEY + TWEAK_KEY, pconfig=pconfig,
+                                    data="5a" * 64, compare="same_as"))
+    assert main(["scenario", "run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: system[0].ops[0].{field}" in err and says in err, err
+    assert TWEAK_KEY not in err and DATA_KEY not in err

@@ -169,8 +169,8 @@ def _pconfig(plat, cpu: int, op: dict):
            "CLEAR_KEY": pc.CLEAR_KEY, "NO_ENCRYPT": pc.NO_ENCRYPT_CMD}[op["command"]]
     alg = op.get("alg", "aes-xts-128")
     alg_bits = pc.ALG_BITS.get(alg, 0)
-    prog = pc.KeyProgram(op["keyid"], cmd, alg_bits, op.get("key", b"").ljust(64, b"\0"),
-                         op.get("tweak", b"").ljust(64, b"\0"))
+    prog = pc.KeyProgram(op["keyid"], cmd, alg_bits, op.get("key_field", b"").ljust(64, b"\0"),
+                         op.get("tweak_field", b"").ljust(64, b"\0"))
     try:
         status = yield plat.env.process(pc.pconfig(plat, cpu, prog))
     except pc.GeneralProtection:

@@ -55,7 +55,7 @@ RAW_CLASSES = ("ciphertext", "plaintext", "zero")
 # Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
 SYNC_FIELDS = frozenset({"label", "after"})
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
-KEY_FIELDS = frozenset({"key", "tweak", "preimage_key"})
+KEY_FIELDS = frozenset({"key", "tweak", "key_field", "tweak_field", "preimage_key"})
 """Hex fields holding key material: never quoted in a message (:mod:`mktme_des.redact`)."""
 
 
@@ -480,7 +480,8 @@ SYSTEM_OPS = {
     "offline": ({"package"}, {"at", "expect", "name"}),
     "offline_cpu": ({"target"}, {"at", "expect", "name"}),
     "online_cpu": ({"target"}, {"at", "expect", "name"}),
-    "pconfig": ({"keyid", "command"}, {"alg", "key", "tweak", "at", "expect", "name"}),
+    "pconfig": ({"keyid", "command"}, {"alg", "key", "key_field", "tweak_field", "tweak", "at",
+                                       "expect", "name"}),
     "keytable": ({"package", "keyid"}, {"at", "expect", "name"}),
     "wbinvd": (set(), {"at"}),
     "swap_read": ({"slot"}, {"size", "at", "expect", "name"}),
@@ -496,6 +497,44 @@ PCONFIG_COMMANDS = ("SET_KEY_DIRECT", "SET_KEY_RANDOM", "CLEAR_KEY", "NO_ENCRYPT
 BLOCKED = "blocked"
 """The expectation of a [[process]] or [[system]] op that must not complete before the run
 ends (it waits for ever: a KeyID never freed, a lock never released)."""
+
+
+PCONFIG_KEY_BYTES = {"aes-xts-128": 16, "aes-xts-256": 32}
+"""Bytes of one AES-XTS key (the data key, and the tweak key) per algorithm."""
+
+
+def _pconfig_keys(op: dict, out: dict, ctx: Context) -> None:
+    """A ``pconfig`` op's key material, into ``out["key_field"]`` and ``out["tweak_field"]``
+    (PCONFIG's KEY_FIELD_1 and KEY_FIELD_2, zero-padded to 64 bytes when programmed).
+
+    ``key`` is spelt as ``[[keys]]`` and ``set_key`` spell it: the data key then the tweak key
+    in one string, 32 bytes for aes-xts-128 and 64 for aes-xts-256 (either, halved, for an
+    algorithm PCONFIG does not know). ``key_field`` and ``tweak_field`` give the instruction's
+    two fields as they are, up to 64 bytes each: what the SDM's reserved-bytes #GP is about.
+    The separate ``tweak`` of earlier files is refused: with it, a 32-byte ``key`` could mean
+    a 32-byte data key or a data key and a tweak key."""
+    if "tweak" in op:
+        raise ctx.error("tweak", "pconfig spells a key as [[keys]] does: key = data key then "
+                        "tweak key in one string; or give PCONFIG's raw fields as key_field "
+                        "and tweak_field")
+    if "key" in op and ("key_field" in op or "tweak_field" in op):
+        raise ctx.error("key", "give key (data key then tweak key) or the raw key_field and "
+                        "tweak_field, not both")
+    if "key" in op:
+        key = _hex(op, "key", ctx)
+        alg = op.get("alg", "aes-xts-128")
+        size = PCONFIG_KEY_BYTES.get(alg)
+        allowed = (2 * size,) if size else (32, 64)
+        if len(key) not in allowed:
+            raise ctx.error("key", f"{len(key)} bytes; a key is the data key then the tweak "
+                            f"key: {' or '.join(map(str, allowed))} bytes for {alg}")
+        out["key_field"], out["tweak_field"] = key[: len(key) // 2], key[len(key) // 2 :]
+        del out["key"]
+    for f in ("key_field", "tweak_field"):
+        if f in op:
+            out[f] = _hex(op, f, ctx)
+            if len(out[f]) > 64:
+                raise ctx.error(f, f"{len(out[f])} bytes; a PCONFIG key field is at most 64")
 
 
 def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str,
@@ -539,11 +578,7 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     if name == "pconfig":
         if op["command"] not in PCONFIG_COMMANDS:
             raise ctx.error("command", f"{op['command']!r} is not one of {', '.join(PCONFIG_COMMANDS)}")
-        for f in ("key", "tweak"):
-            if f in op:
-                out[f] = _hex(op, f, ctx)
-                if len(out[f]) not in (16, 32):
-                    raise ctx.error(f, "16 or 32 bytes of hex")
+        _pconfig_keys(op, out, ctx)
     for f in ("capable", "file_backed"):
         if f in op:
             _get(op, f, bool, ctx)
