@@ -97,13 +97,18 @@ class Core:
         self.finished_at = 0
 
     # -- the process --------------------------------------------------------------------------
-    def run(self, ops, log: list | None = None):
+    def run(self, ops, log: list | None = None, refuse_offline: bool = False):
         """SimPy process executing ``ops`` (an iterable of op tuples) in program order.
 
         ``log`` (default: the core's own ``log``) receives one entry per op, in program order
         (a load in flight keeps its place until it completes). Kernel code runs short op lists
         on a core with ``yield from core.run(ops, log)``: a second hardware context on the
-        same core, sharing its caches."""
+        same core, sharing its caches.
+
+        With ``refuse_offline`` (a scenario's ``[[cpu]]`` actor) an op due while the core is
+        offline is refused, not executed: checked when the op is about to execute, after its
+        ``at`` time and the waits before it, it is logged with a ninth field, ``"offline"``,
+        and takes no time. Waits and label signals are never refused."""
         # C types of the loop's variables when compiled (setup.py); no effect otherwise.
         cython.declare(t=cython.longlong, horizon=cython.longlong, t0=cython.longlong,
                        code=cython.int, keyid=cython.longlong, pa=cython.longlong,
@@ -168,6 +173,10 @@ class Core:
                 yield from self._wait_loads(t, 0)
                 t = env.now
                 horizon = _horizon(env)
+            if refuse_offline and not self.online and code != O.SIGNAL and code != O.AWAIT:
+                if log is not None:
+                    log.append((t, t, code, keyid, pa, None, None, None, "offline"))
+                continue
             if code <= WRITE:
                 off = pa & 63
                 tag = (keyid << shift) | (pa & line_mask)

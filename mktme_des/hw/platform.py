@@ -298,9 +298,10 @@ class Platform:
         return self.mc_for(pa).keys.key(keyid)
 
     # -- running -------------------------------------------------------------------------------
-    def start(self, cpu: int, ops: Iterable[tuple]):
-        """Start ``cpu`` executing ``ops``; returns its SimPy process."""
-        return wakeup.start(self.env, self.cores[cpu].run(iter(ops)))
+    def start(self, cpu: int, ops: Iterable[tuple], refuse_offline: bool = False):
+        """Start ``cpu`` executing ``ops``; returns its SimPy process. ``refuse_offline``: see
+        :meth:`~mktme_des.hw.core.Core.run`."""
+        return wakeup.start(self.env, self.cores[cpu].run(iter(ops), None, refuse_offline))
 
     def run(self, until: int | None = None) -> None:
         if until is None:

@@ -12,7 +12,7 @@ from mktme_des.hw import ops as O
 from mktme_des.hw import pconfig as pc
 from mktme_des.kernel.errno import Errno
 from mktme_des.kernel.mm import PAGE
-from mktme_des.scenarios.spec import after_labels
+from mktme_des.scenarios.spec import OFFLINE, after_labels
 
 
 def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], log: list,
@@ -51,7 +51,9 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
         keyid = pa = data = served = cls = None
         result, detail = "ok", ""
         try:
-            if what == "add_key":
+            if not plat.cores[cpu].online:  # checked after the op's waits, as it would run
+                result, detail = OFFLINE, offline_detail(cpu)
+            elif what == "add_key":
                 serial = yield from kernel.keys.add_key(cpu, op["key"], op["options"],
                                                         op.get("capable", True))
                 serials[op["key"]] = serial
@@ -144,6 +146,11 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
         details.append(detail)
         if op.get("label"):
             plat.raise_flag(op["label"], env.now)
+
+
+def offline_detail(cpu: int) -> str:
+    """What a refused op's verdict says."""
+    return f"cpu {cpu} is offline when the op is due: refused, not executed"
 
 
 def _core_op(plat, cpu: int, op: tuple):

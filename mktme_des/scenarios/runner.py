@@ -17,6 +17,7 @@ from mktme_des.engine.time import to_ns
 from mktme_des.hw import ops as O
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
+from mktme_des.scenarios.actors import offline_detail
 from mktme_des.scenarios.spec import (
     BLOCKED,
     RAW_CLASSES,
@@ -114,7 +115,7 @@ def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
                                           details[name], serials))
     for cpu, ops in sc.cpu_ops.items():
         plat.cores[cpu].log = logs[f"cpu{cpu}"] = []
-        plat.start(cpu, ops)
+        plat.start(cpu, ops, refuse_offline=True)
     for name, ops in sc.agent_ops.items():
         log = logs[name] = []
         plat.start_agent(name, ops, log)
@@ -191,6 +192,10 @@ def run_scenario(name_or_path, tie_choices: list[int] | None = None,
     plat, logs, details = setup.plat, setup.logs, setup.details
     plat.run()
     amap = plat.amap
+    for actor, log in logs.items():  # CPU actors: what a refused op says (Core.run)
+        if actor.startswith("cpu") and actor not in details:
+            details[actor] = [offline_detail(int(actor[3:])) if e is not None and len(e) > 8
+                              else "" for e in log]
 
     checks = []
     for chk in sc.checks:
