@@ -5,7 +5,7 @@ to tell two keys apart in a message or a result file, useless for recovering the
 
 Key material is: a ``[[keys]]`` entry's ``key``; the ``key`` of an agent's ``set_key``; the
 ``key``, ``key_field`` and ``tweak_field`` (and a refused ``tweak``) of a system ``pconfig``; a
-CPU write's ``preimage_key``; and the values of every option of an ``add_key``/``update_key`` option string other than ``type`` and
+CPU write's ``preimage_key``; an agent's decrypting ``raw_read`` ``key``; and the values of every option of an ``add_key``/``update_key`` option string other than ``type`` and
 ``algorithm`` (``key=``, ``tweak=``, and a misspelt ``tweek=`` too). (The ``key`` of the
 kernel-level ops ``add_key``, ``revoke``, ``encrypt_mprotect`` and so on is a key's
 description, a name, and is kept.)
@@ -23,7 +23,7 @@ from typing import Any
 PUBLIC_OPTIONS = frozenset({"type", "algorithm"})
 """Options of an ``add_key`` payload whose values are not secret."""
 MATERIAL_FIELDS = {"set_key": ("key",), "pconfig": ("key", "tweak", "key_field", "tweak_field"),
-                   "write": ("preimage_key",)}
+                   "write": ("preimage_key",), "raw_read": ("key",)}
 """Per op name, the fields holding key material."""
 OPTION_OPS = ("add_key", "update_key")
 

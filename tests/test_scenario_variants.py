@@ -156,8 +156,10 @@ def shift_addresses(doc: dict[str, Any], delta: int) -> dict[str, Any]:
     every address in its home package, so homes, sets, page alignment and which lines alias
     which are all kept. The tweak changes, but no expectation names ciphertext bytes (raw reads
     are judged by class), so no verdict can depend on it. Addresses the kernel allocates
-    (process memory, ``direct_map_read`` of a kernel frame) are not the file's to move: they
-    stay, and the shifted addresses are kept clear of the kernel's frame pool.
+    (process memory, ``direct_map_read`` of a kernel frame, an agent's ``addr = "PAGE"``
+    naming a process page) are not the file's to move: they stay, and the shifted addresses
+    are kept clear of the kernel's frame pool. A decrypting raw read (``key``) is judged on
+    the plaintext, which the shift keeps.
     """
     out = copy.deepcopy(doc)
     amap = AddressMap(model_of(doc))
@@ -165,7 +167,7 @@ def shift_addresses(doc: dict[str, Any], delta: int) -> dict[str, Any]:
         if kind not in ("cpu", "agent"):
             continue
         for f in ("addr", "to"):
-            if f in op:
+            if f in op and not isinstance(op[f], str):  # a named process page stays the kernel's
                 assert amap.home(op[f] + delta) == amap.home(op[f]), "shift changes a home"
                 op[f] += delta
     return out
@@ -173,7 +175,7 @@ def shift_addresses(doc: dict[str, Any], delta: int) -> dict[str, Any]:
 
 def file_addresses(doc: dict[str, Any]) -> list[int]:
     return [op[f] for kind, op in ops(doc) if kind in ("cpu", "agent")
-            for f in ("addr", "to") if f in op]
+            for f in ("addr", "to") if f in op and not isinstance(op[f], str)]
 
 
 def swap_packages(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -214,7 +216,7 @@ def swap_packages(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             actor["cpu"] = cpu(actor.get("cpu", 0))
         for op in actor.get("ops", []):
             for f in ("addr", "to"):
-                if f in op:
+                if f in op and not isinstance(op[f], str):  # a named page moves with its frame
                     op[f] = pa(op[f])
             if "package" in op:
                 op["package"] = 1 - op["package"]

@@ -9,6 +9,15 @@ from mktme_des.engine.time import to_ns
 from mktme_des.hw import ops as O
 
 
+def _decrypt(key: bytes, pa: int, data: bytes, boot_tweak: int) -> bytes:
+    """``data`` read from DRAM at ``pa`` (whole lines), decrypted line by line under ``key``
+    with each line's tweak."""
+    from mktme_des.crypto import line_tweak, xts_decrypt
+
+    return b"".join(xts_decrypt(key, line_tweak(pa + i, boot_tweak), data[i : i + 64])
+                    for i in range(0, len(data), 64))
+
+
 def dram_agent(plat, name: str, ops: Iterable[tuple], log: list | None = None):
     """SimPy process of an agent outside the CPUs (a bus probe, a DMA engine, an attacker
     with a DRAM interposer, the firmware): raw reads, writes and copies of DRAM, direct
@@ -16,6 +25,10 @@ def dram_agent(plat, name: str, ops: Iterable[tuple], log: list | None = None):
     its time with a real event, so everything the cores do is ordered against it exactly.
 
     ``log`` receives one entry per op: ``(start, end, code, keyid, pa, data, None, class)``.
+    An op's ``pa`` may be ``(page name, offset)``: a process page a scenario named, looked up
+    when the op runs. A raw read with a key (``arg = (size, label, key)``) logs the lines it
+    read decrypted under that key and the tweak in force (the boot tweak of this boot); its
+    class and any capture are of the raw bytes.
     """
     env = plat.env
     captures = plat.captures
@@ -30,13 +43,17 @@ def dram_agent(plat, name: str, ops: Iterable[tuple], log: list | None = None):
             yield env.timeout(at - env.now)
         t = env.now
         data = cls = None
+        if isinstance(pa, tuple):  # a process page named by a scenario, and an offset in it
+            pa = plat.board.pages[pa[0]] + pa[1]
         if code == O.RAW_READ:
-            size, label = arg if isinstance(arg, tuple) else (arg, "")
+            size, label, key = (arg + (None,))[:3] if isinstance(arg, tuple) else (arg, "", None)
             data = plat.dram_read(pa, size)
             if plat.oracle is not None:
                 cls = plat.oracle.raw_class(pa, data)
             if label:
                 captures[label] = data
+            if key is not None:  # what a probe holding the key reads: the bytes decrypted
+                data = _decrypt(key, pa, data, plat.board.boot_tweak())
         elif code == O.RAW_WRITE:
             data = captures[arg[1]] if isinstance(arg, tuple) else arg
             plat.dram_write(pa, data, t, f"raw DRAM write by {name} at t={to_ns(t):g} ns")

@@ -16,6 +16,7 @@ class Board:
         self.flags: dict[str, simpy.Event] = {}
         self.done_at: dict[str, int] = {}  # label -> when its op completed
         self.captures: dict[str, bytes] = {}
+        self.pages: dict[str, int] = {}  # page name -> the physical frame a process op named
         self.boot_tweak = lambda: 0  # set by the platform: the tweak in force
 
     def flag(self, label: str) -> simpy.Event:

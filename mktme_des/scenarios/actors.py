@@ -142,6 +142,8 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
                 yield env.timeout(op["ns"])
         except Errno as err:
             result, detail = err.name, err.reason
+        if op.get("page") and result == "ok":  # the physical page, for agents' addr
+            plat.board.pages[op["page"]] = kernel.mm.translate(proc, vaddr(op))[1] & ~(PAGE - 1)
         log.append((start, env.now, what, keyid, pa, data, served, cls, result))
         details.append(detail)
         if op.get("label"):

@@ -55,6 +55,7 @@ RAW_CLASSES = ("ciphertext", "plaintext", "zero")
 # Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
 SYNC_FIELDS = frozenset({"label", "after"})
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
+PAGE_BYTES = 4096
 KEY_FIELDS = frozenset({"key", "tweak", "key_field", "tweak_field", "preimage_key"})
 """Hex fields holding key material: never quoted in a message (:mod:`mktme_des.redact`)."""
 
@@ -190,8 +191,8 @@ CPU_OPS = {
     "compute": {"ns", "at"},
 }
 AGENT_OPS = {
-    "raw_read": {"addr", "size", "at", "name", "expect", *COMPARE_FIELDS},
-    "raw_write": {"addr", "data", "from", "at"},
+    "raw_read": {"addr", "offset", "size", "key", "at", "name", "expect", *COMPARE_FIELDS},
+    "raw_write": {"addr", "offset", "data", "from", "at"},
     "raw_copy": {"addr", "to", "size", "at"},
     "set_key": {"keyid", "mode", "key", "packages", "at"},
     "reboot": {"persistent", "flush", "at"},
@@ -401,7 +402,19 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
               max_keys: int) -> tuple:
     name, at = _op_header(op, ctx, AGENT_OPS, "an agent")
 
-    def addr_of(field_name: str, size: int) -> int:
+    def addr_of(field_name: str, size: int) -> int | tuple[str, int]:
+        if field_name == "addr" and isinstance(op.get("addr"), str):
+            page = _get(op, "addr", str, ctx)
+            if not page:
+                raise ctx.error("addr", "names a process page (its page = \"NAME\") or is a "
+                                "physical address")
+            off = _get(op, "offset", int, ctx, default=0)
+            if off < 0 or off + size > PAGE_BYTES:
+                raise ctx.error("offset", f"{off}+{size} bytes leave the 4096-byte page "
+                                f"{page!r}")
+            return page, off
+        if "offset" in op:
+            raise ctx.error("offset", "goes with addr = \"PAGE\", a named process page")
         a = _get(op, field_name, int, ctx, required=True)
         if not amap.valid_pa(a) or not amap.valid_pa(a + size - 1):
             raise ctx.error(field_name, f"{a:#x}+{size} is outside physical memory")
@@ -412,6 +425,15 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
         if not 1 <= size <= 1 << 20:
             raise ctx.error("size", f"{size} is out of range 1..1048576")
         addr = addr_of("addr", size)
+        key = _hex(op, "key", ctx, required=False)
+        if key is not None:
+            if len(key) not in (32, 64):
+                raise ctx.error("key", f"{len(key)} bytes; a key is the data key then the "
+                                "tweak key: 32 or 64 bytes")
+            start = addr[1] if isinstance(addr, tuple) else addr
+            if start % 64 or size % 64:
+                raise ctx.error("key", f"decrypting reads whole 64-byte lines: the address "
+                                f"({start:#x}) and size ({size}) must be multiples of 64")
         label = _get(op, "name", str, ctx, default="")
         expect = _expect(op, ctx, RAW_CLASSES)
         if label:
@@ -420,7 +442,7 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
                         **_read_checks(op, ctx, None))
         if expect or label or chk.extra:
             checks.append(chk)
-        return (O.RAW_READ, 0, addr, (size, label), at)
+        return (O.RAW_READ, 0, addr, (size, label, key), at)
     if name == "raw_write":
         src = _get(op, "from", str, ctx)
         if src is not None:
@@ -462,11 +484,11 @@ PROCESS_OPS = {
     "munmap": ({"vma"}, {"at", "expect", "name"}),
     "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "prot", "at", "expect",
                                           "name"}),
-    "read": ({"vma"}, {"offset", "size", "at", "expect", "name", *CHECK_FIELDS}),
-    "write": ({"vma", "data"}, {"offset", "at", "expect", "name"}),
+    "read": ({"vma"}, {"offset", "size", "at", "expect", "name", "page", *CHECK_FIELDS}),
+    "write": ({"vma", "data"}, {"offset", "at", "expect", "name", "page"}),
     "clflush": ({"vma"}, {"offset", "at"}),
     "swap_out": ({"vma"}, {"offset", "at", "expect", "name"}),
-    "pin": ({"vma", "pin"}, {"offset", "at", "expect", "name"}),
+    "pin": ({"vma", "pin"}, {"offset", "at", "expect", "name", "page"}),
     "unpin": ({"pin"}, {"at", "expect", "name"}),
     "device_read": ({"pin"}, {"size", "at", "expect", "name", *CHECK_FIELDS}),
     "compute": ({"ns"}, {"at"}),
@@ -569,9 +591,11 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
             v = _get(op, f, int, ctx)
             if v < 0:
                 raise ctx.error(f, f"must not be negative, got {v}")
-    for f in ("key", "options", "vma", "command", "alg", "pin"):
+    for f in ("key", "options", "vma", "command", "alg", "pin", "page"):
         if f in op:
             _get(op, f, str, ctx)
+    if "page" in op and not op["page"]:
+        raise ctx.error("page", "names the physical page for agents' addr; must not be empty")
     if "ns" in op:
         out["ns"] = ns(_get(op, "ns", float, ctx))
     if "data" in op:
@@ -819,6 +843,7 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
             named[actor, j][nxt[actor, j]],
             "can never be satisfied: these ops wait for each other in a cycle")
     _check_captures(sequences, waits_for)
+    _check_pages(sequences, waits_for)
     tables = {actor: ops for actor, _, ops in sequences}
     sc.labels = owner
     for chk in sc.checks:
@@ -879,6 +904,35 @@ def _check_captures(sequences: list[tuple[str, Context, list]],
                 raise where.error("from", f"may run before the capture {src!r} is made (op {k} "
                                   f"of {a}): label that raw_read and give this op, or one "
                                   "before it, an 'after' naming the label")
+
+
+def _check_pages(sequences: list[tuple[str, Context, list]],
+                 waits_for: dict[tuple[str, int], list[tuple[str, int]]]) -> None:
+    """Every agent op whose ``addr`` names a page (``addr = "P"``) waits, through program
+    order and ``after`` or a relative ``at``, for a [[process]] op that names it (``page =
+    "P"``): the physical page is known only once that op has run."""
+    named: dict[str, list[tuple[str, int]]] = {}
+    for actor, _, ops in sequences:
+        for j, op in enumerate(ops):
+            if isinstance(op, dict) and isinstance(op.get("page"), str):
+                named.setdefault(op["page"], []).append((actor, j))
+    for actor, actx, ops in sequences:
+        for j, op in enumerate(ops):
+            if not isinstance(op, dict) or op.get("op") not in ("raw_read", "raw_write") or \
+                    not isinstance(op.get("addr"), str):
+                continue
+            page = op["addr"]
+            where = actx.child("ops").child(j)
+            if page not in named:
+                known = ", ".join(sorted(named)) or "none"
+                raise where.error("addr", f"no [[process]] op names a page {page!r} "
+                                  f"(pages: {known}; a process read, write or pin names one "
+                                  "with page = \"NAME\")"[:400])
+            if not _waits_for_any((actor, j), set(named[page]), waits_for):
+                a, k = named[page][0]
+                raise where.error("addr", f"may run before page {page!r} is named (op {k} of "
+                                  f"{a}): label that op and give this op, or one before it, an "
+                                  "'after' naming the label")
 
 
 def _waits_for_any(node: tuple[str, int], targets: set[tuple[str, int]],
