@@ -19,6 +19,7 @@ SEED = 15
 WEIRD: list[Any] = [
     float("inf"), float("nan"), -1, 0, 1, 63, 64, 99, 1e308, 1e-300, 10**18, -(10**18), "",
     "x\u0000y", "zz", "not:", "same-as-package-7", [1], [], {}, {"a": 1}, True, "a" * 5000,
+    "zz+5ns", "zz+1e999us", "blocked", "L1D",
     [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
 ]
 
@@ -67,7 +68,7 @@ def test_fuzzed_scenarios_never_end_in_a_traceback(tmp_path):
     rng = random.Random(SEED)
     sources = sorted((ROOT / "experiments" / "scenarios").glob("*.toml"))
     seen = {0: 0, 1: 0, 2: 0}
-    for case in range(200):
+    for case in range(260):
         src = rng.choice(sources)
         data = _mutate(tomllib.loads(src.read_text()), rng)
         path = tmp_path / f"case{case}.toml"

@@ -18,6 +18,11 @@ def _decrypt(key: bytes, pa: int, data: bytes, boot_tweak: int) -> bytes:
                     for i in range(0, len(data), 64))
 
 
+NO_PAGE = "no-page"
+"""The result of an agent op whose ``addr`` names a process page that no op named (the process
+op naming it failed): not executed, logged with this as a ninth field."""
+
+
 def dram_agent(plat, name: str, ops: Iterable[tuple], log: list | None = None):
     """SimPy process of an agent outside the CPUs (a bus probe, a DMA engine, an attacker
     with a DRAM interposer, the firmware): raw reads, writes and copies of DRAM, direct
@@ -28,7 +33,8 @@ def dram_agent(plat, name: str, ops: Iterable[tuple], log: list | None = None):
     An op's ``pa`` may be ``(page name, offset)``: a process page a scenario named, looked up
     when the op runs. A raw read with a key (``arg = (size, label, key)``) logs the lines it
     read decrypted under that key and the tweak in force (the boot tweak of this boot); its
-    class and any capture are of the raw bytes.
+    class and any capture are of the raw bytes. An op on a page never named is not executed
+    (:data:`NO_PAGE`).
     """
     env = plat.env
     captures = plat.captures
@@ -44,6 +50,10 @@ def dram_agent(plat, name: str, ops: Iterable[tuple], log: list | None = None):
         t = env.now
         data = cls = None
         if isinstance(pa, tuple):  # a process page named by a scenario, and an offset in it
+            if pa[0] not in plat.board.pages:  # the op that names it failed: nothing to read
+                if log is not None:
+                    log.append((t, t, code, keyid, None, None, None, None, NO_PAGE))
+                continue
             pa = plat.board.pages[pa[0]] + pa[1]
         if code == O.RAW_READ:
             size, label, key = (arg + (None,))[:3] if isinstance(arg, tuple) else (arg, "", None)

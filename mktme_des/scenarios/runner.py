@@ -15,6 +15,7 @@ from mktme_des.config.model import load_model
 from mktme_des.engine.ties import ChosenTies
 from mktme_des.engine.time import to_ns
 from mktme_des.hw import ops as O
+from mktme_des.hw.agent import NO_PAGE
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
 from mktme_des.scenarios.actors import offline_detail
@@ -125,6 +126,15 @@ def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
 SUCCESS = ("ok", "PROG_SUCCESS")  # a system call's, and PCONFIG's
 
 
+def _refusal(actor: str, entry: tuple) -> str:
+    """What an op of a CPU or an agent that was not executed says: its CPU was offline
+    (:meth:`~mktme_des.hw.core.Core.run`), or the page it names was never named
+    (:data:`~mktme_des.hw.agent.NO_PAGE`)."""
+    if entry[8] == NO_PAGE:
+        return "not executed: the page it names was never named (the op naming it failed)"
+    return offline_detail(int(actor[3:]))
+
+
 def _blocked_check(chk: ReadCheck, entry: tuple | None, end_ns: float) -> dict:
     """The verdict on an op that never completed (``entry`` None: it was still waiting, or
     never started, when the run ended at ``end_ns``), or on one expected to be ``blocked``:
@@ -160,9 +170,9 @@ def _judge_extra(item: dict, chk: ReadCheck, entry: tuple, logs: dict[str, list]
         actor, index = labels[label]
         log = logs[actor]
         other = log[index] if index < len(log) else None
-        if other is None or other[5] is None:
+        if data is None or other is None or other[5] is None:
             oks.append(False)
-            notes.append(f"{label} returned no bytes")
+            notes.append(f"{'this read' if data is None else label} returned no bytes")
             continue
         equal = data is not None and bytes(data) == bytes(other[5])
         oks.append(equal == same)
@@ -192,10 +202,10 @@ def run_scenario(name_or_path, tie_choices: list[int] | None = None,
     plat, logs, details = setup.plat, setup.logs, setup.details
     plat.run()
     amap = plat.amap
-    for actor, log in logs.items():  # CPU actors: what a refused op says (Core.run)
-        if actor.startswith("cpu") and actor not in details:
-            details[actor] = [offline_detail(int(actor[3:])) if e is not None and len(e) > 8
-                              else "" for e in log]
+    for actor, log in logs.items():  # CPU and agent actors: what a refused op says
+        if actor not in details:
+            details[actor] = [_refusal(actor, e) if e is not None and len(e) > 8 else ""
+                              for e in log]
 
     checks = []
     for chk in sc.checks:
