@@ -4,9 +4,18 @@ virtual address, and the administrator (hotplug, raw PCONFIG, key-table checks).
 Each op leaves one log entry ``(start, end, op, keyid, pa, data, served_by, class, result)``
 where ``result`` is ``ok``, an errno name, a PCONFIG status or a key-table state, and ``detail``
 strings go to the actor's ``details`` list at the same index.
+
+Each op name has one handler in :data:`HANDLERS`: a generator run inside the actor's SimPy
+process that does the op and fills an :class:`Outcome`. A handler raises
+:class:`~mktme_des.kernel.errno.Errno` for a failed system call; the actor records it as the
+op's result.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
 
 from mktme_des.hw import ops as O
 from mktme_des.hw import pconfig as pc
@@ -15,28 +24,64 @@ from mktme_des.kernel.mm import PAGE
 from mktme_des.scenarios.spec import OFFLINE, after_labels
 
 
-def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], log: list,
-                 details: list, serials: dict[str, int]):
-    """SimPy process running one actor's ops in order."""
-    env = plat.env
-    proc = kernel.mm.spawn(cpu) if kind == "process" else None
-    vmas: dict[str, tuple[int, int]] = {}  # name -> (start, length)
-    pins: dict[str, object] = {}  # pin name -> the pinned Page
+@dataclass
+class Actor:
+    """One kernel-level actor's state while it runs: its process (None for [[system]]), the
+    CPU it runs on, and the VMAs, pins and key serials its ops name."""
 
-    def serial_of(desc: str) -> int:
-        if desc not in serials:
+    plat: Any
+    kernel: Any
+    name: str
+    cpu: int
+    proc: Any
+    serials: dict[str, int]  # key description -> serial, shared by every actor
+    vmas: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (start, length)
+    pins: dict[str, Any] = field(default_factory=dict)  # pin name -> the pinned Page
+
+    def serial_of(self, desc: str) -> int:
+        if desc not in self.serials:
             raise Errno("ENOKEY", f"no key was added as {desc!r}")
-        return serials[desc]
+        return self.serials[desc]
 
-    def vaddr(op: dict) -> int:
-        if op["vma"] not in vmas:
-            raise Errno("EFAULT", f"no VMA named {op['vma']!r} in {name}")
-        start, length = vmas[op["vma"]]
+    def vaddr(self, op: dict) -> int:
+        """The virtual address an op names: its VMA's start plus its ``offset``."""
+        if op["vma"] not in self.vmas:
+            raise Errno("EFAULT", f"no VMA named {op['vma']!r} in {self.name}")
+        start, length = self.vmas[op["vma"]]
         off = op.get("offset", 0)
         if off >= length:
             raise Errno("EFAULT", f"offset {off:#x} is beyond VMA {op['vma']!r}")
         return start + off
 
+
+@dataclass
+class Outcome:
+    """What an op did, for its log entry: ``op`` is the name it is logged and judged under
+    (a device or direct-map read is judged like a read)."""
+
+    op: str
+    keyid: int | None = None
+    pa: int | None = None
+    data: bytes | None = None
+    served: str | None = None
+    cls: str | None = None
+    result: str = "ok"
+    detail: str = ""
+
+    def read(self, entry: tuple) -> None:
+        """Take a core's log entry of a read: KeyID, address, bytes, where served, class."""
+        self.keyid, self.pa, self.data, self.served, self.cls = entry[3:8]
+
+
+Handler = Callable[[Actor, dict, Outcome], Generator]
+
+
+def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], log: list,
+                 details: list, serials: dict[str, int]):
+    """SimPy process running one actor's ops in order."""
+    env = plat.env
+    proc = kernel.mm.spawn(cpu) if kind == "process" else None
+    actor = Actor(plat, kernel, name, cpu, proc, serials)
     for op in ops:
         for after in after_labels(op):
             yield plat.flag(after)
@@ -45,107 +90,22 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], 
         if op["at"] is not None and op["at"] > env.now:
             yield env.timeout(op["at"] - env.now)
         if proc is not None:
-            cpu = proc.cpu  # the scheduler may have moved it (its CPU went offline)
+            actor.cpu = proc.cpu  # the scheduler may have moved it (its CPU went offline)
         start = env.now
-        what = op["op"]
-        keyid = pa = data = served = cls = None
-        result, detail = "ok", ""
+        out = Outcome(op["op"])
         try:
-            if not plat.cores[cpu].online:  # checked after the op's waits, as it would run
-                result, detail = OFFLINE, offline_detail(cpu)
-            elif what == "add_key":
-                serial = yield from kernel.keys.add_key(cpu, op["key"], op["options"],
-                                                        op.get("capable", True))
-                serials[op["key"]] = serial
-                keyid = kernel.keys.keys[serial].keyid
-                detail = f"serial {serial}, KeyID {keyid}"
-            elif what == "update_key":
-                yield from kernel.keys.update_key(cpu, serial_of(op["key"]), op["options"])
-            elif what == "revoke":
-                yield from kernel.keys.revoke(cpu, serial_of(op["key"]))
-            elif what == "invalidate":
-                yield from kernel.keys.invalidate(cpu, serial_of(op["key"]))
-            elif what == "mmap":
-                length = op["pages"] * PAGE
-                addr = yield from kernel.mm.mmap(proc, length, not op.get("file_backed", False),
-                                                 op["vma"])
-                vmas[op["vma"]] = (addr, length)
-                detail = f"{addr:#x}-{addr + length:#x}"
-            elif what == "munmap":
-                addr = vaddr(op)
-                yield from kernel.mm.munmap(proc, addr, vmas.pop(op["vma"])[1])
-            elif what == "encrypt_mprotect":
-                addr = vaddr(op)
-                length = op.get("length", op.get("pages", 0) * PAGE) or \
-                    vmas[op["vma"]][1] - op.get("offset", 0)
-                yield from kernel.mm.encrypt_mprotect(proc, addr, length, op.get("prot", 3),
-                                                      serial_of(op["key"]))
-            elif what in ("read", "write", "clflush"):
-                va = vaddr(op)
-                kernel.mm.check_access(proc, va, write=what == "write")
-                yield from kernel.mm.fault(proc, va)
-                keyid, pa = kernel.mm.translate(proc, va)
-                off = pa & 63
-                if what == "read":
-                    size = op.get("size", 64 - off)
-                    if size > 64 - off:
-                        raise Errno("EINVAL", "a read stays within one 64-byte line")
-                    entry = yield from _core_op(plat, cpu, (O.READ, keyid, pa, size, None))
-                    data, served, cls = entry[5], entry[6], entry[7]
-                elif what == "write":
-                    data = op["data"]
-                    yield from _write(plat, kernel, proc, cpu, va, data)
-                else:
-                    yield from _core_op(plat, cpu, (O.CLFLUSH, keyid, pa, None, None))
-            elif what == "pin":
-                pins[op["pin"]] = yield from kernel.mm.pin(proc, vaddr(op))
-                keyid, pa = pins[op["pin"]].keyid, pins[op["pin"]].pa
-            elif what == "unpin":
-                if op["pin"] not in pins:
-                    raise Errno("EINVAL", f"no pin named {op['pin']!r} in {name}")
-                yield from kernel.mm.unpin(cpu, pins.pop(op["pin"]))
-            elif what == "device_read":
-                if op["pin"] not in pins:
-                    raise Errno("EFAULT", f"no pinned page named {op['pin']!r} in {name}")
-                entry = yield from kernel.mm.device_read(cpu, pins[op["pin"]], op.get("size", 64))
-                keyid, pa, data, served, cls = entry[3], entry[4], entry[5], entry[6], entry[7]
-                what = "read"  # judged like a read (bytes and class)
-            elif what == "swap_out":
-                yield from kernel.mm.swap_out(proc, vaddr(op))
-            elif what == "online":
-                yield from kernel.hp.online_package(op["package"])
-            elif what == "offline":
-                yield from kernel.hp.offline_package(op["package"])
-            elif what == "offline_cpu":
-                yield from kernel.hp.offline_cpu(op["target"])
-            elif what == "online_cpu":
-                yield from kernel.hp.online_cpu(op["target"])
-            elif what == "pconfig":
-                result = yield from _pconfig(plat, cpu, op)
-                keyid = op["keyid"]
-            elif what == "keytable":
-                keyid = op["keyid"]
-                entry = plat.packages[op["package"]].mc.keys.entry(keyid)
-                result, detail = _keytable_result(plat, op, entry)
-            elif what == "direct_map_read":
-                entry = yield from kernel.mm.direct_map_read(cpu, op["keyid"], op["addr"],
-                                                             op.get("size", 64))
-                keyid, pa, data, served, cls = entry[3], entry[4], entry[5], entry[6], entry[7]
-                what = "read"  # judged like a read (bytes and class)
-            elif what == "swap_read":
-                raw, result = kernel.mm.swap_read(op["slot"], op.get("size", 64))
-                detail = f"slot {op['slot']}: {raw.hex()}"
-            elif what == "wbinvd":
-                done = plat.wbinvd(env.now, plat.cores[cpu].package, cpu)
-                yield env.timeout(done - env.now)
-            elif what == "compute":
-                yield env.timeout(op["ns"])
+            if not plat.cores[actor.cpu].online:  # checked after the op's waits, as it would run
+                out.result, out.detail = OFFLINE, offline_detail(actor.cpu)
+            else:
+                yield from HANDLERS[op["op"]](actor, op, out)
         except Errno as err:
-            result, detail = err.name, err.reason
-        if op.get("page") and result == "ok":  # the physical page, for agents' addr
-            plat.board.pages[op["page"]] = kernel.mm.translate(proc, vaddr(op))[1] & ~(PAGE - 1)
-        log.append((start, env.now, what, keyid, pa, data, served, cls, result))
-        details.append(detail)
+            out.result, out.detail = err.name, err.reason
+        if op.get("page") and out.result == "ok":  # the physical page, for agents' addr
+            page = kernel.mm.translate(proc, actor.vaddr(op))[1] & ~(PAGE - 1)
+            plat.board.pages[op["page"]] = page
+        log.append((start, env.now, out.op, out.keyid, out.pa, out.data, out.served, out.cls,
+                    out.result))
+        details.append(out.detail)
         if op.get("label"):
             plat.raise_flag(op["label"], env.now)
 
@@ -155,6 +115,160 @@ def offline_detail(cpu: int) -> str:
     return f"cpu {cpu} is offline when the op is due: refused, not executed"
 
 
+# -- keys ----------------------------------------------------------------------------------------
+def _add_key(a: Actor, op: dict, out: Outcome):
+    keys = a.kernel.keys
+    serial = yield from keys.add_key(a.cpu, op["key"], op["options"], op.get("capable", True))
+    a.serials[op["key"]] = serial
+    out.keyid = keys.keys[serial].keyid
+    out.detail = f"serial {serial}, KeyID {out.keyid}"
+
+
+def _update_key(a: Actor, op: dict, out: Outcome):
+    yield from a.kernel.keys.update_key(a.cpu, a.serial_of(op["key"]), op["options"])
+
+
+def _revoke(a: Actor, op: dict, out: Outcome):
+    yield from a.kernel.keys.revoke(a.cpu, a.serial_of(op["key"]))
+
+
+def _invalidate(a: Actor, op: dict, out: Outcome):
+    yield from a.kernel.keys.invalidate(a.cpu, a.serial_of(op["key"]))
+
+
+# -- memory --------------------------------------------------------------------------------------
+def _mmap(a: Actor, op: dict, out: Outcome):
+    length = op["pages"] * PAGE
+    addr = yield from a.kernel.mm.mmap(a.proc, length, not op.get("file_backed", False),
+                                       op["vma"])
+    a.vmas[op["vma"]] = (addr, length)
+    out.detail = f"{addr:#x}-{addr + length:#x}"
+
+
+def _munmap(a: Actor, op: dict, out: Outcome):
+    addr = a.vaddr(op)
+    yield from a.kernel.mm.munmap(a.proc, addr, a.vmas.pop(op["vma"])[1])
+
+
+def _encrypt_mprotect(a: Actor, op: dict, out: Outcome):
+    addr = a.vaddr(op)
+    length = op.get("length", op.get("pages", 0) * PAGE) or \
+        a.vmas[op["vma"]][1] - op.get("offset", 0)
+    yield from a.kernel.mm.encrypt_mprotect(a.proc, addr, length, op.get("prot", 3),
+                                            a.serial_of(op["key"]))
+
+
+def _access(a: Actor, op: dict, out: Outcome):
+    """A process read, write or clflush at a virtual address: permission check, fault, then
+    the core's op on the translated line."""
+    mm = a.kernel.mm
+    va = a.vaddr(op)
+    mm.check_access(a.proc, va, write=op["op"] == "write")
+    yield from mm.fault(a.proc, va)
+    keyid, pa = mm.translate(a.proc, va)
+    out.keyid, out.pa = keyid, pa
+    off = pa & 63
+    if op["op"] == "read":
+        size = op.get("size", 64 - off)
+        if size > 64 - off:
+            raise Errno("EINVAL", "a read stays within one 64-byte line")
+        entry = yield from _core_op(a.plat, a.cpu, (O.READ, keyid, pa, size, None))
+        out.data, out.served, out.cls = entry[5], entry[6], entry[7]
+    elif op["op"] == "write":
+        out.data = op["data"]
+        yield from _write(a.plat, a.kernel, a.proc, a.cpu, va, op["data"])
+    else:
+        yield from _core_op(a.plat, a.cpu, (O.CLFLUSH, keyid, pa, None, None))
+
+
+def _pin(a: Actor, op: dict, out: Outcome):
+    page = a.pins[op["pin"]] = yield from a.kernel.mm.pin(a.proc, a.vaddr(op))
+    out.keyid, out.pa = page.keyid, page.pa
+
+
+def _unpin(a: Actor, op: dict, out: Outcome):
+    if op["pin"] not in a.pins:
+        raise Errno("EINVAL", f"no pin named {op['pin']!r} in {a.name}")
+    yield from a.kernel.mm.unpin(a.cpu, a.pins.pop(op["pin"]))
+
+
+def _device_read(a: Actor, op: dict, out: Outcome):
+    if op["pin"] not in a.pins:
+        raise Errno("EFAULT", f"no pinned page named {op['pin']!r} in {a.name}")
+    entry = yield from a.kernel.mm.device_read(a.cpu, a.pins[op["pin"]], op.get("size", 64))
+    out.read(entry)
+    out.op = "read"  # judged like a read (bytes and class)
+
+
+def _swap_out(a: Actor, op: dict, out: Outcome):
+    yield from a.kernel.mm.swap_out(a.proc, a.vaddr(op))
+
+
+def _swap_read(a: Actor, op: dict, out: Outcome):
+    raw, out.result = a.kernel.mm.swap_read(op["slot"], op.get("size", 64))
+    out.detail = f"slot {op['slot']}: {raw.hex()}"
+    yield from ()
+
+
+def _direct_map_read(a: Actor, op: dict, out: Outcome):
+    entry = yield from a.kernel.mm.direct_map_read(a.cpu, op["keyid"], op["addr"],
+                                                   op.get("size", 64))
+    out.read(entry)
+    out.op = "read"  # judged like a read (bytes and class)
+
+
+# -- hotplug, hardware, time ---------------------------------------------------------------------
+def _online(a: Actor, op: dict, out: Outcome):
+    yield from a.kernel.hp.online_package(op["package"])
+
+
+def _offline(a: Actor, op: dict, out: Outcome):
+    yield from a.kernel.hp.offline_package(op["package"])
+
+
+def _offline_cpu(a: Actor, op: dict, out: Outcome):
+    yield from a.kernel.hp.offline_cpu(op["target"])
+
+
+def _online_cpu(a: Actor, op: dict, out: Outcome):
+    yield from a.kernel.hp.online_cpu(op["target"])
+
+
+def _pconfig_op(a: Actor, op: dict, out: Outcome):
+    out.result = yield from _pconfig(a.plat, a.cpu, op)
+    out.keyid = op["keyid"]
+
+
+def _keytable(a: Actor, op: dict, out: Outcome):
+    out.keyid = op["keyid"]
+    entry = a.plat.packages[op["package"]].mc.keys.entry(op["keyid"])
+    out.result, out.detail = _keytable_result(a.plat, op, entry)
+    yield from ()
+
+
+def _wbinvd(a: Actor, op: dict, out: Outcome):
+    plat = a.plat
+    env = plat.env
+    done = plat.wbinvd(env.now, plat.cores[a.cpu].package, a.cpu)
+    yield env.timeout(done - env.now)
+
+
+def _compute(a: Actor, op: dict, out: Outcome):
+    yield a.plat.env.timeout(op["ns"])
+
+
+HANDLERS: dict[str, Handler] = {
+    "add_key": _add_key, "update_key": _update_key, "revoke": _revoke,
+    "invalidate": _invalidate, "mmap": _mmap, "munmap": _munmap,
+    "encrypt_mprotect": _encrypt_mprotect, "read": _access, "write": _access,
+    "clflush": _access, "pin": _pin, "unpin": _unpin, "device_read": _device_read,
+    "swap_out": _swap_out, "swap_read": _swap_read, "direct_map_read": _direct_map_read,
+    "online": _online, "offline": _offline, "offline_cpu": _offline_cpu,
+    "online_cpu": _online_cpu, "pconfig": _pconfig_op, "keytable": _keytable,
+    "wbinvd": _wbinvd, "compute": _compute,
+}
+"""Each [[process]] and [[system]] op name and what runs it (spec.py's PROCESS_OPS and
+SYSTEM_OPS say which actor may use which)."""
 def _core_op(plat, cpu: int, op: tuple):
     log: list = []
     yield from plat.cores[cpu].run([op], log)
