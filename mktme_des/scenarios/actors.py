@@ -21,7 +21,8 @@ from mktme_des.hw import ops as O
 from mktme_des.hw import pconfig as pc
 from mktme_des.kernel.errno import Errno
 from mktme_des.kernel.mm import PAGE
-from mktme_des.scenarios.spec import OFFLINE, after_labels
+from mktme_des.scenarios import kernel_ops as K
+from mktme_des.scenarios.kernel_ops import OFFLINE, Step
 
 
 @dataclass
@@ -43,15 +44,14 @@ class Actor:
             raise Errno("ENOKEY", f"no key was added as {desc!r}")
         return self.serials[desc]
 
-    def vaddr(self, op: dict) -> int:
+    def vaddr(self, op: K.InVma | K.Clflush) -> int:
         """The virtual address an op names: its VMA's start plus its ``offset``."""
-        if op["vma"] not in self.vmas:
-            raise Errno("EFAULT", f"no VMA named {op['vma']!r} in {self.name}")
-        start, length = self.vmas[op["vma"]]
-        off = op.get("offset", 0)
-        if off >= length:
-            raise Errno("EFAULT", f"offset {off:#x} is beyond VMA {op['vma']!r}")
-        return start + off
+        if op.vma not in self.vmas:
+            raise Errno("EFAULT", f"no VMA named {op.vma!r} in {self.name}")
+        start, length = self.vmas[op.vma]
+        if op.offset >= length:
+            raise Errno("EFAULT", f"offset {op.offset:#x} is beyond VMA {op.vma!r}")
+        return start + op.offset
 
 
 @dataclass
@@ -73,41 +73,42 @@ class Outcome:
         self.keyid, self.pa, self.data, self.served, self.cls = entry[3:8]
 
 
-Handler = Callable[[Actor, dict, Outcome], Generator]
+Handler = Callable[[Actor, Any, Outcome], Generator]
 
 
-def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], log: list,
+def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, steps: list[Step], log: list,
                  details: list, serials: dict[str, int]):
     """SimPy process running one actor's ops in order."""
     env = plat.env
     proc = kernel.mm.spawn(cpu) if kind == "process" else None
     actor = Actor(plat, kernel, name, cpu, proc, serials)
-    for op in ops:
-        for after in after_labels(op):
+    for step in steps:
+        op = step.op
+        for after in step.after:
             yield plat.flag(after)
-        if op.get("at_label") is not None:  # a relative ``at``: after that op, plus a delay
-            yield plat.board.wait(op["at_label"])
-        if op["at"] is not None and op["at"] > env.now:
-            yield env.timeout(op["at"] - env.now)
+        if step.at_label is not None:  # a relative ``at``: after that op, plus a delay
+            yield plat.board.wait(step.at_label)
+        if step.at is not None and step.at > env.now:
+            yield env.timeout(step.at - env.now)
         if proc is not None:
             actor.cpu = proc.cpu  # the scheduler may have moved it (its CPU went offline)
         start = env.now
-        out = Outcome(op["op"])
+        out = Outcome(op.op)
         try:
             if not plat.cores[actor.cpu].online:  # checked after the op's waits, as it would run
                 out.result, out.detail = OFFLINE, offline_detail(actor.cpu)
             else:
-                yield from HANDLERS[op["op"]](actor, op, out)
+                yield from HANDLERS[op.op](actor, op, out)
         except Errno as err:
             out.result, out.detail = err.name, err.reason
-        if op.get("page") and out.result == "ok":  # the physical page, for agents' addr
+        if isinstance(op, K.Page) and op.page and out.result == "ok":  # for agents' addr
             page = kernel.mm.translate(proc, actor.vaddr(op))[1] & ~(PAGE - 1)
-            plat.board.pages[op["page"]] = page
+            plat.board.pages[op.page] = page
         log.append((start, env.now, out.op, out.keyid, out.pa, out.data, out.served, out.cls,
                     out.result))
         details.append(out.detail)
-        if op.get("label"):
-            plat.raise_flag(op["label"], env.now)
+        if step.label:
+            plat.raise_flag(step.label, env.now)
 
 
 def offline_detail(cpu: int) -> str:
@@ -116,145 +117,146 @@ def offline_detail(cpu: int) -> str:
 
 
 # -- keys ----------------------------------------------------------------------------------------
-def _add_key(a: Actor, op: dict, out: Outcome):
+def _add_key(a: Actor, op: K.AddKey, out: Outcome):
     keys = a.kernel.keys
-    serial = yield from keys.add_key(a.cpu, op["key"], op["options"], op.get("capable", True))
-    a.serials[op["key"]] = serial
+    serial = yield from keys.add_key(a.cpu, op.key, op.options, getattr(op, "capable", True))
+    a.serials[op.key] = serial
     out.keyid = keys.keys[serial].keyid
     out.detail = f"serial {serial}, KeyID {out.keyid}"
 
 
-def _update_key(a: Actor, op: dict, out: Outcome):
-    yield from a.kernel.keys.update_key(a.cpu, a.serial_of(op["key"]), op["options"])
+def _update_key(a: Actor, op: K.UpdateKey, out: Outcome):
+    yield from a.kernel.keys.update_key(a.cpu, a.serial_of(op.key), op.options)
 
 
-def _revoke(a: Actor, op: dict, out: Outcome):
-    yield from a.kernel.keys.revoke(a.cpu, a.serial_of(op["key"]))
+def _revoke(a: Actor, op: K.Revoke, out: Outcome):
+    yield from a.kernel.keys.revoke(a.cpu, a.serial_of(op.key))
 
 
-def _invalidate(a: Actor, op: dict, out: Outcome):
-    yield from a.kernel.keys.invalidate(a.cpu, a.serial_of(op["key"]))
+def _invalidate(a: Actor, op: K.Invalidate, out: Outcome):
+    yield from a.kernel.keys.invalidate(a.cpu, a.serial_of(op.key))
 
 
 # -- memory --------------------------------------------------------------------------------------
-def _mmap(a: Actor, op: dict, out: Outcome):
-    length = op["pages"] * PAGE
-    addr = yield from a.kernel.mm.mmap(a.proc, length, not op.get("file_backed", False),
-                                       op["vma"])
-    a.vmas[op["vma"]] = (addr, length)
+def _mmap(a: Actor, op: K.Mmap, out: Outcome):
+    length = op.pages * PAGE
+    addr = yield from a.kernel.mm.mmap(a.proc, length, not op.file_backed, op.vma)
+    a.vmas[op.vma] = (addr, length)
     out.detail = f"{addr:#x}-{addr + length:#x}"
 
 
-def _munmap(a: Actor, op: dict, out: Outcome):
+def _munmap(a: Actor, op: K.Munmap, out: Outcome):
+    if op.vma not in a.vmas:
+        raise Errno("EFAULT", f"no VMA named {op.vma!r} in {a.name}")
+    addr, length = a.vmas[op.vma]
+    if not length:
+        raise Errno("EFAULT", f"offset 0x0 is beyond VMA {op.vma!r}")
+    yield from a.kernel.mm.munmap(a.proc, addr, a.vmas.pop(op.vma)[1])
+
+
+def _encrypt_mprotect(a: Actor, op: K.EncryptMprotect, out: Outcome):
     addr = a.vaddr(op)
-    yield from a.kernel.mm.munmap(a.proc, addr, a.vmas.pop(op["vma"])[1])
+    length = op.length or op.pages * PAGE or a.vmas[op.vma][1] - op.offset
+    yield from a.kernel.mm.encrypt_mprotect(a.proc, addr, length, op.prot,
+                                            a.serial_of(op.key))
 
 
-def _encrypt_mprotect(a: Actor, op: dict, out: Outcome):
-    addr = a.vaddr(op)
-    length = op.get("length", op.get("pages", 0) * PAGE) or \
-        a.vmas[op["vma"]][1] - op.get("offset", 0)
-    yield from a.kernel.mm.encrypt_mprotect(a.proc, addr, length, op.get("prot", 3),
-                                            a.serial_of(op["key"]))
-
-
-def _access(a: Actor, op: dict, out: Outcome):
+def _access(a: Actor, op: K.Read | K.Write | K.Clflush, out: Outcome):
     """A process read, write or clflush at a virtual address: permission check, fault, then
     the core's op on the translated line."""
     mm = a.kernel.mm
     va = a.vaddr(op)
-    mm.check_access(a.proc, va, write=op["op"] == "write")
+    mm.check_access(a.proc, va, write=op.op == "write")
     yield from mm.fault(a.proc, va)
     keyid, pa = mm.translate(a.proc, va)
     out.keyid, out.pa = keyid, pa
     off = pa & 63
-    if op["op"] == "read":
-        size = op.get("size", 64 - off)
+    if op.op == "read":
+        size = 64 - off if op.size is None else op.size
         if size > 64 - off:
             raise Errno("EINVAL", "a read stays within one 64-byte line")
         entry = yield from _core_op(a.plat, a.cpu, (O.READ, keyid, pa, size, None))
         out.data, out.served, out.cls = entry[5], entry[6], entry[7]
-    elif op["op"] == "write":
-        out.data = op["data"]
-        yield from _write(a.plat, a.kernel, a.proc, a.cpu, va, op["data"])
+    elif op.op == "write":
+        out.data = op.payload
+        yield from _write(a.plat, a.kernel, a.proc, a.cpu, va, out.data)
     else:
         yield from _core_op(a.plat, a.cpu, (O.CLFLUSH, keyid, pa, None, None))
 
 
-def _pin(a: Actor, op: dict, out: Outcome):
-    page = a.pins[op["pin"]] = yield from a.kernel.mm.pin(a.proc, a.vaddr(op))
+def _pin(a: Actor, op: K.Pin, out: Outcome):
+    page = a.pins[op.pin] = yield from a.kernel.mm.pin(a.proc, a.vaddr(op))
     out.keyid, out.pa = page.keyid, page.pa
 
 
-def _unpin(a: Actor, op: dict, out: Outcome):
-    if op["pin"] not in a.pins:
-        raise Errno("EINVAL", f"no pin named {op['pin']!r} in {a.name}")
-    yield from a.kernel.mm.unpin(a.cpu, a.pins.pop(op["pin"]))
+def _unpin(a: Actor, op: K.Unpin, out: Outcome):
+    if op.pin not in a.pins:
+        raise Errno("EINVAL", f"no pin named {op.pin!r} in {a.name}")
+    yield from a.kernel.mm.unpin(a.cpu, a.pins.pop(op.pin))
 
 
-def _device_read(a: Actor, op: dict, out: Outcome):
-    if op["pin"] not in a.pins:
-        raise Errno("EFAULT", f"no pinned page named {op['pin']!r} in {a.name}")
-    entry = yield from a.kernel.mm.device_read(a.cpu, a.pins[op["pin"]], op.get("size", 64))
+def _device_read(a: Actor, op: K.DeviceRead, out: Outcome):
+    if op.pin not in a.pins:
+        raise Errno("EFAULT", f"no pinned page named {op.pin!r} in {a.name}")
+    entry = yield from a.kernel.mm.device_read(a.cpu, a.pins[op.pin], op.size)
     out.read(entry)
     out.op = "read"  # judged like a read (bytes and class)
 
 
-def _swap_out(a: Actor, op: dict, out: Outcome):
+def _swap_out(a: Actor, op: K.SwapOut, out: Outcome):
     yield from a.kernel.mm.swap_out(a.proc, a.vaddr(op))
 
 
-def _swap_read(a: Actor, op: dict, out: Outcome):
-    raw, out.result = a.kernel.mm.swap_read(op["slot"], op.get("size", 64))
-    out.detail = f"slot {op['slot']}: {raw.hex()}"
+def _swap_read(a: Actor, op: K.SwapRead, out: Outcome):
+    raw, out.result = a.kernel.mm.swap_read(op.slot, op.size)
+    out.detail = f"slot {op.slot}: {raw.hex()}"
     yield from ()
 
 
-def _direct_map_read(a: Actor, op: dict, out: Outcome):
-    entry = yield from a.kernel.mm.direct_map_read(a.cpu, op["keyid"], op["addr"],
-                                                   op.get("size", 64))
+def _direct_map_read(a: Actor, op: K.DirectMapRead, out: Outcome):
+    entry = yield from a.kernel.mm.direct_map_read(a.cpu, op.keyid, op.addr, op.size)
     out.read(entry)
     out.op = "read"  # judged like a read (bytes and class)
 
 
 # -- hotplug, hardware, time ---------------------------------------------------------------------
-def _online(a: Actor, op: dict, out: Outcome):
-    yield from a.kernel.hp.online_package(op["package"])
+def _online(a: Actor, op: K.Online, out: Outcome):
+    yield from a.kernel.hp.online_package(op.package)
 
 
-def _offline(a: Actor, op: dict, out: Outcome):
-    yield from a.kernel.hp.offline_package(op["package"])
+def _offline(a: Actor, op: K.Offline, out: Outcome):
+    yield from a.kernel.hp.offline_package(op.package)
 
 
-def _offline_cpu(a: Actor, op: dict, out: Outcome):
-    yield from a.kernel.hp.offline_cpu(op["target"])
+def _offline_cpu(a: Actor, op: K.OfflineCpu, out: Outcome):
+    yield from a.kernel.hp.offline_cpu(op.target)
 
 
-def _online_cpu(a: Actor, op: dict, out: Outcome):
-    yield from a.kernel.hp.online_cpu(op["target"])
+def _online_cpu(a: Actor, op: K.OnlineCpu, out: Outcome):
+    yield from a.kernel.hp.online_cpu(op.target)
 
 
-def _pconfig_op(a: Actor, op: dict, out: Outcome):
+def _pconfig_op(a: Actor, op: K.Pconfig, out: Outcome):
     out.result = yield from _pconfig(a.plat, a.cpu, op)
-    out.keyid = op["keyid"]
+    out.keyid = op.keyid
 
 
-def _keytable(a: Actor, op: dict, out: Outcome):
-    out.keyid = op["keyid"]
-    entry = a.plat.packages[op["package"]].mc.keys.entry(op["keyid"])
+def _keytable(a: Actor, op: K.Keytable, out: Outcome):
+    out.keyid = op.keyid
+    entry = a.plat.packages[op.package].mc.keys.entry(op.keyid)
     out.result, out.detail = _keytable_result(a.plat, op, entry)
     yield from ()
 
 
-def _wbinvd(a: Actor, op: dict, out: Outcome):
+def _wbinvd(a: Actor, op: K.Wbinvd, out: Outcome):
     plat = a.plat
     env = plat.env
     done = plat.wbinvd(env.now, plat.cores[a.cpu].package, a.cpu)
     yield env.timeout(done - env.now)
 
 
-def _compute(a: Actor, op: dict, out: Outcome):
-    yield a.plat.env.timeout(op["ns"])
+def _compute(a: Actor, op: K.Compute, out: Outcome):
+    yield a.plat.env.timeout(op.ticks)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -267,8 +269,8 @@ HANDLERS: dict[str, Handler] = {
     "online_cpu": _online_cpu, "pconfig": _pconfig_op, "keytable": _keytable,
     "wbinvd": _wbinvd, "compute": _compute,
 }
-"""Each [[process]] and [[system]] op name and what runs it (spec.py's PROCESS_OPS and
-SYSTEM_OPS say which actor may use which)."""
+"""Each [[process]] and [[system]] op name and what runs it (kernel_ops.PROCESS_OPS and
+SYSTEM_OPS declare the ops and say which actor may use which)."""
 def _core_op(plat, cpu: int, op: tuple):
     log: list = []
     yield from plat.cores[cpu].run([op], log)
@@ -287,13 +289,13 @@ def _write(plat, kernel, proc, cpu: int, va: int, data: bytes):
         pos += n
 
 
-def _pconfig(plat, cpu: int, op: dict):
+def _pconfig(plat, cpu: int, op: K.Pconfig):
     cmd = {"SET_KEY_DIRECT": pc.SET_KEY_DIRECT, "SET_KEY_RANDOM": pc.SET_KEY_RANDOM,
-           "CLEAR_KEY": pc.CLEAR_KEY, "NO_ENCRYPT": pc.NO_ENCRYPT_CMD}[op["command"]]
-    alg = op.get("alg", "aes-xts-128")
-    alg_bits = pc.ALG_BITS.get(alg, 0)
-    prog = pc.KeyProgram(op["keyid"], cmd, alg_bits, op.get("key_field", b"").ljust(64, b"\0"),
-                         op.get("tweak_field", b"").ljust(64, b"\0"))
+           "CLEAR_KEY": pc.CLEAR_KEY, "NO_ENCRYPT": pc.NO_ENCRYPT_CMD}[op.command]
+    alg_bits = pc.ALG_BITS.get(op.alg, 0)
+    field1, field2 = op.fields
+    prog = pc.KeyProgram(op.keyid, cmd, alg_bits, field1.ljust(64, b"\0"),
+                         field2.ljust(64, b"\0"))
     try:
         status = yield plat.env.process(pc.pconfig(plat, cpu, prog))
     except pc.GeneralProtection:
@@ -301,15 +303,15 @@ def _pconfig(plat, cpu: int, op: dict):
     return pc.STATUS[status]
 
 
-def _keytable_result(plat, op: dict, entry) -> tuple[str, str]:
-    exp = op.get("expect", "")
+def _keytable_result(plat, op: K.Keytable, entry) -> tuple[str, str]:
+    exp = op.expect
     mode = entry.mode
-    detail = f"package {op['package']} K{op['keyid']}: {mode} (v{entry.version}, {entry.command})"
+    detail = f"package {op.package} K{op.keyid}: {mode} (v{entry.version}, {entry.command})"
     for prefix, same in (("same-as-package-", True), ("differs-from-package-", False)):
         if exp.startswith(prefix):
             other = int(exp[len(prefix):])
-            theirs = plat.packages[other].mc.keys.key(op["keyid"])
-            equal = theirs == plat.packages[op["package"]].mc.keys.key(op["keyid"])
+            theirs = plat.packages[other].mc.keys.key(op.keyid)
+            equal = theirs == plat.packages[op.package].mc.keys.key(op.keyid)
             return (exp if equal == same else f"{'differs-from' if same else 'same-as'}-package-{other}",
                     detail)
     return mode, detail

@@ -37,6 +37,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -48,6 +49,19 @@ from mktme_des.config.schema import Context, Section, build, param, read_toml
 from mktme_des.engine.time import MAX_NS, ns
 from mktme_des.errors import ConfigError
 from mktme_des.hw import ops as O
+from mktme_des.scenarios.kernel_ops import (
+    BLOCKED,
+    OFFLINE,
+    PAGE_BYTES,
+    PROCESS_OPS,
+    SYSTEM_OPS,
+    AddKey,
+    Judged,
+    Pconfig,
+    ReadLike,
+    Step,
+    Write,
+)
 
 READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 # An expectation is one of these classes, hex bytes, or "not:" and hex bytes.
@@ -55,7 +69,6 @@ RAW_CLASSES = ("ciphertext", "plaintext", "zero")
 # Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
 SYNC_FIELDS = frozenset({"label", "after"})
 KEY_MODES = ("key", "random", "no-encrypt", "tme")
-PAGE_BYTES = 4096
 KEY_FIELDS = frozenset({"key", "tweak", "key_field", "tweak_field", "preimage_key"})
 """Hex fields holding key material: never quoted in a message (:mod:`mktme_des.redact`)."""
 
@@ -154,8 +167,8 @@ class Scenario:
     file: ScenarioFile
     cpu_ops: dict[int, list[tuple]] = field(default_factory=dict)
     agent_ops: dict[str, list[tuple]] = field(default_factory=dict)
-    # Kernel-level actors: name -> (kind "process"/"system", cpu, [op dicts])
-    kernel_ops: dict[str, tuple[str, int, list[dict]]] = field(default_factory=dict)
+    # Kernel-level actors: name -> (kind "process"/"system", cpu, [steps])
+    kernel_ops: dict[str, tuple[str, int, list[Step]]] = field(default_factory=dict)
     checks: list[ReadCheck] = field(default_factory=list)
     labels: dict[str, tuple[str, int]] = field(default_factory=dict)  # label -> (actor, op)
 
@@ -475,64 +488,13 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
     return ("reboot", 0, 0, (persistent, flush), at)
 
 
-PROCESS_OPS = {
-    "add_key": ({"key", "options"}, {"capable", "at", "expect", "expect_keyid", "name"}),
-    "update_key": ({"key", "options"}, {"at", "expect", "name"}),
-    "revoke": ({"key"}, {"at", "expect", "name"}),
-    "invalidate": ({"key"}, {"at", "expect", "name"}),
-    "mmap": ({"vma", "pages"}, {"file_backed", "at", "expect", "name"}),
-    "munmap": ({"vma"}, {"at", "expect", "name"}),
-    "encrypt_mprotect": ({"vma", "key"}, {"offset", "pages", "length", "prot", "at", "expect",
-                                          "name"}),
-    "read": ({"vma"}, {"offset", "size", "at", "expect", "name", "page", *CHECK_FIELDS}),
-    "write": ({"vma", "data"}, {"offset", "at", "expect", "name", "page"}),
-    "clflush": ({"vma"}, {"offset", "at"}),
-    "swap_out": ({"vma"}, {"offset", "at", "expect", "name"}),
-    "pin": ({"vma", "pin"}, {"offset", "at", "expect", "name", "page"}),
-    "unpin": ({"pin"}, {"at", "expect", "name"}),
-    "device_read": ({"pin"}, {"size", "at", "expect", "name", *CHECK_FIELDS}),
-    "compute": ({"ns"}, {"at"}),
-}
-SYSTEM_OPS = {
-    "add_key": ({"key", "options"}, {"at", "expect", "expect_keyid", "name"}),
-    "update_key": ({"key", "options"}, {"at", "expect", "name"}),
-    "revoke": ({"key"}, {"at", "expect", "name"}),
-    "invalidate": ({"key"}, {"at", "expect", "name"}),
-    "online": ({"package"}, {"at", "expect", "name"}),
-    "offline": ({"package"}, {"at", "expect", "name"}),
-    "offline_cpu": ({"target"}, {"at", "expect", "name"}),
-    "online_cpu": ({"target"}, {"at", "expect", "name"}),
-    "pconfig": ({"keyid", "command"}, {"alg", "key", "key_field", "tweak_field", "tweak", "at",
-                                       "expect", "name"}),
-    "keytable": ({"package", "keyid"}, {"at", "expect", "name"}),
-    "wbinvd": (set(), {"at"}),
-    "swap_read": ({"slot"}, {"size", "at", "expect", "name"}),
-    "direct_map_read": ({"keyid", "addr"}, {"size", "at", "expect", "name", *CHECK_FIELDS}),
-    "compute": ({"ns"}, {"at"}),
-}
-ERRNOS = ("ok", "EINVAL", "EACCES", "ENOKEY", "EKEYREVOKED", "EBUSY", "EPERM", "ENOMEM",
-          "EFAULT")
-PCONFIG_RESULTS = ("PROG_SUCCESS", "INVALID_PROG_CMD", "ENTROPY_ERROR", "INVALID_KEYID",
-                   "INVALID_ENC_ALG", "DEVICE_BUSY", "#GP", "RESET")
-KEYTABLE_STATES = ("key", "tme", "no-encrypt")
-PCONFIG_COMMANDS = ("SET_KEY_DIRECT", "SET_KEY_RANDOM", "CLEAR_KEY", "NO_ENCRYPT")
-OFFLINE = "offline"
-"""The result of an op refused because the CPU it is to run on is offline when it is due
-(after its waits): it is not executed and takes no time. A [[process]] is moved off a CPU
-going offline, so this concerns [[cpu]] and [[system]] actors. A [[system]] op may expect it;
-a [[cpu]] op refused so fails the scenario."""
-BLOCKED = "blocked"
-"""The expectation of a [[process]] or [[system]] op that must not complete before the run
-ends (it waits for ever: a KeyID never freed, a lock never released)."""
-
-
 PCONFIG_KEY_BYTES = {"aes-xts-128": 16, "aes-xts-256": 32}
 """Bytes of one AES-XTS key (the data key, and the tweak key) per algorithm."""
 
 
-def _pconfig_keys(op: dict, out: dict, ctx: Context) -> None:
-    """A ``pconfig`` op's key material, into ``out["key_field"]`` and ``out["tweak_field"]``
-    (PCONFIG's KEY_FIELD_1 and KEY_FIELD_2, zero-padded to 64 bytes when programmed).
+def _pconfig_keys(op: dict, ctx: Context) -> None:
+    """Check a ``pconfig`` op's key material (:class:`~mktme_des.scenarios.kernel_ops.Pconfig`
+    turns it into PCONFIG's KEY_FIELD_1 and KEY_FIELD_2, zero-padded to 64 bytes).
 
     ``key`` is spelt as ``[[keys]]`` and ``set_key`` spell it: the data key then the tweak key
     in one string, 32 bytes for aes-xts-128 and 64 for aes-xts-256 (either, halved, for an
@@ -555,137 +517,62 @@ def _pconfig_keys(op: dict, out: dict, ctx: Context) -> None:
         if len(key) not in allowed:
             raise ctx.error("key", f"{len(key)} bytes; a key is the data key then the tweak "
                             f"key: {' or '.join(map(str, allowed))} bytes for {alg}")
-        out["key_field"], out["tweak_field"] = key[: len(key) // 2], key[len(key) // 2 :]
-        del out["key"]
     for f in ("key_field", "tweak_field"):
-        if f in op:
-            out[f] = _hex(op, f, ctx)
-            if len(out[f]) > 64:
-                raise ctx.error(f, f"{len(out[f])} bytes; a PCONFIG key field is at most 64")
+        if f in op and len(_hex(op, f, ctx)) > 64:
+            raise ctx.error(f, f"{len(_hex(op, f, ctx))} bytes; a PCONFIG key field is at most 64")
 
 
 def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str,
-               index: int) -> dict:
-    """Validate one [[process]] / [[system]] op; returns it with ``at`` in ticks."""
+               index: int) -> Step:
+    """Validate one [[process]] / [[system]] op against its declared section
+    (:mod:`mktme_des.scenarios.kernel_ops`) and the model; returns it ready to run."""
     table = PROCESS_OPS if kind == "process" else SYSTEM_OPS
     if not isinstance(op, dict) or not isinstance(op.get("op"), str):
         raise ctx.error(None, "each op is a table with a string field 'op'")
     name = op["op"]
     if name not in table:
         raise ctx.error("op", f"{name!r} is not a {kind} op; choose one of {', '.join(table)}")
-    required, optional = table[name]
-    for f in sorted(required):
+    cls = table[name]
+    declared = {f.name: f for f in dataclasses.fields(cls)}
+    for f in sorted(n for n, d in declared.items() if n != "op" and
+                    d.default is dataclasses.MISSING and
+                    d.default_factory is dataclasses.MISSING):
         if f not in op:
             raise ctx.error(f, f"is required for op {name!r}")
-    extra = sorted(set(op) - required - optional - {"op"} - SYNC_FIELDS)
+    extra = sorted(set(op) - set(declared) - SYNC_FIELDS - {"at"})
     if extra:
         raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
-                        f"{', '.join(sorted(required | optional | SYNC_FIELDS))}")
+                        f"{', '.join(sorted((set(declared) - {'op'}) | SYNC_FIELDS | {'at'}))}")
     _sync_fields(op, ctx)
-    out = dict(op)
-    out["at"] = _absolute_at(op, ctx)
-    out["at_label"] = at_label(op)
-    for f in ("pages", "offset", "size", "length", "package", "keyid", "target", "prot", "slot",
-              "addr"):
-        if f in op:
-            v = _get(op, f, int, ctx)
-            if v < 0:
-                raise ctx.error(f, f"must not be negative, got {v}")
-    for f in ("key", "options", "vma", "command", "alg", "pin", "page"):
-        if f in op:
-            _get(op, f, str, ctx)
+    at = _absolute_at(op, ctx)
+    spec = build(cls, {k: v for k, v in op.items() if k not in SYNC_FIELDS and k != "at"}, ctx)
+    spec.check_model(model, ctx)
+    exp = ""
+    if isinstance(spec, Judged):
+        spec.check_expect(ctx)
+        exp = spec.expect
+        if exp and exp not in (BLOCKED, OFFLINE) and spec.EXPECTS == "read":
+            exp = _expect(op, ctx, READ_CLASSES)
+        if exp == "ok" and spec.EXPECTS == "pconfig":
+            exp = "PROG_SUCCESS"  # the instruction's success, as for the other ops
     if "page" in op and not op["page"]:
         raise ctx.error("page", "names the physical page for agents' addr; must not be empty")
-    if "ns" in op:
-        out["ns"] = ns(_get(op, "ns", float, ctx))
-    if "data" in op:
-        out["data"] = _hex(op, "data", ctx)
-        if len(out["data"]) > 4096:
-            raise ctx.error("data", "at most one page (4096 bytes) per write")
-    if "package" in op and not 0 <= op["package"] < model.topology.packages:
-        raise ctx.error("package", f"package {op['package']} does not exist")
-    if name == "pconfig":
-        if op["command"] not in PCONFIG_COMMANDS:
-            raise ctx.error("command", f"{op['command']!r} is not one of {', '.join(PCONFIG_COMMANDS)}")
-        _pconfig_keys(op, out, ctx)
-    for f in ("capable", "file_backed"):
-        if f in op:
-            _get(op, f, bool, ctx)
-    exp = _get(op, "expect", str, ctx, default="")
-    if exp in (BLOCKED, OFFLINE):
-        pass
-    elif exp:
-        if name in ("read", "device_read", "direct_map_read"):
-            exp = _expect(op, ctx, READ_CLASSES)
-        elif name == "swap_read":
-            if exp not in ("plaintext", "opaque"):
-                raise ctx.error("expect", f"{exp!r}: a swap read is expected to be plaintext "
-                                "(what the page's user stored) or opaque")
-        elif name == "pconfig":
-            if exp == "ok":
-                exp = "PROG_SUCCESS"  # the instruction's success, as for the other ops
-            if exp not in PCONFIG_RESULTS:
-                raise ctx.error("expect", f"{exp!r} is not one of ok, {', '.join(PCONFIG_RESULTS)}")
-        elif name == "keytable":
-            if exp not in KEYTABLE_STATES and not exp.startswith("same-as-package-") and \
-                    not exp.startswith("differs-from-package-"):
-                raise ctx.error("expect", f"{exp!r}: use key, tme, no-encrypt, "
-                                "same-as-package-N or differs-from-package-N")
-        elif exp not in ERRNOS:
-            raise ctx.error("expect", f"{exp!r} is not one of {', '.join(ERRNOS)}")
-    if name == "keytable":
-        from mktme_des.hw.address import AddressMap
-
-        top = AddressMap(model).max_keyid
-        if not 0 <= op["keyid"] <= top:
-            raise ctx.error("keyid", f"{op['keyid']} is not a KeyID of this model (0..{top})")
-        for prefix in ("same-as-package-", "differs-from-package-"):
-            if exp.startswith(prefix):
-                other = exp[len(prefix):]
-                npk = model.topology.packages
-                if not other.isdigit() or not 0 <= int(other) < npk:
-                    raise ctx.error("expect", f"{exp!r}: package {other} does not exist "
-                                    f"(packages 0..{npk - 1})")
-    if name == "read" and kind == "process":
-        off = op.get("offset", 0) & 63
-        size = op.get("size", 64 - off)
-        if not 1 <= size <= 64 - off:
-            raise ctx.error("size", f"{size} bytes at line offset {off} cross the 64-byte "
-                            f"line; allowed 1..{64 - off}")
-    label = _get(op, "name", str, ctx, default="")
-    if name == "swap_read" and not 1 <= op.get("size", 64) <= 4096:
-        raise ctx.error("size", f"{op['size']}: a swap read is 1..4096 bytes of one slot")
-    if name == "device_read" and not 1 <= op.get("size", 64) <= 64:
-        raise ctx.error("size", f"{op['size']}: a device read is 1..64 bytes of the page's "
-                        "first line")
-    if name == "direct_map_read":
-        from mktme_des.hw.address import AddressMap
-
-        amap = AddressMap(model)
-        if not amap.valid_keyid(op["keyid"]):
-            raise ctx.error("keyid", f"{op['keyid']} is not a KeyID of this model "
-                            f"(0..{amap.max_keyid})")
-        size = op.get("size", 64)
-        if not amap.valid_pa(op["addr"]) or not 1 <= size <= 64 - (op["addr"] & 63):
-            raise ctx.error("addr", f"{op['addr']:#x}+{size} is outside physical memory or "
-                            "crosses a 64-byte line")
-    extra = _read_checks(op, ctx, model)
-    if "expect_keyid" in op:
-        keyid = _get(op, "expect_keyid", int, ctx)
-        top = min(model.mktme.max_keys, (1 << model.mktme.keyid_bits) - 1)
-        if not 1 <= keyid <= top:
-            raise ctx.error("expect_keyid", f"{keyid} is not a KeyID add_key can allocate "
-                            f"(1..{top})")
-        if exp not in ("", "ok"):
-            raise ctx.error("expect_keyid", f"a KeyID is allocated only when add_key succeeds, "
-                            f"but expect is {exp!r}")
-        extra["keyid"] = keyid
+    if isinstance(spec, Write) and len(_hex(op, "data", ctx)) > PAGE_BYTES:
+        raise ctx.error("data", "at most one page (4096 bytes) per write")
+    if isinstance(spec, Pconfig):
+        _pconfig_keys(op, ctx)
+    extra_checks: dict[str, Any] = {}
+    if isinstance(spec, ReadLike):
+        extra_checks = _read_checks(op, ctx, model)
+    if isinstance(spec, AddKey) and spec.expect_keyid is not None:
+        extra_checks["keyid"] = spec.expect_keyid
+    label = spec.name if isinstance(spec, Judged) else ""
     chk = ReadCheck(actor, index, label or f"{actor} op {index} ({name})", exp, ctx.path,
-                    **extra)
+                    **extra_checks)
     if exp or label or chk.extra or name in ("read", "device_read", "swap_read",
                                              "direct_map_read", "keytable"):
         checks.append(chk)
-    return out
+    return Step(spec, at, at_label(op), after_labels(op), op.get("label", ""))
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
