@@ -2,17 +2,25 @@
 
 A scenario names a model and a seed, sets up key tables, and gives each CPU (``[[cpu]]``) and
 each agent outside the CPUs (``[[agent]]``: a DRAM probe, an attacker with an interposer, the
-firmware) a list of operations. Each operation may carry a start time ``at``: absolute, in ns,
-or relative to a labelled op (``"LABEL+5ns"``, ``"LABEL+1us"``, ``"LABEL"``: that long after
-the labelled op *completes*, see :func:`relative_at`); either way it also follows the previous
-op of its actor. Without one it follows the previous op. Any op may carry a ``label``, and any op an ``after``
-naming a label, or a list of labels: it then starts no earlier than every labelled op (of any
-actor) has completed.
-That is how software orders actors (a lock, a flag, the kernel freeing a page only after the
-flush): times say when things are *meant* to happen, ``after`` says what *must* come first, and
-``scenario explore``, which moves the times, keeps it. Reads may carry an expectation (``expect``): exact bytes
-in hex, or a class the simulator assigns (``expected``, ``zero``, ``stale``, ``plaintext``,
-``garbage``; for raw DRAM reads also ``ciphertext``). Nothing in the file states an outcome
+firmware) a list of operations; kernel-level actors (``[[process]]``, ``[[system]]``) have
+ops declared in :mod:`mktme_des.scenarios.kernel_ops`. Each operation may carry a start time
+``at``: absolute, in ns, or relative to a labelled op (``"LABEL+5ns"``, ``"LABEL+1us"``,
+``"LABEL"``: that long after the labelled op *completes*, see :func:`relative_at`); either way
+it also follows the previous op of its actor. Without one it follows the previous op. Any op
+may carry a ``label``, and any op an ``after`` naming a label, or a list of labels: it then
+starts no earlier than every labelled op (of any actor) has completed. That is how software
+orders actors (a lock, a flag, the kernel freeing a page only after the flush): times say when
+things are *meant* to happen, ``after`` says what *must* come first, and ``scenario explore``,
+which moves the times, keeps it.
+
+Reads may carry an expectation (``expect``): exact bytes in hex, or a class the simulator
+assigns (``expected``, ``zero``, ``stale``, ``plaintext``, ``garbage``; for raw DRAM reads also
+``ciphertext``); where they were served (``served_by``, :data:`SERVED_BY`); and that they
+returned the same bytes as another labelled read, or not (``same_as``, ``differs_from``).
+System calls may expect an errno, ``blocked`` (still waiting when the run ends) or ``offline``,
+and ``add_key`` the KeyID it allocates (``expect_keyid``). A process op may name the physical
+page it reaches (``page = "P"``) for agents' ``addr = "P"``, and a raw read with a ``key``
+returns what it read decrypted with the tweak in force. Nothing in the file states an outcome
 except these expectations: the verdict is computed by the simulator.
 
 Example::
