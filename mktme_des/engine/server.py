@@ -14,17 +14,32 @@ itself (a DRAM access spans two stages but is one job of the DRAM's statistics).
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from array import array
 
 
 class Stage:
-    """Earliest-fit bookings of occupancies (``interval`` unless told otherwise)."""
+    """Earliest-fit bookings of occupancies (``interval`` unless told otherwise).
+
+    The bookings live in two flat arrays of machine integers (their starts and ends), those
+    still in the way being ``lo .. hi - 1``; forgetting old ones moves ``lo`` on. A stage books
+    a few times per DRAM access, so this keeps the common case (a booking after all others)
+    free of Python objects.
+    """
 
     def __init__(self, interval: int) -> None:
         self.interval = max(1, interval)
-        # Bookings never overlap, so sorted by start they are sorted by end too.
-        self.starts: list[int] = []
-        self.ends: list[int] = []
+        self.lo = self.hi = 0
+        self._grow(64)
+
+    def _grow(self, cap: int) -> None:
+        """Room for ``cap`` bookings, the live ones moved to the front."""
+        n = self.hi - self.lo
+        starts, ends = array("q", [0]) * cap, array("q", [0]) * cap
+        for i in range(n):
+            starts[i] = self.starts_view[self.lo + i]
+            ends[i] = self.ends_view[self.lo + i]
+        self.starts_view, self.ends_view = starts, ends
+        self.cap, self.lo, self.hi = cap, 0, n
 
     def reserve(self, t: int, length: int | None = None, floor: int | None = None) -> int:
         """Book the earliest gap of ``length`` (default: the interval) at or after ``t``;
@@ -35,24 +50,45 @@ class Stage:
         of time order pass the arrival time of the request at the controller."""
         size = self.interval if length is None else length
         low = t if floor is None else floor
-        starts, ends = self.starts, self.ends
-        n = len(ends)
-        if not n or t >= ends[n - 1]:  # the common case: free from t on
+        if self.hi == self.cap:
+            self._grow(self.cap if 2 * (self.hi - self.lo) <= self.cap else 2 * self.cap)
+        starts, ends = self.starts_view, self.ends_view
+        lo, hi = self.lo, self.hi
+        if lo == hi or t >= ends[hi - 1]:  # the common case: free from t on
             s = t
-            starts.append(s)
-            ends.append(s + size)
+            starts[hi] = s
+            ends[hi] = s + size
         else:
-            i = bisect_right(ends, t)
+            i = _bisect_right(ends, lo, hi, t)
             s = t
-            while i < n and starts[i] < s + size:
+            while i < hi and starts[i] < s + size:
                 if ends[i] > s:
                     s = ends[i]
                 i += 1
-            starts.insert(i, s)
-            ends.insert(i, s + size)
-        if n > 32 and ends[16] <= low:
+            j = hi
+            while j > i:  # make room at i
+                starts[j] = starts[j - 1]
+                ends[j] = ends[j - 1]
+                j -= 1
+            starts[i] = s
+            ends[i] = s + size
+        self.hi = hi + 1
+        if hi - lo > 32 and ends[lo + 16] <= low:
             # Bookings that end before any later request can arrive are never in the way.
-            cut = bisect_right(ends, low)
-            del starts[:cut]
-            del ends[:cut]
+            self.lo = _bisect_right(ends, lo, hi + 1, low)
         return s
+
+    def bookings(self) -> list[tuple[int, int]]:
+        """The bookings still kept, ``(start, end)`` in time order."""
+        return [(self.starts_view[i], self.ends_view[i]) for i in range(self.lo, self.hi)]
+
+
+def _bisect_right(a, lo: int, hi: int, x: int) -> int:
+    """The first index in ``lo .. hi`` whose value exceeds ``x`` (``a`` sorted there)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
