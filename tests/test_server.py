@@ -76,9 +76,11 @@ def reference_reserve(starts: list[int], ends: list[int], t: int, size: int, low
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_bookings_match_a_plain_list_statement_of_the_rule(seed):
-    """Random lengths, out-of-order arrivals and floors, long enough for the stage to grow and
-    forget many times: the same starts and the same bookings kept as the list version."""
+@pytest.mark.parametrize("forget", [True, False])
+def test_bookings_match_a_plain_list_statement_of_the_rule(seed, forget):
+    """Random lengths, out-of-order arrivals and floors, long enough for the stage to make
+    room many times (and, when nothing may be forgotten, to grow): the same starts and the
+    same bookings kept as the list version."""
     rng = random.Random(seed)
     stage = Stage(rng.randrange(1, 9))
     starts: list[int] = []
@@ -89,6 +91,6 @@ def test_bookings_match_a_plain_list_statement_of_the_rule(seed):
         t = arrival + rng.choice([0, 0, 1, rng.randrange(0, 200)])
         length = rng.choice([None, None, rng.randrange(1, 40)])
         size = stage.interval if length is None else length
-        assert stage.reserve(t, length, arrival) == reference_reserve(starts, ends, t, size,
-                                                                      arrival)
+        floor = arrival if forget else 0
+        assert stage.reserve(t, length, floor) == reference_reserve(starts, ends, t, size, floor)
     assert stage.bookings() == list(zip(starts, ends, strict=True))

@@ -29,17 +29,23 @@ class Stage:
     def __init__(self, interval: int) -> None:
         self.interval = max(1, interval)
         self.lo = self.hi = 0
-        self._grow(64)
+        self.cap = 1024  # room before the kept bookings are moved to the front
+        self.starts = array("q", [0]) * self.cap
+        self.ends = array("q", [0]) * self.cap
+        self.starts_view, self.ends_view = self.starts, self.ends
 
-    def _grow(self, cap: int) -> None:
-        """Room for ``cap`` bookings, the live ones moved to the front."""
+    def _make_room(self) -> None:
+        """The arrays are full up to their end: move the kept bookings to the front, in
+        arrays twice as long when they fill half."""
         n = self.hi - self.lo
-        starts, ends = array("q", [0]) * cap, array("q", [0]) * cap
-        for i in range(n):
-            starts[i] = self.starts_view[self.lo + i]
-            ends[i] = self.ends_view[self.lo + i]
+        if 2 * n > self.cap:
+            self.cap *= 2
+        starts, ends = array("q", [0]) * self.cap, array("q", [0]) * self.cap
+        starts[:n] = self.starts[self.lo : self.hi]
+        ends[:n] = self.ends[self.lo : self.hi]
+        self.starts, self.ends = starts, ends
         self.starts_view, self.ends_view = starts, ends
-        self.cap, self.lo, self.hi = cap, 0, n
+        self.lo, self.hi = 0, n
 
     def reserve(self, t: int, length: int | None = None, floor: int | None = None) -> int:
         """Book the earliest gap of ``length`` (default: the interval) at or after ``t``;
@@ -51,44 +57,44 @@ class Stage:
         size = self.interval if length is None else length
         low = t if floor is None else floor
         if self.hi == self.cap:
-            self._grow(self.cap if 2 * (self.hi - self.lo) <= self.cap else 2 * self.cap)
-        starts, ends = self.starts_view, self.ends_view
+            self._make_room()
         lo, hi = self.lo, self.hi
-        if lo == hi or t >= ends[hi - 1]:  # the common case: free from t on
+        if lo == hi or t >= self.ends_view[hi - 1]:  # the common case: free from t on
             s = t
-            starts[hi] = s
-            ends[hi] = s + size
+            self.starts_view[hi] = s
+            self.ends_view[hi] = s + size
         else:
-            i = _bisect_right(ends, lo, hi, t)
+            i = self._first_ending_after(lo, hi, t)
             s = t
-            while i < hi and starts[i] < s + size:
-                if ends[i] > s:
-                    s = ends[i]
+            while i < hi and self.starts_view[i] < s + size:
+                if self.ends_view[i] > s:
+                    s = self.ends_view[i]
                 i += 1
             j = hi
             while j > i:  # make room at i
-                starts[j] = starts[j - 1]
-                ends[j] = ends[j - 1]
+                self.starts_view[j] = self.starts_view[j - 1]
+                self.ends_view[j] = self.ends_view[j - 1]
                 j -= 1
-            starts[i] = s
-            ends[i] = s + size
+            self.starts_view[i] = s
+            self.ends_view[i] = s + size
         self.hi = hi + 1
-        if hi - lo > 32 and ends[lo + 16] <= low:
+        if hi - lo > 32 and self.ends_view[lo + 16] <= low:
             # Bookings that end before any later request can arrive are never in the way.
-            self.lo = _bisect_right(ends, lo, hi + 1, low)
+            self.lo = self._first_ending_after(lo, hi + 1, low)
         return s
+
+    def _first_ending_after(self, lo: int, hi: int, x: int) -> int:
+        """The first booking in ``lo .. hi - 1`` that ends after ``x`` (``hi`` if none):
+        bisection, the ends being sorted."""
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if x < self.ends_view[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
     def bookings(self) -> list[tuple[int, int]]:
         """The bookings still kept, ``(start, end)`` in time order."""
         return [(self.starts_view[i], self.ends_view[i]) for i in range(self.lo, self.hi)]
 
-
-def _bisect_right(a, lo: int, hi: int, x: int) -> int:
-    """The first index in ``lo .. hi`` whose value exceeds ``x`` (``a`` sorted there)."""
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if x < a[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
