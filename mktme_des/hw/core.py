@@ -164,7 +164,7 @@ class Core:
                        package=cython.longlong, arrive=cython.longlong, done=cython.longlong,
                        there=cython.longlong, READ=cython.int, WRITE=cython.int,
                        boot=cython.longlong, waited=cython.bint, merged=cython.bint,
-                       nb=cython.bint,
+                       nb=cython.bint, refuse=cython.bint,
                        slot=cython.Py_ssize_t, directory=dict, read_hist=dict,
                        write_hist=dict, served=dict, pending=dict, routes=list,
                        l1_lines=list, l1=Cache, line=Line, ctrl=MemoryController, wake=Wakeup,
@@ -198,6 +198,7 @@ class Core:
         prefetching = mem.prefetching
         l1_bit = self.l1_bit
         nb = self.fill_buffers > 1  # non-blocking loads
+        refuse = refuse_offline
         # Waits without a Timeout event, when the environment allows; one per run, as kernel
         # code may run ops on a core whose own stream is running too.
         wake = wakeup_for(env)
@@ -215,7 +216,7 @@ class Core:
                 yield from self._wait_loads(t, 0)
                 t = env.now
                 horizon = _horizon(env)
-            if refuse_offline and not self.online and code != O.SIGNAL and code != O.AWAIT:
+            if refuse and not self.online and code != O.SIGNAL and code != O.AWAIT:
                 if log is not None:
                     log.append((t, t, code, keyid, pa, None, None, None, "offline"))
                 continue
