@@ -55,6 +55,7 @@ from mktme_des.engine.stats import LatencyStat
 from mktme_des.errors import ConfigError, UserError
 from mktme_des.experiments import dotted
 from mktme_des.experiments.drivers import register
+from mktme_des.hw.address import AddressMap
 from mktme_des.workloads.synthetic import PAGE, WorkloadSpec, workload_cpus
 
 METRICS: dict[str, str] = {
@@ -187,13 +188,15 @@ def check_fits(model: Model, spec: WorkloadSpec, ctx: Context) -> None:
     if spec.kind != "synthetic":
         return
     cpus = workload_cpus(types.SimpleNamespace(model=model), spec)
+    amap = AddressMap(model)
     homes: dict[int, int] = {}
     for cpu in cpus:
-        pkg = cpu // topo.cores_per_package
-        home = (pkg + (1 if spec.placement == "remote" else 0)) % topo.packages
+        home = amap.nearest_home(cpu // topo.cores_per_package)  # as synthetic.py places it
+        if spec.placement == "remote":
+            home = amap.nearest_home((home + 1) % topo.packages)
         homes[home] = 1 if spec.sharing == "shared" else homes.get(home, 0) + 1
     size = -(-spec.working_set_kib * 1024 // PAGE) * PAGE
-    pkg_bytes = model.memory_bytes // topo.packages
+    pkg_bytes = model.package_bytes
     if max(homes.values()) * size + (256 << 20) > pkg_bytes:
         raise ctx.error("workload.working_set_kib", f"{spec.working_set_kib} KiB per core does "
                         f"not fit in one package's memory ({pkg_bytes >> 30} GiB)")
