@@ -95,7 +95,11 @@ class MemorySpec(Section):
     table of a package without memory never encrypts a line: its cores' loads and stores go
     over the interconnect to the home controller of the address, like any remote access. The
     address map covers the packages with memory only, in package order, each with the same
-    range (``interleave_bytes`` alternates among them)."""
+    range (``interleave_bytes`` alternates among them).
+
+    ASSUMPTION: PCONFIG succeeds on a package without memory, as on any other (no source says
+    what it does without DIMMs; were it to fail, every key broadcast of both kernel series
+    would fail with ENOKEY). E16's memory-less topology rests on it."""
 
     gib_per_package: int | list[int] = param(
         doc="DRAM attached to each package's memory controller: one size for every package, "
@@ -316,7 +320,14 @@ def load_model(name_or_path: str | Path, overrides: dict | None = None) -> Model
 
 def _model_data(path: Path, given: str, chain: list[Path]) -> dict:
     """A model file's tables with its ``extends`` chain merged in (see :func:`load_model`)."""
-    data = read_toml(path)
+    return resolve_extends(read_toml(path), path, chain)
+
+
+def resolve_extends(data: dict, path: Path, chain: list[Path] | None = None) -> dict:
+    """``data``, the tables of the model file at ``path``, with the model it ``extends`` (and
+    that one's, and so on) merged under it, as :func:`load_model` reads a model file."""
+    data = dict(data)
+    chain = chain or []
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -352,4 +363,4 @@ def merge(base: dict, over: dict) -> dict:
 
 
 
-__all__ = ["Model", "CacheSpec", "load_model", "model_from_dict", "merge"]
+__all__ = ["Model", "CacheSpec", "load_model", "model_from_dict", "merge", "resolve_extends"]

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from mktme_des import catalog
-from mktme_des.config.model import Model, model_from_dict
+from mktme_des.config.model import Model, model_from_dict, resolve_extends
 from mktme_des.config.schema import Context, Section, build, param, read_toml, resolved
 from mktme_des.engine.stats import LatencyStat
 from mktme_des.errors import ConfigError, UserError
@@ -154,7 +154,7 @@ def build_model(name: str, overrides: dict[str, Any], ctx: Context) -> Model:
         path = catalog.find("model", name)
     except UserError as err:
         raise ctx.error("model", str(err)) from None
-    raw = _model_data(path)
+    raw = resolve_extends(_model_data(path), path)
     data = apply_overrides(raw, overrides, ctx.child("model_overrides"))
     try:
         return build(Model, data, Context(str(path)))
