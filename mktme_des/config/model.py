@@ -312,13 +312,13 @@ def load_model(name_or_path: str | Path, overrides: dict | None = None) -> Model
     model's (as ``overrides`` are: tables merge, anything else replaces), so a variant states
     only what differs. The chain is followed up to :data:`MAX_EXTENDS` models, never twice
     through the same file; ``extends`` is gone from the model built."""
-    data = _model_data(catalog.find("model", name_or_path), str(name_or_path), [])
+    data = _model_data(catalog.find("model", name_or_path), [])
     if overrides:
         data = merge(data, overrides)
     return build(Model, data, Context(str(name_or_path)))
 
 
-def _model_data(path: Path, given: str, chain: list[Path]) -> dict:
+def _model_data(path: Path, chain: list[Path]) -> dict:
     """A model file's tables with its ``extends`` chain merged in (see :func:`load_model`)."""
     return resolve_extends(read_toml(path), path, chain)
 
@@ -344,7 +344,7 @@ def resolve_extends(data: dict, path: Path, chain: list[Path] | None = None) -> 
         raise ctx.error("extends", str(err)) from None
     if base_path.resolve() in chain:
         raise ctx.error("extends", f"{parent!r} extends this model again (a cycle)")
-    return merge(_model_data(base_path, parent, chain), data)
+    return merge(_model_data(base_path, chain), data)
 
 
 def model_from_dict(data: dict, source: str = "<model>") -> Model:
