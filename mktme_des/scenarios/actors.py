@@ -22,7 +22,7 @@ from mktme_des.hw import pconfig as pc
 from mktme_des.kernel.errno import Errno
 from mktme_des.kernel.mm import PAGE
 from mktme_des.scenarios import kernel_ops as K
-from mktme_des.scenarios.kernel_ops import OFFLINE, Step
+from mktme_des.scenarios.kernel_ops import Step
 
 
 @dataclass
@@ -95,10 +95,7 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, steps: list[Step]
         start = env.now
         out = Outcome(op.op)
         try:
-            if not plat.cores[actor.cpu].online:  # checked after the op's waits, as it would run
-                out.result, out.detail = OFFLINE, offline_detail(actor.cpu)
-            else:
-                yield from HANDLERS[op.op](actor, op, out)
+            yield from HANDLERS[op.op](actor, op, out)
         except Errno as err:
             out.result, out.detail = err.name, err.reason
         if isinstance(op, K.Page) and op.page and out.result == "ok":  # for agents' addr
@@ -109,11 +106,6 @@ def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, steps: list[Step]
         details.append(out.detail)
         if step.label:
             plat.raise_flag(step.label, env.now)
-
-
-def offline_detail(cpu: int) -> str:
-    """What a refused op's verdict says."""
-    return f"cpu {cpu} is offline when the op is due: refused, not executed"
 
 
 # -- keys ----------------------------------------------------------------------------------------

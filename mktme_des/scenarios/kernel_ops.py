@@ -28,10 +28,10 @@ PCONFIG_RESULTS = ("PROG_SUCCESS", "INVALID_PROG_CMD", "ENTROPY_ERROR", "INVALID
 KEYTABLE_STATES = ("key", "tme", "no-encrypt")
 PCONFIG_COMMANDS = ("SET_KEY_DIRECT", "SET_KEY_RANDOM", "CLEAR_KEY", "NO_ENCRYPT")
 OFFLINE = "offline"
-"""The result of an op refused because the CPU it is to run on is offline when it is due
-(after its waits): it is not executed and takes no time. A [[process]] is moved off a CPU
-going offline, so this concerns [[cpu]] and [[system]] actors. A [[system]] op may expect it;
-a [[cpu]] op refused so fails the scenario."""
+"""The result of a [[cpu]] op due while its core is offline (checked after its waits): it is
+not executed and takes no time, and fails the scenario. Kernel-level actors are never refused
+so: a task on a CPU going offline is moved to another by the scheduler (a [[process]] when the
+offline completes, as the model's hotplug does; a [[system]] actor runs where it was put)."""
 BLOCKED = "blocked"
 """The expectation of a [[process]] or [[system]] op that must not complete before the run
 ends (it waits for ever: a KeyID never freed, a lock never released)."""
@@ -50,9 +50,9 @@ class KernelOp(Section):
 @dataclass(frozen=True, kw_only=True)
 class Judged(KernelOp):
     """An op whose outcome a scenario may name and expect. By default the expectation is an
-    errno (:data:`ERRNOS`); ``blocked`` and ``offline`` are allowed for every such op."""
+    errno (:data:`ERRNOS`); ``blocked`` is allowed for every such op."""
 
-    expect: str = param("", doc="what the op must return: an errno, or blocked / offline")
+    expect: str = param("", doc="what the op must return: an errno, or blocked")
     name: str = param("", doc="what the verdict calls the op")
 
     EXPECTS: ClassVar[str] = "errno"  # errno, read, swap, pconfig or keytable
@@ -60,7 +60,7 @@ class Judged(KernelOp):
     def check_expect(self, ctx: Context) -> None:
         """Refuse an expectation this op cannot have (reads are checked in spec.py)."""
         exp = self.expect
-        if not exp or exp in (BLOCKED, OFFLINE) or self.EXPECTS == "read":
+        if not exp or exp == BLOCKED or self.EXPECTS == "read":
             return
         if self.EXPECTS == "swap" and exp not in ("plaintext", "opaque"):
             raise ctx.error("expect", f"{exp!r}: a swap read is expected to be plaintext "

@@ -18,7 +18,6 @@ from mktme_des.hw import ops as O
 from mktme_des.hw.agent import NO_PAGE
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
-from mktme_des.scenarios.actors import offline_detail
 from mktme_des.scenarios.spec import (
     BLOCKED,
     RAW_CLASSES,
@@ -132,7 +131,7 @@ def _refusal(actor: str, entry: tuple) -> str:
     (:data:`~mktme_des.hw.agent.NO_PAGE`)."""
     if entry[8] == NO_PAGE:
         return "not executed: the page it names was never named (the op naming it failed)"
-    return offline_detail(int(actor[3:]))
+    return f"cpu {actor[3:]} is offline when the op is due: refused, not executed"
 
 
 def _blocked_check(chk: ReadCheck, entry: tuple | None, end_ns: float) -> dict:

@@ -17,8 +17,8 @@ Reads may carry an expectation (``expect``): exact bytes in hex, or a class the 
 assigns (``expected``, ``zero``, ``stale``, ``plaintext``, ``garbage``; for raw DRAM reads also
 ``ciphertext``); where they were served (``served_by``, :data:`SERVED_BY`); and that they
 returned the same bytes as another labelled read, or not (``same_as``, ``differs_from``).
-System calls may expect an errno, ``blocked`` (still waiting when the run ends) or ``offline``,
-and ``add_key`` the KeyID it allocates (``expect_keyid``). A process op may name the physical
+System calls may expect an errno or ``blocked`` (still waiting when the run ends), and
+``add_key`` the KeyID it allocates (``expect_keyid``). A process op may name the physical
 page it reaches (``page = "P"``) for agents' ``addr = "P"``, and a raw read with a ``key``
 returns what it read decrypted with the tweak in force. Nothing in the file states an outcome
 except these expectations: the verdict is computed by the simulator.
@@ -59,7 +59,6 @@ from mktme_des.errors import ConfigError
 from mktme_des.hw import ops as O
 from mktme_des.scenarios.kernel_ops import (
     BLOCKED,
-    OFFLINE,
     PAGE_BYTES,
     PROCESS_OPS,
     SYSTEM_OPS,
@@ -559,7 +558,7 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     if isinstance(spec, Judged):
         spec.check_expect(ctx)
         exp = spec.expect
-        if exp and exp not in (BLOCKED, OFFLINE) and spec.EXPECTS == "read":
+        if exp and exp != BLOCKED and spec.EXPECTS == "read":
             exp = _expect(op, ctx, READ_CLASSES)
         if exp == "ok" and spec.EXPECTS == "pconfig":
             exp = "PROG_SUCCESS"  # the instruction's success, as for the other ops
