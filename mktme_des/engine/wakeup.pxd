@@ -27,7 +27,7 @@ cdef class Parking:
     cdef public object env, _eid
     cdef list queue, heap
     cdef public Py_ssize_t n
-    cdef public long long now
+    cdef public long long now, steps
     cdef public bint active, enabled
 
     cpdef bint usable(self)

@@ -42,7 +42,17 @@ This is not a change of order but of mechanism. The rule that makes it exact:
   which is what the queue holds when every stream's wake-up is on it), so it has the same
   effects (cache contents and replacement order, line bytes, oracle calls and violations,
   logs, statistics), in the same order;
-* nothing else runs during a step, as nothing else runs while a generator runs.
+* nothing else runs during a step, as nothing else runs while a generator runs; ``env.now``
+  is the wake-up's time, as when the generator runs.
+
+Everything that reads the time of the next event reads :func:`horizon` (a core's lookahead,
+the memory system's inline writebacks), so parked keys count as queued ones.
+
+The order is kept on purpose. Running a core's private hits *past* other cores' wake-ups would
+save the switching between cores too, but is not exact in general: the id a wake-up takes
+decides same-time ties, so a core that skipped its waits would take its next id early and pass
+same-time events it follows in SimPy's order (cores in lockstep tie at nearly every time), and
+what another core does after its pending wake-up is not known before its stream is read.
 
 So results are byte-identical with and without parking (``MKTME_DES_PARKING=0`` turns it off,
 for tests); a stream parks only while :func:`run` drives the loop (``env.run(until=...)``
@@ -116,6 +126,7 @@ class Parking:
         self.heap: list = []
         self.n = 0
         self.now = -1  # the time last given to env._now by run() or a step
+        self.steps = 0  # steps made for parked streams (what tests check was exercised)
         self.active = False
         self.enabled = os.environ.get("MKTME_DES_PARKING", "1") != "0"
 
@@ -218,11 +229,11 @@ class Parking:
         p = self.heap[0]
         now = p.t
         wake = p.wake
+        if now != self.now:
+            self.env._now = self.now = now
         if not wake.callbacks:
             self._pop()
             return 0  # nobody waits on it any more: a popped wake-up without callbacks
-        if now != self.now:
-            self.env._now = self.now = now
         # The horizon without p: the earliest of SimPy's queue and the other parked keys.
         queue = self.queue
         h = queue[0][0] if queue else NO_EVENT
@@ -234,6 +245,7 @@ class Parking:
                     q = r
             if q.t < h:
                 h = q.t
+        self.steps += 1
         if p.advance(h) == PARK:
             p.eid = next(self._eid)
             self._sift_top()
@@ -330,6 +342,7 @@ def run(env) -> None:
     if parking is None:
         parking = Parking(env)  # never used: nothing parks on a disabled one
     parking.active = True
+    parking.now = -1  # env._now may have moved outside this loop (env.run(until=...))
     try:
         while True:
             if parking.n and parking.first():

@@ -8,7 +8,10 @@ coherence among caches, flush bookkeeping) is done inline, without a SimPy event
 process can act before that event, so doing the work now is exactly the same as doing it at
 ``t``. This is conservative lookahead; it is what makes cache hits cheap. When ``t`` reaches
 the next event, the core first waits for it (``yield env.timeout``), so every change to shared
-state happens in global time order, whichever core makes it.
+state happens in global time order, whichever core makes it. Under :func:`wakeup.run
+<mktme_des.engine.wakeup.run>` that wait parks the op stream (:class:`OpStream`): the run loop
+then makes the core's steps through cache hits and COMPUTE itself, in the same order and with
+the same event ids, and hands the stream back to the generator for anything else.
 
 What costs real events is what real hardware does in the future: a request travelling to a
 memory controller (one event when it arrives, where the key table is consulted, one when the
