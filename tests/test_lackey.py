@@ -452,3 +452,31 @@ def test_simulate_says_how_much_of_a_trace_it_replayed(capsys):
     assert run["trace"]["accesses"] == 5000 and run["trace"]["truncated"] is True
     assert main(["simulate", "server-2s", "-w", "kind=lackey", "-w", "accesses=5000"]) == 0
     assert "raise -w accesses (now 5000)" in capsys.readouterr().out
+
+
+def test_a_trace_workload_replays_the_whole_trace_unless_told(tmp_path: Path, capsys) -> None:
+    """Without ``accesses`` a lackey workload replays every access of its trace, and says so;
+    a synthetic stream still takes 100,000, and resolves exactly as when that was written
+    out (an experiment's seeds come from the resolved configuration)."""
+    from mktme_des.cli import main
+    from mktme_des.config.schema import Context, build
+    from mktme_des.workloads.synthetic import WorkloadSpec
+
+    lines = [f" {'S' if i % 3 == 0 else 'L'} {0x10000 + 72 * i:08x},8" for i in range(40_000)]
+    path = tmp_path / "t.lackey"
+    path.write_text("==1== header\n" + "\n".join(lines) + "\n")
+    n = len(read_lackey(path))
+    assert n == 40_000
+    assert main(["simulate", "client-1s", "-w", "kind=lackey", "-w", f"trace={path}",
+                 "--json", "--no-progress"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["accesses"] == n and run["run"]["trace"] == {
+        "accesses": n, "trace_lines": 40_001, "truncated": False}
+    assert main(["simulate", "client-1s", "-w", "kind=lackey", "-w", f"trace={path}",
+                 "--no-progress"]) == 0
+    assert f"trace: all {n} accesses" in capsys.readouterr().out
+
+    ctx = Context("workload")
+    default = build(WorkloadSpec, {}, ctx)
+    assert default == build(WorkloadSpec, {"accesses": 100_000}, ctx)
+    assert build(WorkloadSpec, {"kind": "lackey"}, ctx).accesses is None

@@ -2,15 +2,14 @@ cimport cython
 
 
 cdef class Cache:
-    cdef public object name, level_name, policy, rng, core, tag_slots, used, head
+    cdef public object name, level_name, policy, rng, core, tag_slots, set_meta
     cdef public int bit, package, level
     cdef public list lines
     cdef public long long mask, hit, evictions, writebacks, invalidations, nsets
     cdef public Py_ssize_t ways
-    cdef public bint lru
+    cdef public bint lru, random
     cdef long long[:] tag_view
-    cdef long long[:] used_view
-    cdef long long[:] head_view
+    cdef long long[:] meta
 
     @cython.locals(base=cython.Py_ssize_t, i=cython.Py_ssize_t, tags=cython.longlong[:])
     cpdef Py_ssize_t find(self, long long tag) except? -2

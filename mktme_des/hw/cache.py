@@ -42,13 +42,14 @@ class Cache:
         self.tag_slots = array("q", [EMPTY]) * (spec.sets * spec.ways)
         self.tag_view = self.tag_slots  # the typed view the compiled code indexes
         self.lines: list = [None] * (spec.sets * spec.ways)
-        self.used = array("q", [0]) * spec.sets  # lines in each set
-        self.used_view = self.used
-        self.head = array("q", [0]) * spec.sets  # each set's first line, as an offset
-        self.head_view = self.head
+        # Per set, side by side (one memory access finds both): how many lines it holds, and
+        # the offset of its first line.
+        self.set_meta = array("q", [0]) * (2 * spec.sets)
+        self.meta = self.set_meta
         self.hit = hit_ticks
         self.policy = spec.replacement
         self.lru = spec.replacement == "lru"
+        self.random = spec.replacement == "random"
         self.rng = rng
         self.evictions = self.writebacks = self.invalidations = 0
         self.package = package
@@ -66,7 +67,7 @@ class Cache:
 
     def _slot(self, si: int, pos: int) -> int:
         """The slot of set ``si``'s line at ``pos`` in replacement order."""
-        off = self.head_view[si] + pos
+        off = self.meta[2 * si + 1] + pos
         if off >= self.ways:
             off -= self.ways
         return si * self.ways + off
@@ -87,8 +88,8 @@ class Cache:
         if not self.lru:
             return
         si = slot // self.ways
-        n = self.used_view[si]
-        pos = slot - si * self.ways - self.head_view[si]
+        n = self.meta[2 * si]
+        pos = slot - si * self.ways - self.meta[2 * si + 1]
         if pos < 0:
             pos += self.ways
         if pos == n - 1:
@@ -104,21 +105,21 @@ class Cache:
         self.lines[last] = line
 
     def _advance(self, si: int) -> None:
-        h = self.head_view[si] + 1
-        self.head_view[si] = 0 if h == self.ways else h
+        h = self.meta[2 * si + 1] + 1
+        self.meta[2 * si + 1] = 0 if h == self.ways else h
 
     def insert(self, tag: int, line: Line) -> Line | None:
         """Put ``tag`` (standing for ``line``) in its set as the most recent; when the set is
         full the replacement policy's victim leaves it first and is returned."""
         si = (tag >> 6) & self.mask
-        n = self.used_view[si]
+        n = self.meta[2 * si]
         victim = None
         if n < self.ways:
             slot = self._slot(si, n)
-            self.used_view[si] = n + 1
+            self.meta[2 * si] = n + 1
         else:
             # LRU and FIFO keep the set in replacement order: the victim is the first line.
-            k = 0 if self.policy != "random" else int(self.rng.integers(n))
+            k = int(self.rng.integers(n)) if self.random else 0
             self.evictions += 1
             victim = self.lines[self._slot(si, k)]
             if k == 0:
@@ -134,8 +135,8 @@ class Cache:
     def remove_slot(self, slot: int) -> None:
         """Take the line in ``slot`` out of its set, the later lines moving up."""
         si = slot // self.ways
-        n = self.used_view[si]
-        pos = slot - si * self.ways - self.head_view[si]
+        n = self.meta[2 * si]
+        pos = slot - si * self.ways - self.meta[2 * si + 1]
         if pos < 0:
             pos += self.ways
         if pos == 0:
@@ -145,7 +146,7 @@ class Cache:
             slot = self._slot(si, n - 1)
         self.tag_view[slot] = EMPTY
         self.lines[slot] = None
-        self.used_view[si] = n - 1
+        self.meta[2 * si] = n - 1
 
     def lookup(self, tag: int) -> bool:
         """Whether ``tag`` is present; a hit becomes most recently used under LRU."""
@@ -167,13 +168,13 @@ class Cache:
 
     def set_tags(self, index: int) -> list[int]:
         """The tags of set ``index``, in replacement order."""
-        return [self.tag_slots[self._slot(index, p)] for p in range(self.used[index])]
+        return [self.tag_slots[self._slot(index, p)] for p in range(self.set_meta[2 * index])]
 
     def tags(self) -> list[int]:
         """Every tag held, set by set, each set in replacement order."""
         out = []
         for si in range(self.nsets):
-            for pos in range(self.used_view[si]):
+            for pos in range(self.meta[2 * si]):
                 out.append(self.tag_view[self._slot(si, pos)])
         return out
 
@@ -181,17 +182,17 @@ class Cache:
         """Drop every line (as WBINVD does); returns the tags that were held."""
         tags = self.tags()
         for si in range(self.nsets):
-            if self.used_view[si]:
+            if self.meta[2 * si]:
                 base = si * self.ways
                 for i in range(base, base + self.ways):
                     self.tag_view[i] = EMPTY
                     self.lines[i] = None
-                self.used_view[si] = 0
-            self.head_view[si] = 0
+                self.meta[2 * si] = 0
+            self.meta[2 * si + 1] = 0
         return tags
 
     def occupancy(self) -> int:
-        return sum(self.used)
+        return sum(self.set_meta[0::2])
 
     def reset_counts(self) -> None:
         self.evictions = self.writebacks = self.invalidations = 0

@@ -212,8 +212,9 @@ def place(mem, package: cython.int, t: cython.longlong, tag: cython.longlong,
                     c.writebacks += 1
                     mem.writeback(t, package, vline.tag, bytes(vline.data), "eviction from",
                                   c.name, -1 if c.core is None else c.core)
-            elif vline.dirty:
-                mem.pass_ownership(vline)
+            elif vline.dirty and (vline.owner < 0 or
+                                  not left & mem.package_mask[vline.owner]):
+                mem.pass_ownership(vline)  # the owner's last copy left (the common case: not)
         holders |= bit
     line.holders = holders
 

@@ -5,16 +5,27 @@ from mktme_des.engine.stats cimport ServerStat
 cdef class Record:
     cdef public object plain, key, boot, cipher, writer, time, cause
 
+cdef class ZeroedRegion:
+    cdef public long long base, end
+    cdef public object boot
+    cdef public tuple keys
+    cdef public const unsigned short[:] keyids
+
+    cpdef object key_at(self, long long pa)
+
 cdef class DramStore:
     cdef public bint lazy
     cdef public dict lines, zeroed
     cdef public list regions
     cdef public long long decrypts, encrypts
 
-    @cython.locals(rec=Record)
+    @cython.locals(rec=Record, region=ZeroedRegion)
     cpdef object read(self, long long pa, object key, object boot)
 
-    @cython.locals(base=cython.longlong, end=cython.longlong)
+    @cython.locals(region=ZeroedRegion)
+    cpdef object _region_of(self, long long pa)
+
+    @cython.locals(region=ZeroedRegion)
     cpdef object _in_region(self, long long pa)
 
 cdef class DramTiming:

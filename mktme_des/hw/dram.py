@@ -57,6 +57,22 @@ def _cipher(pa: int, rec: Record) -> bytes:
     return rec.cipher
 
 
+class ZeroedRegion:
+    """Pages from ``base`` on, zeroed before anything else was written there, page ``i``
+    through the key ``keys[keyids[i]]`` (None: plaintext) under boot tweak ``boot``."""
+
+    def __init__(self, base: int, keyids, keys: tuple, boot: int) -> None:
+        self.base = base
+        self.end = base + len(keyids) * PAGE
+        self.keyids = keyids  # 16-bit KeyIDs, one a page (a buffer of format "H")
+        self.keys = keys
+        self.boot = boot
+
+    def key_at(self, pa: int):
+        """The key the page holding ``pa`` (inside the region) was zeroed through."""
+        return self.keys[self.keyids[(pa - self.base) >> 12]]
+
+
 class DramStore:
     """Sparse line storage of one memory controller (addresses without KeyID bits)."""
 
@@ -89,8 +105,16 @@ class DramStore:
         if rec is None:
             z = self.zeroed.get(pa & PAGE_MASK) if self.zeroed else None
             if z is None and self.regions:
-                z = self._in_region(pa)
-            if z is None:
+                # The common case of a prepared working set, kept free of tuples.
+                region = self._region_of(pa)
+                if region is None:
+                    cipher = ZERO_LINE
+                else:
+                    zkey = region.key_at(pa)
+                    if self.lazy and zkey == key and region.boot == boot:
+                        return ZERO_LINE
+                    cipher = self._zero_cipher(pa, (zkey, region.boot))
+            elif z is None:
                 cipher = ZERO_LINE
             elif self.lazy and z[0] == key and z[1] == boot:
                 return ZERO_LINE
@@ -132,14 +156,19 @@ class DramStore:
         """Record that the pages from ``base`` on were zeroed, page ``i`` through the key
         ``keys[page_keyids[i]]`` (None: plaintext), before anything else was written there
         (a workload's working set, prepared before the run)."""
-        self.regions.append((base, base + len(page_keyids) * PAGE, page_keyids, tuple(keys), boot))
+        self.regions.append(ZeroedRegion(base, page_keyids, tuple(keys), boot))
+
+    def _region_of(self, pa: int) -> ZeroedRegion | None:
+        """The zeroed region holding ``pa``, if one does."""
+        for region in self.regions:
+            if region.base <= pa < region.end:
+                return region
+        return None
 
     def _in_region(self, pa: int) -> tuple[bytes | None, int] | None:
         """``(key, boot)`` of the zeroed region holding ``pa``, if one does."""
-        for base, end, page_keyids, keys, boot in self.regions:
-            if base <= pa < end:
-                return keys[page_keyids[(pa - base) >> 12]], boot
-        return None
+        region = self._region_of(pa)
+        return None if region is None else (region.key_at(pa), region.boot)
 
     def write_raw(self, pa: int, data: bytes, time: int, cause: str) -> None:
         """Put bytes into DRAM directly, bypassing the controller (attacker, DMA replay)."""

@@ -68,7 +68,7 @@ DEFAULT_SCATTER_BYTES = 1 << 30
 """Size of the physical range scattered over when ``scatter=True`` and ``frames`` is not given."""
 
 _LINE_SHIFT = LINE_BYTES.bit_length() - 1
-_CHUNK_BYTES = 8 << 20
+_CHUNK_BYTES = 1 << 20
 _U64_MAX = (1 << 64) - 1
 
 # Access kinds, as codes in the per-line arrays.

@@ -30,6 +30,7 @@ from mktme_des.hw import ops as O
 
 PAGE = 4096
 CHUNK = 16384
+SYNTHETIC_ACCESSES = 100_000  # a synthetic stream's accesses per core when none are given
 DEFAULT_TRACE = "experiments/traces/kernel_mix.lackey.gz"
 
 
@@ -42,8 +43,9 @@ class WorkloadSpec(Section):
     cores: int = param(1, doc="how many cores run the workload (cpu 0, 1, ...)", min=1, max=4096)
     spread: str = param("packages", doc="place the cores round-robin over packages, or fill "
                         "package 0 first", choices=("packages", "fill"))
-    accesses: int = param(100_000, doc="memory accesses per core (synthetic; a trace is "
-                          "truncated to it when smaller than the trace)", min=1)
+    accesses: int | None = param(None, doc="memory accesses per core after the warm-up "
+                                 "(default: 100000 for a synthetic stream, the whole trace for "
+                                 "a lackey trace, which is cut to it when longer)", min=1)
     warmup: int = param(0, doc="accesses per core run before measurement starts: caches, "
                         "DRAM and key tables keep what they did, their statistics are "
                         "discarded (the oracle still checks every read)", min=0)
@@ -71,6 +73,17 @@ class WorkloadSpec(Section):
                                    "stream prefetcher, or software prefetching): a load that "
                                    "finds its line still on its way waits for that fill, so up "
                                    "to this many misses overlap; 0: none", min=0, max=4096)
+
+    def __post_init__(self) -> None:
+        # A synthetic stream has no natural end: it takes the usual 100,000 accesses, and its
+        # configuration (so an experiment's seeds) reads as it did when that was the default.
+        if self.accesses is None and self.kind == "synthetic":
+            object.__setattr__(self, "accesses", SYNTHETIC_ACCESSES)
+
+    @property
+    def per_core(self) -> int | None:
+        """Accesses each core makes, warm-up included (None: the whole trace)."""
+        return None if self.accesses is None else self.warmup + self.accesses
 
     def check(self, ctx: Context) -> None:
         if self.access_bytes & (self.access_bytes - 1):
@@ -214,7 +227,7 @@ def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.G
     tag = cpu << 40
     perm = rng.permutation(region.size // 64) if spec.pattern == "zipf" else None
     READ, WRITE = O.READ, O.WRITE
-    total = spec.warmup + spec.accesses
+    total = spec.per_core
     done = 0
     pos = 0
     while done < total:
@@ -253,23 +266,25 @@ def trace_ops(spec: WorkloadSpec, cpu: int, region: Region, trace,
     """Replay a lackey trace on ``region`` (its first-touch pages shifted to the region);
     ``progress[0]`` (when given) counts the accesses handed out, a chunk at a time."""
     pack = struct.Struct("<Q").pack
-    pa = trace.pa.astype(np.int64) + region.base
-    kid = region.keyids[(pa - region.base) // PAGE]
-    n = min(len(trace), spec.warmup + spec.accesses)
+    n = len(trace) if spec.per_core is None else min(len(trace), spec.per_core)
     compute = ns(spec.compute_ns)
-    sizes = trace.size.tolist()
-    for i, (a, w, k) in enumerate(zip(pa[:n].tolist(), trace.is_write[:n].tolist(), kid[:n].tolist(), strict=True)):
-        size = sizes[i]
-        if progress is not None and i % CHUNK == 0 and i:
-            progress[0] += CHUNK
-        if w:
-            yield (O.WRITE, k, a, (pack((cpu << 40) | i) * 8)[:size], None)
-        else:
-            yield (O.READ, k, a, size, None)
-        if compute:
-            yield (O.COMPUTE, 0, 0, compute, None)
-    if progress is not None:
-        progress[0] += n % CHUNK if n % CHUNK else min(n, CHUNK)
+    # Converted to Python values a chunk at a time: memory follows the trace's arrays (about
+    # 20 bytes an access), not a Python int per access and field.
+    for start in range(0, n, CHUNK):
+        end = min(n, start + CHUNK)
+        pa = trace.pa[start:end].astype(np.int64) + region.base
+        kid = region.keyids[(pa - region.base) // PAGE]
+        for i, a, w, k, size in zip(range(start, end), pa.tolist(),
+                                    trace.is_write[start:end].tolist(), kid.tolist(),
+                                    trace.size[start:end].tolist(), strict=True):
+            if w:
+                yield (O.WRITE, k, a, (pack((cpu << 40) | i) * 8)[:size], None)
+            else:
+                yield (O.READ, k, a, size, None)
+            if compute:
+                yield (O.COMPUTE, 0, 0, compute, None)
+        if progress is not None:
+            progress[0] += end - start
 
 
 def load_trace(spec: WorkloadSpec):
@@ -277,7 +292,7 @@ def load_trace(spec: WorkloadSpec):
     from mktme_des.workloads.lackey import read_lackey
 
     return read_lackey(resolve_trace(spec.trace), include_instructions=spec.include_instructions,
-                       base_pa=0, limit=spec.warmup + spec.accesses)
+                       base_pa=0, limit=spec.per_core)
 
 
 def start(plat, spec: WorkloadSpec, info: dict | None = None,
@@ -306,9 +321,10 @@ def start(plat, spec: WorkloadSpec, info: dict | None = None,
                             f"{len(trace)}-access trace {spec.trace}")
     regions = prepare(plat, spec, size)
     if info is not None:
-        per_core = spec.warmup + spec.accesses
-        info["total"] = len(regions) * (min(len(trace), per_core) if trace is not None
-                                        else per_core)
+        per_core = spec.per_core
+        info["total"] = len(regions) * (per_core if trace is None else
+                                        len(trace) if per_core is None else
+                                        min(len(trace), per_core))
     barrier = WarmupBarrier(plat, len(regions)) if spec.warmup else None
     ops_per_access = 2 if spec.compute_ns else 1
     for cpu, region in regions.items():
