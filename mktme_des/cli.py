@@ -152,9 +152,15 @@ def cmd_scenario(args) -> int:
         if args.exhaustive and args.workers != 1:
             raise UserError("--exhaustive runs its schedules one after another (each follows "
                             "from the last); leave out --workers")
+        if not args.exhaustive and (args.no_reduction or args.compare):
+            raise UserError("--no-reduction and --compare go with --exhaustive")
+        if args.no_reduction and args.compare:
+            raise UserError("--compare runs both with and without reduction; leave out "
+                            "--no-reduction")
         found = explore(path, runs=args.runs, seed=args.seed, save=args.save,
                         jitter_ns=500.0 if args.jitter_ns is None else args.jitter_ns,
-                        workers=args.workers, exhaustive=args.exhaustive)
+                        workers=args.workers, exhaustive=args.exhaustive,
+                        reduce=not args.no_reduction, compare=args.compare)
         print(json.dumps(found.to_dict(args.trace), indent=2) if args.json
               else found.text(args.trace))
         return 0 if found.ok else 1
@@ -302,10 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="PNG", help="draw the timeline to this file")
     s.add_argument("--chrome-trace", metavar="JSON",
                    help="write the trace for chrome://tracing or Perfetto")
-    s.add_argument("--runs", type=int, default=100,
-                   help="explore: runs (default 100); with --exhaustive, the most schedules")
+    s.add_argument("--runs", type=int, default=None,
+                   help="explore: runs (default 100); with --exhaustive, the most schedules "
+                   "(default 500)")
     s.add_argument("--exhaustive", action="store_true",
-                   help="explore: run every order of same-time events at the file's timing")
+                   help="explore: run every order of same-time events at the file's timing, "
+                   "one per class of orders equivalent up to swapping independent events")
+    s.add_argument("--no-reduction", action="store_true",
+                   help="explore --exhaustive: run every order, equivalent ones too")
+    s.add_argument("--compare", action="store_true",
+                   help="explore --exhaustive: also count the orders without reduction (up to "
+                   "the same cap) and check both find the same outcomes")
     s.add_argument("--jitter-ns", type=float, default=None,
                    help="explore: largest move of an op's time, in ns (default 500; 0 only "
                    "shuffles same-time events)")

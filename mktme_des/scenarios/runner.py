@@ -69,11 +69,17 @@ class Setup:
 
 
 def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
-                   tie_draw: int | None = None) -> Setup:
+                   tie_draw: int | None = None, env=None) -> Setup:
     """The platform of a scenario with its key tables set up and its actors started.
     ``tie_choices``, when given, orders same-time events instead of the file's own; with
     ``tie_draw``, ties met after the choices run out are drawn at random from that seed
-    (and recorded, see :class:`~mktme_des.engine.ties.ChosenTies`)."""
+    (and recorded, see :class:`~mktme_des.engine.ties.ChosenTies`). ``env``, when given, is
+    the environment to run on: a :class:`~mktme_des.scenarios.por.ReducedTies` is handed the
+    classifier of this run's events.
+
+    Kernel-level processes are spawned here, in file order, before any actor runs: a
+    process exists from the start of the scenario, and its pid does not depend on the order
+    in which the actors first run."""
     import random
 
     f = sc.file
@@ -83,7 +89,13 @@ def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
     plat = Platform(model, seed=f.scenario.seed, oracle=Oracle(classify=True),
                     tie_seed=f.scenario.tie_seed,
                     tie_choices=tie_choices if tie_choices is not None
-                    else f.scenario.tie_choices or None)
+                    else f.scenario.tie_choices or None, env=env)
+    from mktme_des.scenarios.por import Actors, Classifier, ReducedTies, Stream
+
+    actors = Actors()
+    reduced = isinstance(plat.env, ReducedTies)
+    if reduced:
+        plat.env.classify = Classifier(plat, actors)
     if tie_draw is not None:
         plat.env.draw = random.Random(tie_draw)
     plat.recorder.keep("events")
@@ -100,17 +112,25 @@ def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
 
         kernel = Kernel(plat, load_policy(f.scenario.policy, f.policy_overrides or None))
         serials: dict[str, int] = {}
+        procs = {name: kernel.mm.spawn(cpu) if kind == "process" else None
+                 for name, (kind, cpu, _ops) in sc.kernel_ops.items()}
         for name, (kind, cpu, ops) in sc.kernel_ops.items():
             log = logs[name] = []
             details[name] = []
-            plat.env.process(kernel_actor(plat, kernel, name, kind, cpu, ops, log,
+            plat.env.process(kernel_actor(plat, kernel, name, procs[name], cpu, ops, log,
                                           details[name], serials))
     for cpu, ops in sc.cpu_ops.items():
         plat.cores[cpu].log = logs[f"cpu{cpu}"] = []
-        plat.start(cpu, ops)
+        stream = Stream(f"cpu{cpu}", ops) if reduced else ops
+        proc = plat.start(cpu, stream)
+        if reduced:
+            actors.streams[proc] = stream
     for name, ops in sc.agent_ops.items():
         log = logs[name] = []
-        plat.start_agent(name, ops, log)
+        stream = Stream(name, ops) if reduced else ops
+        proc = plat.start_agent(name, stream, log)
+        if reduced:
+            actors.streams[proc] = stream
     return Setup(plat, kernel, logs, details)
 
 
@@ -124,11 +144,11 @@ def succeeded(op: str, result: str) -> bool:
 
 
 def run_scenario(name_or_path, tie_choices: list[int] | None = None,
-                 tie_draw: int | None = None) -> Result:
-    """Load, run and judge one scenario (``tie_choices``, ``tie_draw``: see
+                 tie_draw: int | None = None, env=None) -> Result:
+    """Load, run and judge one scenario (``tie_choices``, ``tie_draw``, ``env``: see
     :func:`build_platform`)."""
     sc = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
-    setup = build_platform(sc, tie_choices, tie_draw)
+    setup = build_platform(sc, tie_choices, tie_draw, env)
     plat, logs, details = setup.plat, setup.logs, setup.details
     plat.run()
     amap = plat.amap
