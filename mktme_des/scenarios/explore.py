@@ -269,8 +269,9 @@ def every_tie_order(data: dict[str, Any], path: str, cap: int,
     runs: list[tuple] = []
     prefix: list[int] = []
     sc = scenario_from(data, f"{path} (every order)")  # one parse: only the order varies
+    loaded: dict = {}
     while True:
-        res = run_scenario(sc, prefix)
+        res = run_scenario(sc, prefix, loaded=loaded)
         taken, branching = res.ties
         runs.append(_judged(_with_choices(data, taken), res))
         i = len(taken) - 1
@@ -298,10 +299,11 @@ def _reduced_orders(data: dict[str, Any], path: str, cap: int) -> tuple[list[tup
     pruned = 0
     plan: list[tuple[int, list[int]]] = []
     sc = scenario_from(data, f"{path} (every order)")
+    loaded: dict = {}
     while True:
         env = ReducedTies(plan)
         try:
-            res = run_scenario(sc, env=env)
+            res = run_scenario(sc, env=env, loaded=loaded)
         except Blocked:
             pruned += 1
         else:
