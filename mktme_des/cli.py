@@ -160,7 +160,8 @@ def cmd_scenario(args) -> int:
         found = explore(path, runs=args.runs, seed=args.seed, save=args.save,
                         jitter_ns=500.0 if args.jitter_ns is None else args.jitter_ns,
                         workers=args.workers, exhaustive=args.exhaustive,
-                        reduce=not args.no_reduction, compare=args.compare)
+                        reduce=not args.no_reduction, compare=args.compare,
+                        strategy=args.strategy, depth=args.depth)
         print(json.dumps(found.to_dict(args.trace), indent=2) if args.json
               else found.text(args.trace))
         return 0 if found.ok else 1
@@ -195,7 +196,7 @@ def cmd_hunt(args) -> int:
 
     found = hunt(args.policy, model=args.model, runs=args.runs, budget_s=args.budget_s,
                  seed=args.seed, workers=args.workers, save=args.save, against=args.against,
-                 every_cause=args.all)
+                 every_cause=args.all, strategy=args.strategy, depth=args.depth)
     print(json.dumps(found.to_dict(), indent=2) if args.json else found.text())
     return 1 if found.found else 0
 
@@ -314,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exhaustive", action="store_true",
                    help="explore: run every order of same-time events at the file's timing, "
                    "one per class of orders equivalent up to swapping independent events")
+    s.add_argument("--strategy", default="uniform",
+                   help="explore: how random runs order same-time events: uniform (a shuffle, "
+                   "the default) or pct (random actor priorities with depth-1 changes)")
+    s.add_argument("--depth", type=int, default=3,
+                   help="explore --strategy pct: the bug depth aimed at (default 3)")
     s.add_argument("--no-reduction", action="store_true",
                    help="explore --exhaustive: run every order, equivalent ones too")
     s.add_argument("--compare", action="store_true",
@@ -344,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "of the budget, for counterexamples of other causes")
     s.add_argument("--save", metavar="DIR", help="write each shrunk counterexample there: a "
                    "scenario file, its trace and its timeline")
+    s.add_argument("--strategy", default="uniform",
+                   help="how a schedule orders same-time events: uniform (a random draw at "
+                   "each tie, the default) or pct (random actor priorities with depth-1 "
+                   "changes)")
+    s.add_argument("--depth", type=int, default=3,
+                   help="--strategy pct: the bug depth aimed at (default 3)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_hunt)
 

@@ -53,6 +53,9 @@ from mktme_des.scenarios.spec import find_scenario, scenario_from
 
 ACTOR_TABLES = ("cpu", "agent", "process", "system")
 RUNS = 100  # jittered runs of an exploration, by default
+STRATEGIES = ("uniform", "pct")  # how a random run decides same-time events
+DEFAULT_DEPTH = 3
+MAX_DEPTH = 20
 EXHAUSTIVE_CAP = 500  # most schedules of an exhaustive exploration, by default
 HEX_FIELDS = ("addr", "to")
 
@@ -134,6 +137,8 @@ class Exploration:
     unreduced: int | None = None
     unreduced_complete: bool = False
     same_outcomes: bool | None = None
+    strategy: str = "uniform"  # random runs: how same-time events were ordered
+    depth: int = DEFAULT_DEPTH  # pct: the bug depth aimed at
 
     @property
     def ok(self) -> bool:
@@ -152,8 +157,11 @@ class Exploration:
             return (f"schedules of {self.path}: every order of its same-time events at its own "
                     f"timing ({how})" + ("" if self.complete else
                                          f"; stopped at the cap of {self.runs}, more remain"))
+        ties = ("same-time events shuffled" if self.strategy == "uniform" else
+                f"same-time events ordered by random actor priorities with {self.depth - 1} "
+                "change(s) (PCT)")
         return (f"runs of {self.path}, op times moved by up to ±{self.jitter_ns:g} ns and "
-                f"same-time events shuffled (explorer seed {self.seed})")
+                f"{ties} (explorer seed {self.seed})")
 
     def verdict(self, name: str) -> str:
         """``always``, ``never`` or ``sometimes (k/n)`` for one expectation."""
@@ -165,6 +173,9 @@ class Exploration:
             "scenario": {"name": self.name, "title": self.title, "file": self.path},
             "runs": self.runs, "jitter_ns": self.jitter_ns, "seed": self.seed, "ok": self.ok,
             "exhaustive": self.exhaustive, "complete": self.complete,
+            **({} if self.exhaustive else {"strategy": self.strategy,
+                                            **({"depth": self.depth}
+                                               if self.strategy == "pct" else {})}),
             **({"schedules": {"reduced": self.reduced, "explored": self.runs,
                               "pruned": self.pruned, "unreduced": self.unreduced,
                               "unreduced_complete": self.unreduced_complete,
@@ -216,7 +227,8 @@ class Exploration:
 def explore(name_or_path: str | Path, runs: int | None = None, jitter_ns: float = 500.0,
             seed: int = 0, save: str | Path | None = None, workers: int = 1,
             exhaustive: bool = False, reduce: bool = True,
-            compare: bool = False) -> Exploration:
+            compare: bool = False, strategy: str = "uniform",
+            depth: int = DEFAULT_DEPTH) -> Exploration:
     """Run a scenario ``runs`` times with jittered op times; group the runs by verdict.
 
     With ``save``, the first run of each outcome is written there as a scenario file. With
@@ -225,7 +237,12 @@ def explore(name_or_path: str | Path, runs: int | None = None, jitter_ns: float 
     events is run instead, at the file's timing, ``runs`` being the cap (``EXHAUSTIVE_CAP``
     by default); ``reduce`` runs one order per class of equivalent ones
     (:mod:`mktme_des.scenarios.por`), and ``compare`` also counts the orders without
-    reduction (up to the same cap) and checks that both find the same outcomes."""
+    reduction (up to the same cap) and checks that both find the same outcomes. ``strategy``
+    decides same-time events in a jittered run: ``uniform`` (a seeded shuffle) or ``pct``
+    (actor priorities with ``depth - 1`` random changes, :func:`check_strategy`)."""
+    check_strategy(strategy, depth)
+    if exhaustive and strategy != "uniform":
+        raise UserError("--exhaustive runs every order; --strategy is for random runs")
     if runs is None:
         runs = EXHAUSTIVE_CAP if exhaustive else RUNS
     if runs < 1:
@@ -241,15 +258,45 @@ def explore(name_or_path: str | Path, runs: int | None = None, jitter_ns: float 
         check_folder(save, "--save")  # before the runs, not after them
     path = find_scenario(name_or_path)
     return explore_data(read_toml(path), path, runs, jitter_ns, seed, save, workers, exhaustive,
-                        reduce, compare)
+                        reduce, compare, strategy, depth)
 
 
-def one_run(data: dict[str, Any], path: str, jitter_ns: float, seed: int, run: int) -> tuple:
-    """Run ``run`` of an exploration: ``(scenario data as run, ok, checks, violations, trace)``."""
+def check_strategy(strategy: str, depth: int) -> None:
+    """Refuse an unknown strategy or a depth out of range (one line, UserError)."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if not 1 <= depth <= MAX_DEPTH:
+        raise UserError(f"--depth {depth}: the number of ordering constraints a bug needs, "
+                        f"1..{MAX_DEPTH}")
+
+
+def tie_steps(sc) -> int:
+    """How many ties a run of a parsed scenario meets in its own order: the ``k`` of PCT's
+    change points."""
+    return max(1, len(run_scenario(sc, []).ties[1]))
+
+
+def one_run(data: dict[str, Any], path: str, jitter_ns: float, seed: int, run: int,
+            strategy: str = "uniform", depth: int = DEFAULT_DEPTH, steps: int = 1) -> tuple:
+    """Run ``run`` of an exploration: ``(scenario data as run, ok, checks, violations, trace)``.
+    With ``strategy="pct"`` the same-time events follow actor priorities
+    (:class:`~mktme_des.engine.ties.PriorityTies`, ``steps`` ties expected) and the run is
+    kept as its ``tie_choices``; otherwise as a ``tie_seed``."""
     rng = np.random.default_rng([seed, run])
     trial = perturb(data, rng, jitter_ns)
-    trial.setdefault("scenario", {})["tie_seed"] = int(rng.integers(1, 2**31))
-    return _judged(trial, run_scenario(scenario_from(trial, f"{path} (explored run {run})")))
+    tie_seed = int(rng.integers(1, 2**31))
+    name = f"{path} (explored run {run})"
+    if strategy == "pct":
+        from mktme_des.scenarios.por import pct_environment
+
+        trial.setdefault("scenario", {}).pop("tie_seed", None)
+        trial["scenario"].pop("tie_choices", None)
+        env = pct_environment(tie_seed, depth, steps)
+        res = run_scenario(scenario_from(trial, name), env=env)
+        trial["scenario"]["tie_choices"] = list(env.taken)
+        return _judged(trial, res)
+    trial.setdefault("scenario", {})["tie_seed"] = tie_seed
+    return _judged(trial, run_scenario(scenario_from(trial, name)))
 
 
 def _judged(trial: dict[str, Any], res) -> tuple:
@@ -324,10 +371,19 @@ def outcome_key(ok: bool, checks: list[dict], violations: list) -> tuple:
 def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, seed: int,
                  save: str | Path | None = None, workers: int = 1,
                  exhaustive: bool = False, reduce: bool = True,
-                 compare: bool = False) -> Exploration:
+                 compare: bool = False, strategy: str = "uniform",
+                 depth: int = DEFAULT_DEPTH) -> Exploration:
     """:func:`explore` on a scenario's parsed ``data`` (``path`` names it in messages)."""
     base = scenario_from(data, str(path))  # a bad file is reported once, as itself
-    run_number = partial(one_run, data, str(path), jitter_ns, seed)
+    if strategy == "pct" and not exhaustive:
+        plain = copy.deepcopy(data)
+        plain.setdefault("scenario", {}).pop("tie_seed", None)
+        plain["scenario"].pop("tie_choices", None)
+        steps = tie_steps(scenario_from(plain, str(path)))
+    else:
+        steps = 1
+    run_number = partial(one_run, data, str(path), jitter_ns, seed, strategy=strategy,
+                         depth=depth, steps=steps)
     complete = True
     pruned = 0
     if exhaustive:
@@ -361,7 +417,8 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
     found = list(outcomes.values())
     info = base.info
     explored = Exploration(str(path), info.name, info.title, len(results), jitter_ns, seed,
-                           found, held, exhaustive, complete, exhaustive and reduce, pruned)
+                           found, held, exhaustive, complete, exhaustive and reduce, pruned,
+                           strategy=strategy, depth=depth)
     if exhaustive and compare and reduce:
         other, other_complete, _ = every_tie_order(data, str(path), runs, False)
         explored.unreduced, explored.unreduced_complete = len(other), other_complete

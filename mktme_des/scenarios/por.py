@@ -277,6 +277,36 @@ class Classifier:
                 return EVERYTHING
         return frozenset(out)
 
+    def actor(self, ev) -> str:
+        """The actor an event belongs to, for priorities: the process it resumes (a core or
+        agent by its name, a kernel actor by its name, the kernel's per-package broadcast
+        work and PCONFIG by their CPU, any other process by its function), or the
+        callback's function; ``+`` joins several."""
+        names = []
+        for cb in ev.callbacks or ():
+            proc = getattr(cb, "__self__", None)
+            if proc is not None and getattr(cb, "__name__", "") == "_resume" and \
+                    hasattr(proc, "_generator"):
+                names.append(self._process_name(proc))
+            else:
+                names.append(getattr(cb, "__qualname__", type(cb).__name__))
+        return "+".join(names) or type(ev).__name__
+
+    def _process_name(self, proc) -> str:
+        stream = self.actors.streams.get(proc)
+        if stream is not None:
+            return stream.name
+        gen = proc._generator
+        name = getattr(gen, "__qualname__", getattr(gen, "__name__", "process"))
+        frame = getattr(gen, "gi_frame", None)
+        if frame is not None:
+            loc = frame.f_locals
+            if gen.gi_code.co_name == "kernel_actor":
+                return str(loc.get("name"))
+            if "cpu" in loc:
+                return f"{name}/cpu{loc['cpu']}"
+        return name
+
     def _flag_label(self, ev) -> str | None:
         for label, flag in self.plat.board.flags.items():
             if flag is ev:
@@ -375,6 +405,16 @@ class Tie:
     asleep: frozenset  # event ids asleep on arrival
     choice: int
     done: list[int]  # candidate indices whose subtrees are explored
+
+
+def pct_environment(seed: int, depth: int, steps: int):
+    """A :class:`~mktme_des.engine.ties.PriorityTies` environment whose actors are named by
+    the run's :class:`Classifier` (handed to it when the platform is built)."""
+    from mktme_des.engine.ties import PriorityTies
+
+    env = PriorityTies(seed, depth, steps, lambda ev: env.classify.actor(ev))
+    env.classify = None
+    return env
 
 
 class ReducedTies(ChosenTies):

@@ -97,7 +97,9 @@ def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
     from mktme_des.scenarios.por import Actors, Classifier, ReducedTies, Stream
 
     actors = Actors()
-    reduced = isinstance(plat.env, ReducedTies)
+    # An environment that looks at events (reduction, priorities) gets their classifier,
+    # and the cores' and agents' op streams it reads their positions from.
+    reduced = isinstance(plat.env, ReducedTies) or hasattr(plat.env, "classify")
     if reduced:
         plat.env.classify = Classifier(plat, actors)
     if tie_draw is not None:
