@@ -144,6 +144,16 @@ def cmd_scenario(args) -> int:
     from mktme_des.scenarios.spec import find_scenario
 
     path = find_scenario(args.name)
+    if args.action == "explore" and args.race_window:
+        from mktme_des.scenarios.window import race_window
+
+        if args.exhaustive or args.jitter_ns is not None or args.strategy != "uniform":
+            raise UserError("--race-window moves one op at the file's own timing and order; "
+                            "leave out --exhaustive, --jitter-ns and --strategy")
+        window = race_window(path, *args.race_window, resolution_ns=args.resolution_ns,
+                             span_ns=args.span_ns)
+        print(json.dumps(window.to_dict(), indent=2) if args.json else window.text())
+        return 0
     if args.action == "explore":
         from mktme_des.scenarios.explore import explore
 
@@ -320,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "the default) or pct (random actor priorities with depth-1 changes)")
     s.add_argument("--depth", type=int, default=3,
                    help="explore --strategy pct: the bug depth aimed at (default 3)")
+    s.add_argument("--race-window", nargs=2, metavar=("OP_A", "OP_B"),
+                   help="explore: the window of offsets at(OP_B) - at(OP_A) that end as the "
+                   "file's own timing does; an op is named by its label, name or ACTOR:INDEX")
+    s.add_argument("--resolution-ns", type=float, default=1.0,
+                   help="explore --race-window: precision of each edge (default 1 ns)")
+    s.add_argument("--span-ns", type=float, default=100000.0,
+                   help="explore --race-window: how far from the file's offset to search "
+                   "(default 100000 ns)")
     s.add_argument("--no-reduction", action="store_true",
                    help="explore --exhaustive: run every order, equivalent ones too")
     s.add_argument("--compare", action="store_true",
