@@ -20,8 +20,9 @@ tokens are:
 * ``rng``: the platform's count of hardware random keys drawn (``SET_KEY_RANDOM``);
 * ``kernel``: every kernel structure shared by actors: the key service (KeyIDs, refcounts,
   broadcasts, the serials of the scenario's keys), the page allocator and direct map,
-  hotplug state and locks, swap, the processes' page tables;
-* ``mm:NAME``: the address space (VMA list) of the scenario process ``NAME``;
+  hotplug state and locks, swap;
+* ``mm:NAME``: the address space of the scenario process ``NAME`` (its VMAs, its page
+  table), which only its own ops and hotplug (``*``) touch;
 * ``flag:L``: the happens-before flag ``L`` (an op's ``label``) on the board; ``board``:
   every flag;
 * ``actor:NAME``: the actor's own program position (never shared);
@@ -39,10 +40,12 @@ other (every scheduled event runs). An event's footprint is:
   ``flag:L``; the memory system's own callbacks (a writeback or fill arriving): ``hw``;
 * a process resumed, by what it is:
 
-  - a core running its ops (``[[cpu]]``), or an agent: before it starts, nothing when its
-    first op waits for a later ``at`` (the step only schedules that wait), else
-    ``{hw, board}``; once started, ``{hw, board}`` (its frames are compiled, so the position
-    is not looked at);
+  - a core running its ops (``[[cpu]]``), or an agent: its op stream (:class:`Stream`)
+    says how many ops it took. Before it starts: only ``flag:L`` when its first op waits
+    for a flag ``L`` not yet raised, nothing when its first op waits for a later ``at`` (the
+    step only schedules that wait); else, and once started, ``hw`` and the flags its ops
+    wait for or raise from the op it is at on (its frames may be compiled, so where in the
+    op it is is not looked at);
   - a scenario's kernel actor (``[[process]]``, ``[[system]]``): what its step can reach
     from where it waits. Waiting before op ``j`` (for its flags or its ``at``, or not
     started): for each op from ``j`` on, the flags its ``after`` names, then, unless its
