@@ -102,3 +102,14 @@ def test_pct_hunt_is_deterministic_whichever_workers():
         for c in d["counterexamples"]:
             c.pop("found_after_s")
     assert one == two and one["found"] >= 1
+
+
+def test_a_bad_strategy_or_depth_is_one_line(capsys):
+    from mktme_des.cli import main
+
+    assert main(["hunt", "rfc-v2", "--strategy", "shuffle"]) == 2
+    assert "--strategy 'shuffle': choose one of uniform, pct" in capsys.readouterr().err
+    assert main(["scenario", "explore", "s1-alias-read", "--strategy", "pct", "--depth", "0"]) == 2
+    assert "--depth 0" in capsys.readouterr().err
+    assert main(["scenario", "explore", "s1-alias-read", "--strategy", "pct",
+                 "--exhaustive"]) == 2
