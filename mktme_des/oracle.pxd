@@ -3,7 +3,7 @@ cimport cython
 cdef class Oracle:
     cdef public bint classify
     cdef public object max_violations, counts, plat, amap
-    cdef public dict ref, owner, intended_via, history, line_history, fill_cause
+    cdef public dict ref, owner_ref, intended_via, history, line_history, fill_cause
     cdef public long long stores, checked, unchecked, violation_count, pa_mask
     cdef public list violations
 

@@ -50,12 +50,17 @@ class Ref:
     """What reads through one tag should return: the line image, and which bytes of it were
     stored since the tag became the line's owner (bit i: byte i)."""
 
+    tag = cython.declare(cython.longlong, visibility="public")
     image = cython.declare(bytearray, visibility="public")
     valid = cython.declare(object, visibility="public")
 
-    def __init__(self, image: bytearray, valid: int) -> None:
+    def __init__(self, tag: int, image: bytearray, valid: int) -> None:
+        self.tag = tag
         self.image = image
         self.valid = valid
+
+
+RAW_OWNER = Ref(RAW, bytearray(64), 0)  # the owner of a line last written raw
 
 
 class Oracle:
@@ -65,7 +70,9 @@ class Oracle:
         self.classify = classify
         self.max_violations = max_violations
         self.ref: dict[int, Ref] = {}  # tag -> what reads through it should return
-        self.owner: dict[int, int] = {}  # line PA -> tag of last store, or RAW
+        # line PA -> the Ref of the tag of its last store (RAW_OWNER: a raw write). One lookup
+        # answers both "who owns the line" and "what should a read through the owner get".
+        self.owner_ref: dict[int, Ref] = {}
         self.intended_via: dict[int, int] = {}  # tag -> tag software really stored through
         self.history: dict[int, list[bytes]] = {}  # tag -> earlier line images (classify only)
         self.line_history: dict[int, list[bytes]] = {}  # line PA -> images stored via any tag
@@ -87,11 +94,12 @@ class Oracle:
         cython.declare(pa=cython.longlong, n=cython.Py_ssize_t, ref=Ref, exp=bytearray)
         pa = tag & self.pa_mask
         n = len(data)
-        ref = self.ref.get(tag)
-        if ref is None:
-            ref = self.ref[tag] = Ref(bytearray(64), 0)
-        if self.owner.get(pa) != tag:
-            self.owner[pa] = tag
+        ref = self.owner_ref.get(pa)
+        if ref is None or ref.tag != tag:
+            ref = self.ref.get(tag)
+            if ref is None:
+                ref = self.ref[tag] = Ref(tag, bytearray(64), 0)
+            self.owner_ref[pa] = ref
             ref.valid = 0
             if self.intended_via:
                 self.intended_via.pop(tag, None)
@@ -105,7 +113,7 @@ class Oracle:
         self.stores += 1
 
     def raw_write(self, t: int, pa: int) -> None:
-        self.owner[pa] = RAW
+        self.owner_ref[pa] = RAW_OWNER
         self.counts.add("raw_writes")
 
     def intend(self, tag: int, data: bytes, via: int | None = None) -> None:
@@ -118,14 +126,13 @@ class Oracle:
             self.intended_via[tag] = via
         else:
             self.intended_via.pop(tag, None)
-        self.ref[tag] = Ref(bytearray(data), FULL)
-        self.owner[pa] = tag
+        self.ref[tag] = self.owner_ref[pa] = Ref(tag, bytearray(data), FULL)
         self.counts.add("intents")
 
     def image(self, tag: int) -> bytes | None:
         """The full line a read through ``tag`` is expected to return now, if defined."""
-        ref = self.ref.get(tag)
-        if self.owner.get(tag & self.pa_mask) == tag and ref is not None and ref.valid == FULL:
+        ref = self.owner_ref.get(tag & self.pa_mask)
+        if ref is not None and ref.tag == tag and ref.valid == FULL:
             return bytes(ref.image)
         return None
 
@@ -138,11 +145,11 @@ class Oracle:
         line = pa & ~63
         plain = True
         while line < end:
-            owner = self.owner.get(line)
-            if owner is None or owner == RAW:
+            owner = self.owner_ref.get(line)
+            if owner is None or owner is RAW_OWNER:
                 plain = False
                 break
-            image += self.ref[owner].image
+            image += owner.image
             line += 64
         if plain:
             lo = pa & 63
@@ -155,13 +162,13 @@ class Oracle:
         self.fill_cause.clear()  # the caches are empty
         if not persistent:
             self.ref.clear()
-            self.owner.clear()
+            self.owner_ref.clear()
 
     def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str) -> str | None:
         """Check one load; returns its class when classifying, else None."""
         cython.declare(ref=Ref, n=cython.Py_ssize_t)
-        if self.owner.get(tag & self.pa_mask) == tag:
-            ref = self.ref[tag]
+        ref = self.owner_ref.get(tag & self.pa_mask)
+        if ref is not None and ref.tag == tag:
             exp, valid = ref.image, ref.valid
             n = len(data)
             full = MASKS[n]

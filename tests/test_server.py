@@ -54,3 +54,43 @@ def test_variable_lengths():
     assert stage.reserve(0, length=30) == 0
     assert stage.reserve(5) == 30
     assert stage.reserve(35, length=2) == 40
+
+
+def reference_reserve(starts: list[int], ends: list[int], t: int, size: int, low: int) -> int:
+    """Earliest fit over plain sorted lists, forgetting bookings as the stage's rule says: an
+    independent statement of what :meth:`Stage.reserve` computes."""
+    i = 0
+    while i < len(ends) and ends[i] <= t:
+        i += 1
+    s = t
+    while i < len(starts) and starts[i] < s + size:
+        s = max(s, ends[i])
+        i += 1
+    n = len(ends)
+    starts.insert(i, s)
+    ends.insert(i, s + size)
+    if n > 32 and ends[16] <= low:
+        cut = sum(1 for e in ends if e <= low)
+        del starts[:cut], ends[:cut]
+    return s
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("forget", [True, False])
+def test_bookings_match_a_plain_list_statement_of_the_rule(seed, forget):
+    """Random lengths, out-of-order arrivals and floors, long enough for the stage to make
+    room many times (and, when nothing may be forgotten, to grow): the same starts and the
+    same bookings kept as the list version."""
+    rng = random.Random(seed)
+    stage = Stage(rng.randrange(1, 9))
+    starts: list[int] = []
+    ends: list[int] = []
+    arrival = 0
+    for _ in range(3000):
+        arrival += rng.randrange(0, 6)
+        t = arrival + rng.choice([0, 0, 1, rng.randrange(0, 200)])
+        length = rng.choice([None, None, rng.randrange(1, 40)])
+        size = stage.interval if length is None else length
+        floor = arrival if forget else 0
+        assert stage.reserve(t, length, floor) == reference_reserve(starts, ends, t, size, floor)
+    assert stage.bookings() == list(zip(starts, ends, strict=True))

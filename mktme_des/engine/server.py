@@ -14,17 +14,38 @@ itself (a DRAM access spans two stages but is one job of the DRAM's statistics).
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from array import array
 
 
 class Stage:
-    """Earliest-fit bookings of occupancies (``interval`` unless told otherwise)."""
+    """Earliest-fit bookings of occupancies (``interval`` unless told otherwise).
+
+    The bookings live in two flat arrays of machine integers (their starts and ends), those
+    still in the way being ``lo .. hi - 1``; forgetting old ones moves ``lo`` on. A stage books
+    a few times per DRAM access, so this keeps the common case (a booking after all others)
+    free of Python objects.
+    """
 
     def __init__(self, interval: int) -> None:
         self.interval = max(1, interval)
-        # Bookings never overlap, so sorted by start they are sorted by end too.
-        self.starts: list[int] = []
-        self.ends: list[int] = []
+        self.lo = self.hi = 0
+        self.cap = 1024  # room before the kept bookings are moved to the front
+        self.starts = array("q", [0]) * self.cap
+        self.ends = array("q", [0]) * self.cap
+        self.starts_view, self.ends_view = self.starts, self.ends
+
+    def _make_room(self) -> None:
+        """The arrays are full up to their end: move the kept bookings to the front, in
+        arrays twice as long when they fill half."""
+        n = self.hi - self.lo
+        if 2 * n > self.cap:
+            self.cap *= 2
+        starts, ends = array("q", [0]) * self.cap, array("q", [0]) * self.cap
+        starts[:n] = self.starts[self.lo : self.hi]
+        ends[:n] = self.ends[self.lo : self.hi]
+        self.starts, self.ends = starts, ends
+        self.starts_view, self.ends_view = starts, ends
+        self.lo, self.hi = 0, n
 
     def reserve(self, t: int, length: int | None = None, floor: int | None = None) -> int:
         """Book the earliest gap of ``length`` (default: the interval) at or after ``t``;
@@ -35,24 +56,45 @@ class Stage:
         of time order pass the arrival time of the request at the controller."""
         size = self.interval if length is None else length
         low = t if floor is None else floor
-        starts, ends = self.starts, self.ends
-        n = len(ends)
-        if not n or t >= ends[n - 1]:  # the common case: free from t on
+        if self.hi == self.cap:
+            self._make_room()
+        lo, hi = self.lo, self.hi
+        if lo == hi or t >= self.ends_view[hi - 1]:  # the common case: free from t on
             s = t
-            starts.append(s)
-            ends.append(s + size)
+            self.starts_view[hi] = s
+            self.ends_view[hi] = s + size
         else:
-            i = bisect_right(ends, t)
+            i = self._first_ending_after(lo, hi, t)
             s = t
-            while i < n and starts[i] < s + size:
-                if ends[i] > s:
-                    s = ends[i]
+            while i < hi and self.starts_view[i] < s + size:
+                if self.ends_view[i] > s:
+                    s = self.ends_view[i]
                 i += 1
-            starts.insert(i, s)
-            ends.insert(i, s + size)
-        if n > 32 and ends[16] <= low:
+            j = hi
+            while j > i:  # make room at i
+                self.starts_view[j] = self.starts_view[j - 1]
+                self.ends_view[j] = self.ends_view[j - 1]
+                j -= 1
+            self.starts_view[i] = s
+            self.ends_view[i] = s + size
+        self.hi = hi + 1
+        if hi - lo > 32 and self.ends_view[lo + 16] <= low:
             # Bookings that end before any later request can arrive are never in the way.
-            cut = bisect_right(ends, low)
-            del starts[:cut]
-            del ends[:cut]
+            self.lo = self._first_ending_after(lo, hi + 1, low)
         return s
+
+    def _first_ending_after(self, lo: int, hi: int, x: int) -> int:
+        """The first booking in ``lo .. hi - 1`` that ends after ``x`` (``hi`` if none):
+        bisection, the ends being sorted."""
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if x < self.ends_view[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def bookings(self) -> list[tuple[int, int]]:
+        """The bookings still kept, ``(start, end)`` in time order."""
+        return [(self.starts_view[i], self.ends_view[i]) for i in range(self.lo, self.hi)]
+

@@ -51,6 +51,49 @@ def _horizon(env) -> int:
     return queue[0][0] if queue else NO_EVENT
 
 
+
+@cython.cfunc
+@cython.inline
+def new_line(tag: cython.longlong, data) -> Line:
+    """A directory line for ``tag`` holding ``data``: clean, unowned, in no cache (as
+    ``Line(tag, data)``, without the call through the type; fills make one per miss)."""
+    line: Line = Line.__new__(Line)
+    line.tag = tag
+    line.data = bytearray(data)
+    line.dirty = False
+    line.owner = -1
+    line.holders = 0
+    return line
+
+
+@cython.cfunc
+@cython.locals(c=Cache, vline=Line, bit=object, left=object, holders=object)
+def place(mem, package: cython.int, t: cython.longlong, tag: cython.longlong,
+          line: Line, path: list) -> cython.void:
+    """Put ``line`` (the coherent copy of ``tag``) in each cache of ``path`` (``(cache,
+    holder bit)`` pairs) that lacks it, evicting as replacement says; the last copy of a dirty
+    victim is written back, and ownership of a dirty victim others still hold moves on
+    (memsys rule 5)."""
+    holders = line.holders
+    for c, bit in path:
+        if holders & bit:
+            continue
+        vline = c.insert(tag, line)
+        if vline is not None:
+            left = vline.holders & ~bit
+            vline.holders = left
+            if not left:
+                del mem.directory[vline.tag]
+                if vline.dirty:
+                    c.writebacks += 1
+                    mem.writeback(t, package, vline.tag, bytes(vline.data), "eviction from",
+                                  c.name, -1 if c.core is None else c.core)
+            elif vline.dirty:
+                mem.pass_ownership(vline)
+        holders |= bit
+    line.holders = holders
+
+
 class Core:
     """One core: its private caches, its package's shared caches and its op stream.
 
@@ -145,7 +188,6 @@ class Core:
         amap = self.amap
         interleave, npackages, package_bytes = amap.interleave, amap.packages, amap.package_bytes
         routes = self.routes
-        place = self._place
         fill_path = self.fill_path
         pending = mem.pending
         prefetching = mem.prefetching
@@ -259,14 +301,14 @@ class Core:
                         line = directory.get(tag)
                         if line is None:
                             data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
-                            line = directory[tag] = Line(tag, data)
+                            line = directory[tag] = new_line(tag, data)
                     else:
                         # Nothing ran since the lookup missed: the tag is still uncached; a
                         # writeback of it still on its way has the newest data (rule 3).
                         if pending and (pa & line_mask) in pending:
                             data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
-                        line = directory[tag] = Line(tag, data)
-                    place(t, tag, line, fill_path)
+                        line = directory[tag] = new_line(tag, data)
+                    place(mem, package, t, tag, line, fill_path)
                     where = "DRAM" if home == package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1
                 if code == WRITE:
@@ -430,14 +472,14 @@ class Core:
             c = levels[i]
             if holders >> c.bit & 1:
                 c.lookup(tag)
-                self._place(t, tag, line, self.fill_path[:i])
+                place(self.mem, self.package, t, tag, line, self.fill_path[:i])
                 return line, t + c.hit, c.level_name
         mem = self.mem
         if holders & mem.package_mask[self.package]:
             where, t = "peer", t + self.miss_cost + mem.snoop
         else:
             where, t = "remote", t + self.miss_cost + mem.snoop + 2 * mem.hop
-        self._place(t, tag, line, self.fill_path)
+        place(self.mem, self.package, t, tag, line, self.fill_path)
         return line, t, where
 
     def _fill(self, t: int, tag: int, data: bytes) -> Line:
@@ -446,34 +488,9 @@ class Core:
         directory = self.mem.directory
         line = directory.get(tag)
         if line is None:
-            line = directory[tag] = Line(tag, data)
-        self._place(t, tag, line, self.fill_path)
+            line = directory[tag] = new_line(tag, data)
+        place(self.mem, self.package, t, tag, line, self.fill_path)
         return line
-
-    @cython.locals(c=Cache, vline=Line)
-    def _place(self, t: int, tag: int, line: Line, path: list[tuple]) -> None:
-        """Put ``line`` (the coherent copy of ``tag``) in each cache of ``path`` that lacks
-        it, evicting as replacement says; the last copy of a dirty victim is written back, and
-        ownership of a dirty victim others still hold moves on (memsys rule 5)."""
-        holders = line.holders
-        for c, bit in path:
-            if holders & bit:
-                continue
-            vline = c.insert(tag, line)
-            if vline is not None:
-                left = vline.holders & ~bit
-                vline.holders = left
-                if not left:
-                    del self.mem.directory[vline.tag]
-                    if vline.dirty:
-                        c.writebacks += 1
-                        self.mem.writeback(t, self.package, vline.tag, bytes(vline.data),
-                                           "eviction from", c.name,
-                                           -1 if c.core is None else c.core)
-                elif vline.dirty:
-                    self.mem.pass_ownership(vline)
-            holders |= bit
-        line.holders = holders
 
     def _invalidate_others(self, t: int, tag: int, line: Line) -> int:
         """Take ownership for a store: remove every copy outside this core's path."""
