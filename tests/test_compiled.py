@@ -66,6 +66,9 @@ def cli(args: list[str], pure: bool) -> bytes:
     ["scenario", "run", "s2-stale-writeback-no-flush", "--json"],
     ["scenario", "run", "s7-hotplug-offline-migrates", "--json"],
     ["scenario", "run", "s14-key-per-customer", "--json"],
+    # A package without memory: the compiled inline home of a miss is its address-map slot.
+    ["simulate", "server-2s-memoryless", "-w", "pattern=random", "-w", "accesses=3000", "-w",
+     "cores=2", "-w", "placement=remote", "-m", "memory.interleave_bytes=4096", "--json"],
 ])
 def test_compiled_and_python_source_give_the_same_bytes(args):
     compiled, source = cli(args, pure=False), cli(args, pure=True)

@@ -201,3 +201,19 @@ def test_a_package_offline_counts_the_pages_faulted_in_while_it_waited():
     data["system"][0]["ops"][0]["expect"] = "ok"
     res = run_scenario(scenario_from(data, "offline migrates"))
     assert res.ok, [c for c in res.checks if not c["ok"]]
+
+
+def test_a_package_without_memory_gives_the_hunt_no_memory_only_hazard(capsys):
+    """The same hunt on server-2s finds RFC v2's memory-only hazard (a key created while
+    package 1 has no CPU never reaches its memory); with package 1 holding no memory
+    (server-2s-memoryless) neither policy has a counterexample in that budget: the kernel
+    invariants ask keys of packages with memory only, and no address is homed on package 1."""
+    def hunt_json(policy: str, model: str) -> dict:
+        assert main(["hunt", policy, "--model", model, "--runs", "128", "--json"]) in (0, 1)
+        return json.loads(capsys.readouterr().out)
+
+    with_memory = hunt_json("rfc-v2", "server-2s")
+    assert any("holds tme" in c["cause"] for c in with_memory["counterexamples"])
+    for policy in ("rfc-v2", "mktme-2019"):
+        out = hunt_json(policy, "server-2s-memoryless")
+        assert out["schedules"] == 128 and out["found"] == 0, out["counterexamples"]

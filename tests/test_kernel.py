@@ -12,7 +12,7 @@ independent AES-XTS (the ``cryptography`` package).
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from mktme_des.config.model import load_model
@@ -22,6 +22,7 @@ from mktme_des.hw import pconfig as pc
 from mktme_des.hw.keytable import KEY, NO_ENCRYPT, TME
 from mktme_des.hw.platform import Platform
 from mktme_des.kernel.errno import Errno
+from mktme_des.kernel.invariants import broken_invariants
 from mktme_des.kernel.kernel import Kernel
 from mktme_des.kernel.mm import PAGE
 from mktme_des.kernel.policy import load_policy
@@ -1150,6 +1151,86 @@ def test_cpu_key_data_on_a_forgotten_package_becomes_garbage():
     sim.call(sim.plat.cores[0].run([(O.CLFLUSH, kid, pa, None, None)], []))
     sim.call(sim.k.hp.online_cpu(2))
     assert sim.read(proc, va) != pattern(7)
+
+
+# -- a package without memory: the CPU rules of both series, no data at stake ------------------
+
+MEMORYLESS_OPS = st.sampled_from(["offline2", "offline3", "online2", "online3", "cpu-key",
+                                  "user-key", "invalidate", "tenant"])
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(ops=st.lists(MEMORYLESS_OPS, min_size=6, max_size=16),
+       policy=st.sampled_from(["rfc-v2", "mktme-2019"]), savekeys=st.booleans())
+# The two returns that differ most, always run: 2019 brings a CPU back to a package whose
+# table missed the keys created while it had none; RFC v2 refuses it for an unsaved user key.
+@example(ops=["offline2", "offline3", "cpu-key", "tenant", "online2", "tenant", "cpu-key",
+              "tenant"], policy="mktme-2019", savekeys=False)
+@example(ops=["cpu-key", "tenant", "offline2", "offline3", "user-key", "tenant", "online3",
+              "invalidate", "cpu-key", "online3", "tenant"], policy="rfc-v2", savekeys=False)
+def test_a_package_without_memory_under_random_hotplug_and_keys(ops, policy, savekeys):
+    """On server-2s-memoryless (package 1: CPUs 2-3, a key table, no memory), whatever the
+    order of CPU hotplug, keys and tenants:
+
+    * the last CPU of package 1 goes (RFC v2, patch 13) unless the 2019 rules are on and a
+      key is in use (EBUSY), as 2019's teardown never looks at memory;
+    * no key is refused for the topology (EINVAL): 2019 checks packages with memory only;
+    * a CPU returning to a CPU-less package 1: RFC v2 programs every KeyID in use there
+      (EPERM when a user key is in use without mktme_savekeys); 2019 programs nothing;
+    * and nothing is ever corrupted: every tenant, whichever package's CPU wrote its page,
+      reads its data back, the oracle sees no violation and the kernel invariants hold."""
+    sim = Sim("server-2s-memoryless", policy=policy, policy_overrides={"savekeys": savekeys},
+              overrides={"topology": {"cores_per_package": 2}})
+    hp, keys, table = sim.k.hp, sim.keys, sim.plat.packages[1].mc.keys
+    live: list[int] = []
+    tenants: list[tuple] = []
+    for i, op in enumerate(ops):
+        if op.startswith("offline"):
+            cpu = int(op[-1])
+            if not sim.plat.cores[cpu].online:
+                continue
+            last = not any(c.online for c in sim.plat.packages[1].cores if c.cpu != cpu)
+            if policy == "mktme-2019" and last and keys.in_use():
+                sim.fails(hp.offline_cpu(cpu), "EBUSY")
+            else:
+                sim.call(hp.offline_cpu(cpu))
+        elif op.startswith("online"):
+            cpu = int(op[-1])
+            if sim.plat.cores[cpu].online:
+                continue
+            returning = 1 in hp.cpuless
+            before = [table.entry(k).version for k in range(table.max_keyid + 1)]
+            in_use = keys.in_use()
+            if (policy == "rfc-v2" and returning and in_use and keys.user_type
+                    and not savekeys):
+                sim.fails(hp.online_cpu(cpu), "EPERM")
+                continue
+            sim.call(hp.online_cpu(cpu))
+            after = [table.entry(k).version for k in range(table.max_keyid + 1)]
+            if policy == "rfc-v2" and returning:
+                assert all(table.mode(k) == KEY for k in in_use)
+                assert all(after[k] > before[k] for k in in_use)
+            else:
+                assert after == before  # 2019 has no startup callback
+        elif op in ("cpu-key", "user-key"):
+            live.append(sim.add(f"k{i}", CPU_KEY if op == "cpu-key" else USER_KEY))
+        elif op == "invalidate" and live:
+            if not any(t[3] == live[0] for t in tenants):
+                sim.call(keys.invalidate(0, live.pop(0)))
+        elif op == "tenant" and live:
+            cpu = next(c.cpu for c in reversed(sim.plat.cores[:4]) if c.online)
+            proc = sim.mm.spawn(cpu)  # on package 1 while it has a CPU: remote memory
+            va = sim.mmap(proc, 1)
+            sim.protect(proc, va, PAGE, live[-1])
+            sim.write(proc, va, pattern(i))
+            kid, pa = sim.frame(proc, va)
+            sim.call(sim.plat.cores[proc.cpu].run([(O.CLFLUSH, kid, pa, None, None)], []))
+            assert sim.plat.amap.home(pa) == 0
+            tenants.append((proc, va, pattern(i), live[-1]))
+    for proc, va, data, _serial in tenants:
+        assert sim.read(proc, va) == data
+    sim.no_violations()
+    assert broken_invariants(sim.k) == []
 
 
 # -- pinned pages (get_user_pages) outlive their VMA -------------------------------------------

@@ -221,3 +221,71 @@ def test_a_working_set_costs_two_bytes_a_page_and_no_record_per_page():
     for pkg in p.packages:
         assert not pkg.mc.store.zeroed and not pkg.mc.store.lines
         assert len(pkg.mc.store.regions) == 1
+
+
+# -- the address map with packages without memory -----------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mktme_des.config.model import merge, model_from_dict  # noqa: E402
+from mktme_des.config.schema import resolved  # noqa: E402
+from mktme_des.hw import ops as O  # noqa: E402
+from mktme_des.hw.address import AddressMap  # noqa: E402
+
+BASE = resolved(load_model("server-2s"))
+
+
+def _model(sizes: list[int], interleave: int):
+    return model_from_dict(merge(BASE, {"topology": {"packages": len(sizes), "cores_per_package": 1},
+                                        "memory": {"gib_per_package": sizes,
+                                                   "interleave_bytes": interleave}}))
+
+
+layouts = st.lists(st.booleans(), min_size=1, max_size=6).filter(any)
+
+
+@settings(max_examples=60, deadline=None)
+@given(has=layouts, interleave=st.sampled_from([0, 64, 4096, 1 << 21]),
+       picks=st.lists(st.integers(0, (1 << 62)), min_size=1, max_size=20))
+def test_addresses_are_homed_only_on_packages_with_memory(has, interleave, picks):
+    """Rule of the address map: every address is homed on a package with memory; each has
+    the same share; without interleaving the ranges follow package order. With memory on
+    every package the map is the plain one (package = pa // range or (pa // g) % packages)."""
+    amap = AddressMap(_model([64 if h else 0 for h in has], interleave))
+    homes = [p for p, h in enumerate(has) if h]
+    assert amap.memory_bytes == len(homes) * (64 << 30)
+    full = AddressMap(_model([64] * len(homes), interleave))
+    for x in picks:
+        pa = x % amap.memory_bytes & ~63
+        home = amap.home(pa)
+        assert has[home]
+        # Metamorphic: the same address on the machine without the memory-less packages
+        # lands on the same rank among the packages with memory.
+        assert homes.index(home) == full.home(pa) == amap.slot(pa)
+        if not interleave:
+            assert amap.range_start(home) <= pa < amap.range_start(home) + amap.package_bytes
+        assert amap.nearest_home(home) == home
+    for p, h in enumerate(has):
+        near = amap.nearest_home(p)
+        assert has[near] and (h or near != p)
+
+
+def test_a_memoryless_packages_cores_read_remote_memory_encrypted_at_the_home():
+    """A core of package 1 (no memory) stores and loads through a KeyID that package 1's key
+    table does not hold: the line is encrypted by package 0's controller, served remotely."""
+    plat = Platform(load_model("server-2s-memoryless"), seed=3)
+    cpu = plat.packages[1].cores[0].cpu
+    plat.program(1, "random", packages=[0])  # package 1's table keeps TME for KeyID 1
+    assert plat.packages[1].mc.keys.mode(1) == "tme" and not plat.packages[1].has_memory
+    pa, data = 0x7000, b"on package 0's memory".ljust(64, b".")
+    core = plat.cores[cpu]
+    core.log = []
+    plat.start(cpu, [(O.WRITE, 1, pa, data, None), (O.CLFLUSH, 1, pa, None, None),
+                     (O.READ, 1, pa, 64, None)])
+    plat.run()
+    # The store's fill and the load both went to package 0 (write-allocate), none locally.
+    assert core.log[-1][5] == data and core.served == {"DRAM-remote": 2}
+    assert plat.packages[0].mc.reads == 2 and plat.packages[1].mc.reads == 0
+    assert plat.dram_read(pa, 64) == ref_xts(plat.packages[0].mc.keys.key(1), pa,
+                                             plat.boot_tweak, data, True)

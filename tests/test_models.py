@@ -206,3 +206,57 @@ def test_aes_engine_per_controller_keeps_up_with_its_channel_by_default(name):
         plat = Platform(load_model(name, {"mktme": {"aes_throughput_x_channel": factor}}), seed=0)
         for pkg in plat.packages:
             assert pkg.mc.engine.interval == max(1, ns(1.0 / (factor * channel)))
+
+
+# -- packages without memory ------------------------------------------------------------------
+
+def _memory(sizes, packages=2):
+    def edit(d):
+        d["memory"]["gib_per_package"] = sizes
+        d["topology"]["packages"] = packages
+    return edit
+
+
+@pytest.mark.parametrize("sizes,packages,field,says", [
+    ([64], 2, "memory.gib_per_package", "1 entries for 2 packages"),
+    ([0, 0], 2, "memory.gib_per_package", "at least one package must have memory"),
+    ([64, 32], 2, "memory.gib_per_package", "different sizes (32, 64 GiB)"),
+    ([64, -1], 2, "memory.gib_per_package[1]", "must be at least 0"),
+    ([64, "none"], 2, "memory.gib_per_package[1]", "expected an integer"),
+    (0, 2, "memory.gib_per_package", "must be at least 1"),
+    ("64", 2, "memory.gib_per_package", "expected an integer"),
+])
+def test_memory_per_package_mistakes(tmp_path, sizes, packages, field, says):
+    err = _error(tmp_path, _memory(sizes, packages))
+    assert err.field == field and says in err.reason
+
+
+def test_a_list_of_equal_sizes_is_the_single_size(tmp_path):
+    """One entry per package, all with memory, is the same machine as one size for all."""
+    listed = load_model(_write(tmp_path, _memory([64, 64])))
+    single = load_model("server-2s")
+    assert listed.memory_homes == single.memory_homes == (0, 1)
+    assert listed.memory_bytes == single.memory_bytes and listed.package_bytes == 64 << 30
+
+
+def test_memoryless_model_extends_server_2s():
+    m, base = load_model("server-2s-memoryless"), load_model("server-2s")
+    assert m.memory_homes == (0,) and m.memory_bytes == 64 << 30
+    assert m.topology == base.topology and m.cache == base.cache and m.mktme == base.mktme
+    assert m.platform.name == "server-2s-memoryless"
+
+
+def test_extends_mistakes(tmp_path):
+    (tmp_path / "a.toml").write_text('extends = "' + str(tmp_path / "b.toml") + '"\n')
+    (tmp_path / "b.toml").write_text('extends = "' + str(tmp_path / "a.toml") + '"\n')
+    with pytest.raises(ConfigError) as info:
+        load_model(tmp_path / "a.toml")
+    assert info.value.field == "extends" and "cycle" in info.value.reason
+    (tmp_path / "c.toml").write_text("extends = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_model(tmp_path / "c.toml")
+    assert info.value.file == str(tmp_path / "c.toml") and info.value.field == "extends"
+    (tmp_path / "d.toml").write_text('extends = "no-such-model"\n')
+    with pytest.raises(ConfigError) as info:
+        load_model(tmp_path / "d.toml")
+    assert info.value.field == "extends" and "no such model" in info.value.reason

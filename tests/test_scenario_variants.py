@@ -294,12 +294,13 @@ def add_unrelated_actor(doc: dict[str, Any], stem: str, near: bool = False,
     sign = -1 if near else 1
     pkg = min(free, key=lambda p: (sign * (p in cpu_pkgs), sign * (p in dram), p))
     cpu = next(c for c in range(pkg * cpp, (pkg + 1) * cpp) if c not in busy_cpus)
-    home = min(pkgs, key=lambda p: (sign * (p in dram), p != pkg, p))
+    home = min((p for p in pkgs if amap.has_memory(p)),
+               key=lambda p: (sign * (p in dram), p != pkg, p))
     span = set_span(model)
     # Sets in use: every line of every page the run touched (the kernel flushes and zeroes
     # whole pages), as offsets within the set span.
     used = {(a & ~(PAGE - 1)) % span + i * LINE for a in touched for i in range(PAGE // LINE)}
-    origin = home * amap.package_bytes + (1 << 30)  # far above the kernel's frame pool
+    origin = amap.range_start(home) + (1 << 30)  # far above the kernel's frame pool
     lines = [origin + off for off in range(0, span, 17 * LINE) if off not in used][:8]
     assert len(lines) == 8
     fixed = sorted({op["at"] for _, op in ops(doc) if "at" in op})
@@ -351,6 +352,10 @@ EXCLUDED: dict[str, dict[str, str]] = {
         "s14-key-per-customer": "client-1s has one package",
         "s14-keyid-exhaustion": "client-1s has one package",
         "s14-keyid-wait": "client-1s has one package",
+        "s7-hotplug-memoryless-2019": "package 1 of server-2s-memoryless has no memory: the "
+        "two packages are not alike",
+        "s7-hotplug-memoryless-rfc-v2": "package 1 of server-2s-memoryless has no memory: the "
+        "two packages are not alike",
     },
     "unrelated": {
         "s14-key-per-customer": "its actors run on every CPU of client-1s: none is left",
@@ -360,7 +365,8 @@ EXCLUDED: dict[str, dict[str, str]] = {
 PREDICATES: dict[str, Callable[[dict], bool] | None] = {
     "keyids": _needs_kernel_keyids,
     "addresses": _no_file_addresses,
-    "packages": lambda doc: model_of(doc).topology.packages != 2,
+    "packages": lambda doc: (model_of(doc).topology.packages != 2
+                             or len(model_of(doc).memory_homes) != 2),
     "unrelated": lambda doc: all_cpus_busy(doc),
     "times": None,
 }

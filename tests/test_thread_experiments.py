@@ -69,6 +69,22 @@ def test_hotplug_rfc_v2_rekeys_a_returning_package_under_its_data_2019_never_doe
     assert busy["corrupted"] == 0 and busy["cycles_refused"] > 0
 
 
+def test_hotplug_a_package_without_memory_is_never_corrupted_only_2019_refuses_its_cycles():
+    """The same point as above with package 1 holding CPUs and a key table but no memory: the
+    memory-only hazard needs memory behind the re-keyed table. RFC v2 re-keys the returning
+    package and corrupts nothing; 2019 still keeps its last CPU while keys are in use, but
+    never refuses a key for it (its HMAT check covers packages with memory only)."""
+    base = {"duration_ms": 10.0, "churn_per_ms": 2.0, "hotplug_per_ms": 3.0}
+    with_memory = _run("hotplug", base)
+    assert with_memory["corrupted"] > 0  # the hazardous topology, as above
+    posted = _run("hotplug", {**base, "model": "server-2s-memoryless"})
+    assert posted["keyed"] > 0 and posted["cycles"] > 0 and posted["cycles_refused"] == 0
+    assert posted["corrupted"] == 0 and posted["p_high"] < with_memory["p_low"]
+    later = _run("hotplug", {**base, "model": "server-2s-memoryless", "policy": "mktme-2019"})
+    assert later["keyed"] > 0 and later["corrupted"] == 0 and later["refused"] == 0
+    assert later["cycles_refused"] > 0 and later["p_cycles_refused"] > 0
+
+
 def _churn(cores: int, encrypted: bool, isolation: str) -> dict:
     return _run("churn", {"model": "server-2s", "processes": 0, "iterations": 1, "pages": 4,
                           "compute_ns_per_page": 5000.0, "encrypted": encrypted,

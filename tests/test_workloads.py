@@ -165,3 +165,18 @@ def test_a_long_simulation_shows_its_progress_and_the_same_results():
     text = stream.getvalue()
     assert text.startswith("\rsimulate [") and text.endswith("\n")
     assert "80000/80000  100%" in text  # the last redraw counts every access of both cores
+
+
+@pytest.mark.parametrize("placement", ["local", "remote"])
+def test_a_memoryless_packages_cores_work_on_the_nearest_memory(placement):
+    """On server-2s-memoryless both cores' working sets land on package 0's memory, whatever
+    the placement (it is the only package with some), and the oracle finds nothing wrong;
+    package 1's core reaches it over the socket hop only."""
+    w = {"pattern": "random", "working_set_kib": 4096, "accesses": 3000, "cores": 2,
+         "spread": "packages", "placement": placement}
+    stats = simulate("server-2s-memoryless", workload_from(w), oracle=True)
+    mcs = stats["memory_controllers"]
+    assert mcs["pkg1"]["reads"] == 0 and mcs["pkg0"]["reads"] > 0
+    assert "DRAM" not in stats["cores"]["cpu16"]["served_by"]
+    assert stats["cores"]["cpu0"]["served_by"].get("DRAM", 0) > 0
+    assert stats["oracle"]["counts"]["violations"] == 0

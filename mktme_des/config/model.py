@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mktme_des import catalog
 from mktme_des.config.schema import Context, Section, build, param, read_toml
+from mktme_des.errors import ConfigError
 
 LINE_BYTES = 64
 ALGORITHMS = ("aes-xts-128", "aes-xts-256")
@@ -82,12 +83,33 @@ class InterconnectSpec(Section):
 
 @dataclass(frozen=True, kw_only=True)
 class MemorySpec(Section):
-    gib_per_package: int = param(doc="DRAM attached to each package's memory controller",
-                                 unit="GiB", min=1, max=65536)
+    """DRAM and the physical address map.
+
+    A package without memory (a memory-less NUMA node: no DIMMs on its channels) still has its
+    memory controller, key table and AES engine: the 2019 series states that the encryption
+    hardware, key tables included, "resides on each physical package" and must be programmed
+    on all of them (C5, PATCHv2 39/59, CPU hotplug), and PCONFIG is package-scoped: it
+    programs the executing package's table (facts 1.4). But the engine sits on the path to the
+    memory bus and encrypts only the memory attached to it (facts 1.1, S1; "each package's
+    engine encrypts only its own locally attached memory", facts 2.3 on patch 13), so the
+    table of a package without memory never encrypts a line: its cores' loads and stores go
+    over the interconnect to the home controller of the address, like any remote access. The
+    address map covers the packages with memory only, in package order, each with the same
+    range (``interleave_bytes`` alternates among them).
+
+    ASSUMPTION: PCONFIG succeeds on a package without memory, as on any other (no source says
+    what it does without DIMMs; were it to fail, every key broadcast of both kernel series
+    would fail with ENOKEY). E16's memory-less topology rests on it."""
+
+    gib_per_package: int | list[int] = param(
+        doc="DRAM attached to each package's memory controller: one size for every package, "
+        "or one entry per package, 0 for a package without memory (the others all the same "
+        "size, at least one of them)", unit="GiB", min=0, max=65536)
     interleave_bytes: int = param(
         0,
-        doc="0: each package is home for one contiguous range; otherwise homes alternate "
-        "between packages every interleave_bytes (a power of two, at least 64)",
+        doc="0: each package with memory is home for one contiguous range; otherwise homes "
+        "alternate between the packages with memory every interleave_bytes (a power of two, "
+        "at least 64)",
         unit="bytes", min=0,
     )
 
@@ -95,6 +117,32 @@ class MemorySpec(Section):
         g = self.interleave_bytes
         if g and (g < LINE_BYTES or g & (g - 1)):
             raise ctx.error("interleave_bytes", f"{g} must be 0 or a power of two >= 64")
+        sizes = self.gib_per_package
+        if not isinstance(sizes, list):
+            if sizes < 1:
+                raise ctx.error("gib_per_package", f"{sizes} GiB is out of range; one size for "
+                                "every package must be at least 1 (give a list with 0 for a "
+                                "package without memory)")
+            return
+        nonzero = sorted({s for s in sizes if s})
+        if not nonzero:
+            raise ctx.error("gib_per_package", "at least one package must have memory")
+        if len(nonzero) > 1:
+            raise ctx.error("gib_per_package", f"the packages with memory have different sizes "
+                            f"({', '.join(map(str, nonzero))} GiB); each must have the same, "
+                            "or 0 for none")
+
+    def package_gib(self) -> int:
+        """The memory of each package that has some, in GiB."""
+        sizes = self.gib_per_package
+        return max(sizes) if isinstance(sizes, list) else sizes
+
+    def homes(self, packages: int) -> tuple[int, ...]:
+        """The packages with memory, in package order (the address map's order)."""
+        sizes = self.gib_per_package
+        if not isinstance(sizes, list):
+            return tuple(range(packages))
+        return tuple(p for p, s in enumerate(sizes) if s)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,8 +259,18 @@ class Model(Section):
         return self.mktme.aes_throughput_x_channel * self.channel_lines_per_ns
 
     @property
+    def memory_homes(self) -> tuple[int, ...]:
+        """The packages with memory, in the address map's order (see :class:`MemorySpec`)."""
+        return self.memory.homes(self.topology.packages)
+
+    @property
+    def package_bytes(self) -> int:
+        """The memory of each package that has some, in bytes."""
+        return self.memory.package_gib() << 30
+
+    @property
     def memory_bytes(self) -> int:
-        return self.topology.packages * self.memory.gib_per_package << 30
+        return len(self.memory_homes) * self.package_bytes
 
     def check(self, ctx: Context) -> None:
         if not self.cache:
@@ -226,6 +284,11 @@ class Model(Section):
             i = scopes.index("core", scopes.index("package"))
             raise ctx.error(f"cache[{i}].scope",
                             "a core-private level cannot sit behind a package-shared one")
+        sizes = self.memory.gib_per_package
+        if isinstance(sizes, list) and len(sizes) != self.topology.packages:
+            raise ctx.error("memory.gib_per_package", f"{len(sizes)} entries for "
+                            f"{self.topology.packages} packages (topology.packages); give one "
+                            "per package, 0 for a package without memory, or a single size")
         need = (self.memory_bytes - 1).bit_length()
         if need > self.usable_address_bits:
             raise ctx.error(
@@ -237,14 +300,51 @@ class Model(Section):
             )
 
 
+MAX_EXTENDS = 8
+"""How many models an ``extends`` chain may pass through."""
+
+
 def load_model(name_or_path: str | Path, overrides: dict | None = None) -> Model:
     """Load and validate a model, by name (:mod:`mktme_des.catalog`) or path; ``overrides``
-    is a nested dict merged over the file. Errors name the model as it was given."""
-    path = catalog.find("model", name_or_path)
-    data = read_toml(path)
+    is a nested dict merged over the file. Errors name the model as it was given.
+
+    A model file may start with ``extends = "NAME"``: its tables are then merged over that
+    model's (as ``overrides`` are: tables merge, anything else replaces), so a variant states
+    only what differs. The chain is followed up to :data:`MAX_EXTENDS` models, never twice
+    through the same file; ``extends`` is gone from the model built."""
+    data = _model_data(catalog.find("model", name_or_path), [])
     if overrides:
         data = merge(data, overrides)
     return build(Model, data, Context(str(name_or_path)))
+
+
+def _model_data(path: Path, chain: list[Path]) -> dict:
+    """A model file's tables with its ``extends`` chain merged in (see :func:`load_model`)."""
+    return resolve_extends(read_toml(path), path, chain)
+
+
+def resolve_extends(data: dict, path: Path, chain: list[Path] | None = None) -> dict:
+    """``data``, the tables of the model file at ``path``, with the model it ``extends`` (and
+    that one's, and so on) merged under it, as :func:`load_model` reads a model file."""
+    data = dict(data)
+    chain = chain or []
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    ctx = Context(str(path))
+    if not isinstance(parent, str) or not parent:
+        raise ctx.error("extends", "expected the name or path of the model this one extends, "
+                        f"got {parent!r}"[:200])
+    chain = [*chain, path.resolve()]
+    if len(chain) >= MAX_EXTENDS:
+        raise ctx.error("extends", f"the chain of extended models is longer than {MAX_EXTENDS}")
+    try:
+        base_path = catalog.find("model", parent)
+    except ConfigError as err:
+        raise ctx.error("extends", str(err)) from None
+    if base_path.resolve() in chain:
+        raise ctx.error("extends", f"{parent!r} extends this model again (a cycle)")
+    return merge(_model_data(base_path, chain), data)
 
 
 def model_from_dict(data: dict, source: str = "<model>") -> Model:
@@ -263,4 +363,4 @@ def merge(base: dict, over: dict) -> dict:
 
 
 
-__all__ = ["Model", "CacheSpec", "load_model", "model_from_dict", "merge"]
+__all__ = ["Model", "CacheSpec", "load_model", "model_from_dict", "merge", "resolve_extends"]

@@ -85,9 +85,15 @@ class Section:
 def _convert(tp: Any, value: Any, ctx: Context, meta: Mapping[str, Any]) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
+        # ``X | None``: None or an X. ``X | list[Y]``: an array is read as list[Y], anything
+        # else as X (a scalar or an array of scalars, such as gib_per_package).
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
+        lists = [a for a in args if typing.get_origin(a) is list]
+        scalars = [a for a in args if typing.get_origin(a) is not list]
+        if lists and scalars:
+            return _convert(lists[0] if isinstance(value, list) else scalars[0], value, ctx, meta)
         return _convert(args[0], value, ctx, meta)
     if origin is list:
         (item_tp,) = typing.get_args(tp)

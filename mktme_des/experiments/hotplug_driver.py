@@ -1,5 +1,5 @@
 """The ``hotplug`` driver (experiment E16): a package that loses its CPUs but keeps its memory,
-under CPU hotplug and key churn.
+or a package without memory, under CPU hotplug and key churn.
 
 The model's last package is a NUMA node whose CPUs come and go while its memory stays online.
 Each *hotplug cycle* (a Poisson stream, ``hotplug_per_ms``) takes its CPUs offline one by one,
@@ -14,8 +14,14 @@ package has memory and no CPU:
 * ``"refuse"`` (2019, 37/62 and 38/62): the last CPU cannot go while keys are in use (EBUSY:
   the cycle is cancelled), and add_key fails with EINVAL while the package has no CPU.
 
+When the model gives that package no memory (``gib_per_package = [64, 0]``,
+``server-2s-memoryless``), it has CPUs and a key table that every broadcast programs and
+that its returning CPUs program afresh (RFC v2) or leave alone (2019), but no address is
+homed there (``config/model.py``, MemorySpec): tenants then allocate locally, on package 0,
+and the two series differ only in what they refuse.
+
 Tenants arrive as a Poisson stream (``churn_per_ms``) on cpu 0, bound (MPOL_BIND) to that
-package's memory: each adds its own CPU key, maps a page under it, stores 64 bytes and flushes
+package's memory when it has some: each adds its own CPU key, maps a page under it, stores 64 bytes and flushes
 them, keeps them for an exponential ``lifetime_us``, reads them back, then reads the frame
 through KeyID 0 (as the kernel's direct map or another tenant's unprogrammed KeyID could) and
 gives the key up. A tenant is *corrupted* when its own read returns other bytes, *exposed* when
@@ -47,6 +53,8 @@ METRICS = {
     "p_exposed": "exposed / keyed",
     "cycles": "hotplug cycles that took the package's CPUs down",
     "cycles_refused": "hotplug cycles cancelled because the last CPU could not go",
+    "p_refused": "refused / tenants",
+    "p_cycles_refused": "cycles_refused / (cycles + cycles_refused)",
 }
 PAGE = 4096
 
@@ -83,6 +91,7 @@ def hotplug(config: dict[str, Any], seed: int) -> dict[str, Any]:
     rng_hp = plat.streams.get("hotplug/cycles")
     rng_t = plat.streams.get("hotplug/tenants")
     node = len(plat.packages) - 1
+    bind = plat.packages[node].has_memory  # else tenants' pages are local, on package 0
     node_cpus = [c.cpu for c in plat.packages[node].cores]
     core = plat.cores[0]
     end = ns(config["duration_ms"] * 1e6)
@@ -92,7 +101,8 @@ def hotplug(config: dict[str, Any], seed: int) -> dict[str, Any]:
     def tenant(i: int):
         stats["tenants"] += 1
         proc = mm.spawn(0)
-        proc.node = node
+        if bind:
+            proc.node = node
         try:
             serial = yield from keys.add_key(0, f"tenant-{i}", "type=cpu algorithm=aes-xts-128")
         except Errno:
@@ -147,5 +157,8 @@ def hotplug(config: dict[str, Any], seed: int) -> dict[str, Any]:
     pb.run_process(plat, arrivals())
     n = stats["keyed"]
     lo, hi = wilson(stats["corrupted"], n)
+    tried = stats["cycles"] + stats["cycles_refused"]
     return {**stats, "p_corrupt": stats["corrupted"] / n if n else 0.0, "p_low": lo,
-            "p_high": hi, "p_exposed": stats["exposed"] / n if n else 0.0}
+            "p_high": hi, "p_exposed": stats["exposed"] / n if n else 0.0,
+            "p_refused": stats["refused"] / stats["tenants"] if stats["tenants"] else 0.0,
+            "p_cycles_refused": stats["cycles_refused"] / tried if tried else 0.0}

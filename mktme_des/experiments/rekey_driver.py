@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mktme_des.config.model import model_from_dict
 from mktme_des.config.schema import Context, param
 from mktme_des.engine.time import to_ns
 from mktme_des.experiments import platform_base as pb
@@ -45,7 +46,7 @@ class RekeyBase(pb.PlatformBase):
 
 def resolve(base: dict[str, Any], ctx: Context) -> dict[str, Any]:
     out = pb.resolve_platform(base, ctx)
-    pkg_bytes = out["model_resolved"]["memory"]["gib_per_package"] << 30
+    pkg_bytes = model_from_dict(out["model_resolved"]).package_bytes
     if base["region_kib"] * 1024 + (256 << 20) > pkg_bytes:
         raise ctx.error("region_kib", "the region does not fit in package 0's memory")
     return out

@@ -49,12 +49,13 @@ from pathlib import Path
 from typing import Any
 
 from mktme_des import catalog
-from mktme_des.config.model import Model, model_from_dict
+from mktme_des.config.model import Model, model_from_dict, resolve_extends
 from mktme_des.config.schema import Context, Section, build, param, read_toml, resolved
 from mktme_des.engine.stats import LatencyStat
 from mktme_des.errors import ConfigError, UserError
 from mktme_des.experiments import dotted
 from mktme_des.experiments.drivers import register
+from mktme_des.hw.address import AddressMap
 from mktme_des.workloads.synthetic import PAGE, WorkloadSpec, workload_cpus
 
 METRICS: dict[str, str] = {
@@ -153,7 +154,7 @@ def build_model(name: str, overrides: dict[str, Any], ctx: Context) -> Model:
         path = catalog.find("model", name)
     except UserError as err:
         raise ctx.error("model", str(err)) from None
-    raw = _model_data(path)
+    raw = resolve_extends(_model_data(path), path)
     data = apply_overrides(raw, overrides, ctx.child("model_overrides"))
     try:
         return build(Model, data, Context(str(path)))
@@ -187,13 +188,15 @@ def check_fits(model: Model, spec: WorkloadSpec, ctx: Context) -> None:
     if spec.kind != "synthetic":
         return
     cpus = workload_cpus(types.SimpleNamespace(model=model), spec)
+    amap = AddressMap(model)
     homes: dict[int, int] = {}
     for cpu in cpus:
-        pkg = cpu // topo.cores_per_package
-        home = (pkg + (1 if spec.placement == "remote" else 0)) % topo.packages
+        home = amap.nearest_home(cpu // topo.cores_per_package)  # as synthetic.py places it
+        if spec.placement == "remote":
+            home = amap.nearest_home((home + 1) % topo.packages)
         homes[home] = 1 if spec.sharing == "shared" else homes.get(home, 0) + 1
     size = -(-spec.working_set_kib * 1024 // PAGE) * PAGE
-    pkg_bytes = model.memory_bytes // topo.packages
+    pkg_bytes = model.package_bytes
     if max(homes.values()) * size + (256 << 20) > pkg_bytes:
         raise ctx.error("workload.working_set_kib", f"{spec.working_set_kib} KiB per core does "
                         f"not fit in one package's memory ({pkg_bytes >> 30} GiB)")

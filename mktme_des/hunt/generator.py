@@ -41,6 +41,7 @@ class Machine(NamedTuple):
     packages: int
     package_bytes: int
     max_keyid: int
+    memory_packages: int  # packages with memory: the address map's ranges
 
 
 def machine(model: str) -> Machine:
@@ -50,7 +51,7 @@ def machine(model: str) -> Machine:
 
     m = load_model(model, {"topology": {"cores_per_package": HUNT_CORES_PER_PACKAGE}})
     amap = AddressMap(m)
-    return Machine(m.topology.packages, amap.package_bytes, amap.max_keyid)
+    return Machine(m.topology.packages, amap.package_bytes, amap.max_keyid, amap.slots)
 
 
 def key_options(kind: str, rng: np.random.Generator) -> str:
@@ -225,7 +226,7 @@ def program(rng: np.random.Generator, size: int, policy: str, model: str,
                            "ops": [system_op(rng, mach, state) for _ in range(n)]}]
     if rng.random() < 0.3:
         frames = [p * package_bytes + FRAME_POOL_OFFSET + f * 4096
-                  for p in range(packages) for f in range(FRAMES)]
+                  for p in range(mach.memory_packages) for f in range(FRAMES)]
         free = [c for c in range(cpus) if c not in used] or [cpus - 1]
         n = int(rng.integers(1, max(2, size // 2) + 1))
         data["cpu"] = [{"id": int(_pick(rng, free)), "ops": [cpu_op(rng, frames) for _ in range(n)]}]

@@ -98,8 +98,9 @@ class Core:
     """One core: its private caches, its package's shared caches and its op stream.
 
     Its collaborators come from the platform's builder: the memory system ``mem``, its caches
-    (``private`` then ``shared``, nearest first), ``routes[p]`` (package ``p``'s memory
-    controller and the one-way latency there), the scenario ``board`` (flags and captures)
+    (``private`` then ``shared``, nearest first), ``routes[s]`` (the memory controller of
+    the ``s``-th package with memory, the address map's slot ``s``, and the one-way latency
+    there), the scenario ``board`` (flags and captures)
     and its timings in ticks (``cycle``, and the cost of issuing CLFLUSH and CLFLUSHOPT).
     """
 
@@ -154,7 +155,7 @@ class Core:
                        l1_hit=cython.longlong, lat=cython.longlong,
                        served_l1=cython.longlong, l1_reads=cython.longlong,
                        line_mask=cython.longlong, miss_cost=cython.longlong,
-                       interleave=cython.longlong, npackages=cython.longlong,
+                       interleave=cython.longlong, nslots=cython.longlong,
                        package_bytes=cython.longlong, home=cython.longlong,
                        package=cython.longlong, arrive=cython.longlong, done=cython.longlong,
                        there=cython.longlong, READ=cython.int, WRITE=cython.int,
@@ -186,7 +187,7 @@ class Core:
         miss_cost = self.miss_cost
         package = self.package
         amap = self.amap
-        interleave, npackages, package_bytes = amap.interleave, amap.packages, amap.package_bytes
+        interleave, nslots, package_bytes = amap.interleave, amap.slots, amap.package_bytes
         routes = self.routes
         fill_path = self.fill_path
         pending = mem.pending
@@ -281,7 +282,7 @@ class Core:
                     # Miss in every cache: a request to the home memory controller. Each
                     # step is done inline when it falls before the next pending event.
                     t += miss_cost
-                    home = (pa // interleave) % npackages if interleave else pa // package_bytes  # AddressMap.home, inline
+                    home = (pa // interleave) % nslots if interleave else pa // package_bytes  # AddressMap.slot, inline
                     ctrl, there = routes[home]
                     arrive = t + there
                     boot = mem.boots
@@ -309,7 +310,7 @@ class Core:
                             data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
                         line = directory[tag] = new_line(tag, data)
                     place(mem, package, t, tag, line, fill_path)
-                    where = "DRAM" if home == package else "DRAM-remote"
+                    where = "DRAM" if ctrl.package == package else "DRAM-remote"
                 served[where] = served.get(where, 0) + 1
                 if code == WRITE:
                     if line.holders & foreign:

@@ -34,7 +34,9 @@ from mktme_des.hw.pconfig import KeyTableLock
 
 
 class Package:
-    """One CPU package: its cores, shared caches and memory controller."""
+    """One CPU package: its cores, shared caches and memory controller. A package without
+    memory (``has_memory`` false) keeps its controller and key table, which PCONFIG programs
+    like any other, but no address is homed there (``config/model.py``, MemorySpec)."""
 
     def __init__(self, index: int, mc: MemoryController, shared: list[Cache],
                  caches: list[Cache]) -> None:
@@ -45,6 +47,7 @@ class Package:
         self.cores: list[Core] = []  # added as they are built
         self.key_lock = KeyTableLock()
         self.online = True
+        self.has_memory = True  # set by the platform from the model
 
 
 class Platform:
@@ -121,6 +124,7 @@ class Platform:
             )
             self.packages.append(Package(p, mc, shared,
                                          [c for c in self.caches if c.package == p]))
+            self.packages[-1].has_memory = self.amap.has_memory(p)
         ic = m.interconnect
         mesh, hop = ns(ic.mesh_latency_ns), ns(ic.socket_hop_ns)
         self.mem = MemorySystem(self.env, self.amap, [p.mc for p in self.packages], self.caches,
@@ -128,7 +132,9 @@ class Platform:
                                 self.recorder)
         for pkg in self.packages:
             p = pkg.index
-            routes = [(q.mc, mesh + (hop if q.index != p else 0)) for q in self.packages]
+            # routes[slot]: the controller of the slot-th package with memory (AddressMap).
+            routes = [(q.mc, mesh + (hop if q.index != p else 0))
+                      for q in (self.packages[h] for h in self.amap.homes)]
             for cpu in range(p * cpp, (p + 1) * cpp):
                 core = Core(self.mem, cpu, p, private[cpu], pkg.shared, routes, self.board,
                             cycle=self.cycle,

@@ -22,7 +22,19 @@
     table and its memory, so data encrypted there under the old CPU key now reads as garbage.
   - ``"refuse"`` (2019, 38/62): the last CPU of a package cannot go offline while keys are in
     use (EBUSY), and key creation fails (EINVAL) while a package with memory has no online CPU
-    (37/62, "no online CPU in proximity domain").
+    (37/62, "no online CPU in proximity domain"). A CPU coming online is left alone: the 2019
+    CPU-hotplug patch registers no startup callback ("since the service never needs to block
+    a CPU startup event, nor does it need to prepare for an onlining CPU, a callback is not
+    implemented", C5 39/59), so nothing is programmed and the online never fails.
+* A package without memory (``gib_per_package`` 0 in the model: CPUs, caches, a key table,
+  no DRAM) follows the same CPU rules, as neither series looks at memory there: RFC v2
+  forgets it and programs it afresh when a CPU returns (EPERM with user keys and no saved
+  key data, though it has nothing to protect); 2019 refuses the teardown of its last CPU
+  while keys are in use ("Do not allow teardown of any lead CPU that would render a
+  hardware key table unreachable!", 39/59, with no look at the memory) but never refuses a
+  key for it (the HMAT check is per memory target). Its key table encrypts nothing, so
+  what it holds for a KeyID never reaches data: its cores' accesses are encrypted at the
+  home controller of each address.
 * A CPU going offline runs WBINVD before it stops (Linux's ``native_play_dead``), and so does
   a package: dirty lines its caches own are written back, every line is dropped, and the
   offline takes that time (memory-system rule 7). An offline package's caches hold nothing.
@@ -43,7 +55,9 @@ class Hotplug:
         self.plat = kernel.plat
         self.env = kernel.env
         self.log: list[dict] = []
-        self.cpuless: set[int] = set()  # packages whose memory is online but no CPU is
+        # Packages left without an online CPU by CPU hotplug (not taken offline as a
+        # package): their memory, if they have any, stays online.
+        self.cpuless: set[int] = set()
 
     def online_package(self, package: int):
         """Bring ``package`` and its CPUs online; raises Errno when the kernel refuses."""
@@ -203,11 +217,15 @@ class Hotplug:
 
     def online_cpu(self, cpu: int):
         """Bring one CPU back online. In a package that still has an online CPU nothing else
-        happens. In a CPU-less package (see the module docstring) it is patch 13's startup of
-        a CPU in a new package: every KeyID in use is programmed on this package alone by this
-        CPU, from the saved key data, without resetting the key table (the package's memory
-        controller stayed up); then the CPU becomes its lead. Raises EPERM when user-type keys
-        are in use without ``mktme_savekeys``, ENOKEY when programming fails."""
+        happens. In a CPU-less package (see the module docstring), with ``cpuless_package =
+        "forget"`` it is patch 13's startup of a CPU in a new package: every KeyID in use is
+        programmed on this package alone by this CPU, from the saved key data, without
+        resetting the key table (the package's memory controller stayed up); then the CPU
+        becomes its lead. Raises EPERM when user-type keys are in use without
+        ``mktme_savekeys``, ENOKEY when programming fails. With ``"refuse"`` (2019, no
+        startup callback) nothing is programmed and the CPU always comes online; the 2019
+        rules leave no key in use on a CPU-less package with memory, so only the table of a
+        package without memory can be left behind, which encrypts nothing."""
         plat, keys = self.plat, self.k.keys
         if not 0 <= cpu < len(plat.cores):
             raise Errno("EINVAL", f"no cpu {cpu}")
@@ -221,7 +239,8 @@ class Hotplug:
         yield self.k.hotplug.write_acquire()
         start = self.env.now
         try:
-            in_use = keys.in_use() if not pkg.online else []
+            startup = self.k.policy.cpuless_package == "forget"  # 2019: no startup callback
+            in_use = keys.in_use() if not pkg.online and startup else []
             if in_use and keys.user_type and not self.k.policy.savekeys:
                 raise Errno("EPERM", f"user-type keys are in use (KeyIDs {sorted(keys.user_type)}) "
                             "and mktme_savekeys is off: their key data cannot be programmed "

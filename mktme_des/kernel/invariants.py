@@ -5,7 +5,7 @@ of a scenario run):
 
 * **A key reaches every package with memory.** Every KeyID the kernel holds for a CPU or user
   key (it has references) is programmed with a key on every package whose memory is online,
-  CPUs or not. A package that missed a broadcast (no hotplug lock, S7) or was forgotten while
+  CPUs or not. A package without memory is not one of them: its key table encrypts nothing. A package that missed a broadcast (no hotplug lock, S7) or was forgotten while
   CPU-less (RFC v2 patch 13) holds the TME key there instead: data written under the KeyID
   on that package is not encrypted with the tenant's key.
 * **A live page keeps its key.** The KeyID of a page that is still allocated (mapped, or pinned
@@ -30,8 +30,8 @@ def broken_invariants(kernel) -> list[str]:
     """One line per broken invariant (empty when all hold), in a fixed order."""
     plat, keys, mm = kernel.plat, kernel.keys, kernel.mm
     broken: list[str] = []
-    with_memory = [pkg for pkg in plat.packages
-                   if pkg.online or pkg.index in kernel.hp.cpuless]
+    with_memory = [pkg for pkg in plat.packages if pkg.has_memory
+                   and (pkg.online or pkg.index in kernel.hp.cpuless)]
     for keyid in keys.in_use():
         if keys.types.get(keyid) not in KEYED_TYPES:
             continue

@@ -341,8 +341,18 @@ class KeyService:
             self.k.map_lock.release()
 
     def _check_topology(self) -> None:
-        """Under the 2019 rule, EINVAL while a package with memory has no online CPU."""
-        cpuless = sorted(self.k.hp.cpuless)
+        """Under the 2019 rule, EINVAL while a package with memory has no online CPU.
+
+        A package without memory does not count, CPUs or not: 2019's ``mktme_hmat_evaluate``
+        (PATCHv2 37/59, <20190731150813.26289-38-kirill.shutemov@linux.intel.com>, the patch
+        behind facts 2.4 "unsafe topologies") walks the ACPI HMAT's memory proximity domain
+        structures, one per memory target, and requires an online CPU in each one's
+        processor domain: "The kernel must be capable of programming every memory
+        controller on the platform. This means that there must be a CPU online, in the same
+        proximity domain of each memory controller." A CPU-only domain has no such
+        structure."""
+        plat = self.plat
+        cpuless = sorted(p for p in self.k.hp.cpuless if plat.packages[p].has_memory)
         if cpuless and self.k.policy.cpuless_package == "refuse":
             # 2019 (37/62): "MKTME: no online CPU in proximity domain"
             raise Errno("EINVAL", f"package(s) {cpuless} have memory but no online CPU: the "

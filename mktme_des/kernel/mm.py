@@ -114,14 +114,16 @@ class Process:
 
 class FrameAllocator:
     """Per-package LIFO free lists of the frames each package is home for, from a pool at
-    ``base_offset`` into each package's address range."""
+    ``base_offset`` into each memory range. A package without memory has none: allocations
+    for it fall back to the next package with memory, as a memory-less node's zonelist
+    starts at the nearest node with memory."""
 
     def __init__(self, plat, frames_per_package: int, base_offset: int = 64 << 20) -> None:
         self.plat = plat
         self.free: list[list[int]] = [[] for _ in plat.packages]
         self.total = [0] * len(plat.packages)  # frames each package is home for
-        for p in range(len(plat.packages)):
-            base = p * plat.amap.package_bytes + base_offset
+        for slot in range(plat.amap.slots):
+            base = slot * plat.amap.package_bytes + base_offset
             for i in range(frames_per_package):
                 pa = base + i * PAGE
                 self.free[plat.amap.home(pa)].append(pa)
@@ -140,12 +142,13 @@ class FrameAllocator:
         self.unflushed: set[int] = set()
 
     def take(self, package: int, keyid: int = 0) -> int:
-        """A free frame homed on ``package``, or on the next package whose memory is not
-        isolated when ``package``'s is: from ``keyid``'s pool first, then the common list,
-        then any other KeyID's pool (the caller flushes what :attr:`unflushed` marks)."""
+        """A free frame homed on ``package``, or on the next package with memory not
+        isolated when ``package`` has none or its memory is isolated: from ``keyid``'s pool
+        first, then the common list, then any other KeyID's pool (the caller flushes what
+        :attr:`unflushed` marks)."""
         n = len(self.free)
         for p in [(package + i) % n for i in range(n)]:
-            if p not in self.isolated:
+            if p not in self.isolated and self.total[p]:
                 break
         else:
             raise Errno("ENOMEM", "no package's memory is online")

@@ -49,13 +49,15 @@ class Policy(Section):
                                   "with ENOKEY; the 2019 tree's intel_pconfig.h adds the "
                                   "algorithm to both commands")
     cpuless_package: str = param("forget", doc="a package whose last CPU goes offline while "
-                                 "its memory stays: forget (RFC v2 patch 13: the teardown "
-                                 "always succeeds, the package is left out of every key "
-                                 "broadcast, and when a CPU returns every KeyID in use is "
-                                 "programmed there afresh, a CPU key with a new random key) or "
-                                 "refuse (2019: the last CPU of a package cannot go while keys "
-                                 "are in use, EBUSY, and no key can be created while a package "
-                                 "with memory has no online CPU, EINVAL)",
+                                 "its memory, if it has any, stays: forget (RFC v2 patch 13: "
+                                 "the teardown always succeeds, the package is left out of "
+                                 "every key broadcast, and when a CPU returns every KeyID in "
+                                 "use is programmed there afresh, a CPU key with a new random "
+                                 "key) or refuse (2019: the last CPU of a package, with memory "
+                                 "or not, cannot go while keys are in use, EBUSY; no key can be "
+                                 "created while a package with memory has no online CPU, "
+                                 "EINVAL; and a returning CPU programs nothing, as 2019 has no "
+                                 "startup callback)",
                                  choices=("forget", "refuse"))
     migrate_on_offline: bool = param(False, doc="memory hot-remove: a package going offline "
                                      "first migrates the pages homed on it to the other online "

@@ -152,20 +152,26 @@ def prepare(plat, spec: WorkloadSpec, size: int | None = None) -> dict[int, Regi
         plat.set_key(noenc, "no-encrypt", command="NO_ENCRYPT")
     cpus = workload_cpus(plat, spec)
     size = size or _region_bytes(spec)
-    pkg_bytes = plat.amap.package_bytes
+    amap = plat.amap
+    pkg_bytes = amap.package_bytes
     regions: dict[int, Region] = {}
     shared: Region | None = None
     slot = {}
     for cpu in cpus:
         pkg = plat.cores[cpu].package
-        home = (pkg + (1 if spec.placement == "remote" else 0)) % plat.model.topology.packages
+        # Local: the core's package, or the nearest with memory when it has none; remote:
+        # the next package with memory after that one.
+        home = amap.nearest_home(pkg)
+        if spec.placement == "remote":
+            home = amap.nearest_home((home + 1) % amap.packages)
         if spec.sharing == "shared" and shared is not None:
             regions[cpu] = shared
             continue
         n = slot.get(home, 0)
         slot[home] = n + 1
-        base = home * pkg_bytes + (256 << 20) + n * size
-        if base + size > (home + 1) * pkg_bytes:
+        start = amap.range_start(home)
+        base = start + (256 << 20) + n * size
+        if base + size > start + pkg_bytes:
             raise UserError("workload working sets do not fit in the package's memory")
         pages = size // PAGE
         keyids = _keyid_layout(spec, pages, plat.streams.get(f"workload/layout/{base:#x}"), noenc)
@@ -187,6 +193,8 @@ def _zero(plat, region: Region) -> None:
     answers only for the addresses it is home to): setup costs no time or memory per page."""
     page_keyids = memoryview(region.keyids)  # shared, not copied
     for pkg in plat.packages:
+        if not pkg.has_memory:
+            continue
         keys = pkg.mc.keys
         pkg.mc.store.zero_region(region.base, page_keyids,
                                  [keys.key(k) for k in range(keys.max_keyid + 1)],
