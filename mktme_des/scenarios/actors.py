@@ -15,11 +15,11 @@ from mktme_des.kernel.mm import PAGE
 from mktme_des.scenarios.spec import after_labels
 
 
-def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, ops: list[dict], log: list,
+def kernel_actor(plat, kernel, name: str, proc, cpu: int, ops: list[dict], log: list,
                  details: list, serials: dict[str, int]):
-    """SimPy process running one actor's ops in order."""
+    """SimPy process running one actor's ops in order; ``proc`` is its kernel process (None
+    for the administrator, who acts on ``cpu``)."""
     env = plat.env
-    proc = kernel.mm.spawn(cpu) if kind == "process" else None
     vmas: dict[str, tuple[int, int]] = {}  # name -> (start, length)
     pins: dict[str, object] = {}  # pin name -> the pinned Page
 
