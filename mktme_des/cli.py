@@ -151,6 +151,16 @@ def cmd_scenario(args) -> int:
     from mktme_des.scenarios.spec import find_scenario
 
     path = find_scenario(args.name)
+    if args.action == "explore" and args.race_window:
+        from mktme_des.scenarios.window import race_window
+
+        if args.exhaustive or args.jitter_ns is not None or args.strategy != "uniform":
+            raise UserError("--race-window moves one op at the file's own timing and order; "
+                            "leave out --exhaustive, --jitter-ns and --strategy")
+        window = race_window(path, *args.race_window, resolution_ns=args.resolution_ns,
+                             span_ns=args.span_ns)
+        print(json.dumps(window.to_dict(), indent=2) if args.json else window.text())
+        return 0
     if args.action == "explore":
         from mktme_des.scenarios.explore import explore
 
@@ -159,9 +169,16 @@ def cmd_scenario(args) -> int:
         if args.exhaustive and args.workers != 1:
             raise UserError("--exhaustive runs its schedules one after another (each follows "
                             "from the last); leave out --workers")
+        if not args.exhaustive and (args.no_reduction or args.compare):
+            raise UserError("--no-reduction and --compare go with --exhaustive")
+        if args.no_reduction and args.compare:
+            raise UserError("--compare runs both with and without reduction; leave out "
+                            "--no-reduction")
         found = explore(path, runs=args.runs, seed=args.seed, save=args.save,
                         jitter_ns=500.0 if args.jitter_ns is None else args.jitter_ns,
-                        workers=args.workers, exhaustive=args.exhaustive)
+                        workers=args.workers, exhaustive=args.exhaustive,
+                        reduce=not args.no_reduction, compare=args.compare,
+                        strategy=args.strategy, depth=args.depth)
         print(json.dumps(found.to_dict(args.trace), indent=2) if args.json
               else found.text(args.trace))
         return 0 if found.ok else 1
@@ -196,7 +213,7 @@ def cmd_hunt(args) -> int:
 
     found = hunt(args.policy, model=args.model, runs=args.runs, budget_s=args.budget_s,
                  seed=args.seed, workers=args.workers, save=args.save, against=args.against,
-                 every_cause=args.all)
+                 every_cause=args.all, strategy=args.strategy, depth=args.depth)
     print(json.dumps(found.to_dict(), indent=2) if args.json else found.text())
     return 1 if found.found else 0
 
@@ -309,10 +326,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="PNG", help="draw the timeline to this file")
     s.add_argument("--chrome-trace", metavar="JSON",
                    help="write the trace for chrome://tracing or Perfetto")
-    s.add_argument("--runs", type=int, default=100,
-                   help="explore: runs (default 100); with --exhaustive, the most schedules")
+    s.add_argument("--runs", type=int, default=None,
+                   help="explore: runs (default 100); with --exhaustive, the most schedules "
+                   "(default 500)")
     s.add_argument("--exhaustive", action="store_true",
-                   help="explore: run every order of same-time events at the file's timing")
+                   help="explore: run every order of same-time events at the file's timing, "
+                   "one per class of orders equivalent up to swapping independent events")
+    s.add_argument("--strategy", default="uniform",
+                   help="explore: how random runs order same-time events: uniform (a shuffle, "
+                   "the default) or pct (random actor priorities with depth-1 changes)")
+    s.add_argument("--depth", type=int, default=3,
+                   help="explore --strategy pct: the bug depth aimed at (default 3)")
+    s.add_argument("--race-window", nargs=2, metavar=("OP_A", "OP_B"),
+                   help="explore: the window of offsets at(OP_B) - at(OP_A) that end as the "
+                   "file's own timing does; an op is named by its label, name or ACTOR:INDEX")
+    s.add_argument("--resolution-ns", type=float, default=1.0,
+                   help="explore --race-window: precision of each edge (default 1 ns)")
+    s.add_argument("--span-ns", type=float, default=100000.0,
+                   help="explore --race-window: how far from the file's offset to search "
+                   "(default 100000 ns)")
+    s.add_argument("--no-reduction", action="store_true",
+                   help="explore --exhaustive: run every order, equivalent ones too")
+    s.add_argument("--compare", action="store_true",
+                   help="explore --exhaustive: also count the orders without reduction (up to "
+                   "the same cap) and check both find the same outcomes")
     s.add_argument("--jitter-ns", type=float, default=None,
                    help="explore: largest move of an op's time, in ns (default 500; 0 only "
                    "shuffles same-time events)")
@@ -338,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "of the budget, for counterexamples of other causes")
     s.add_argument("--save", metavar="DIR", help="write each shrunk counterexample there: a "
                    "scenario file, its trace and its timeline")
+    s.add_argument("--strategy", default="uniform",
+                   help="how a schedule orders same-time events: uniform (a random draw at "
+                   "each tie, the default) or pct (random actor priorities with depth-1 "
+                   "changes)")
+    s.add_argument("--depth", type=int, default=3,
+                   help="--strategy pct: the bug depth aimed at (default 3)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_hunt)
 

@@ -63,6 +63,12 @@ def cli(args: list[str], pure: bool) -> bytes:
      "accesses=3000", "-w", "cores=4", "--json"],
     ["simulate", "server-2s", "-w", "pattern=random", "-w", "working_set_kib=65536", "-w",
      "accesses=800", "-w", "cores=16", "-m", "core.fill_buffers=4", "--json"],
+    # Parked streams (engine/wakeup.py) over lines the cores share, stores included.
+    ["simulate", "server-2s", "-w", "pattern=random", "-w", "working_set_kib=64", "-w",
+     "sharing=shared", "-w", "read_fraction=0.5", "-w", "accesses=1500", "-w", "cores=4",
+     "--json"],
+    ["simulate", "server-2s", "-w", "kind=lackey", "-w", "accesses=3000", "-w", "cores=4",
+     "-w", "warmup=500", "--json"],
     ["scenario", "run", "s2-stale-writeback-no-flush", "--json"],
     ["scenario", "run", "s7-hotplug-offline-migrates", "--json"],
     ["scenario", "run", "s14-key-per-customer", "--json"],

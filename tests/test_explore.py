@@ -315,10 +315,14 @@ def test_chosen_ties_follow_the_choices_and_record_the_branching():
 def test_exhaustive_exploration_runs_every_order_and_each_replays(tmp_path):
     path = tmp_path / "tie.toml"
     path.write_text(TIE.format(tie=""))
-    found = explore(path, runs=100, exhaustive=True, save=tmp_path / "out")
+    found = explore(path, runs=100, exhaustive=True, save=tmp_path / "out", reduce=False)
     # Two actors start at t = 0 and act at t = 1000 (ties of two events each, at least;
     # their ends tie too). Every schedule is a different list of choices.
     assert found.complete and found.runs >= 4
+    reduced = explore(path, runs=100, exhaustive=True)
+    # The starts touch nothing shared; the write and the read at 1000 race: two classes.
+    assert reduced.complete and reduced.runs == 2 and reduced.pruned > 0
+    assert sorted(o.ok for o in reduced.outcomes) == [False, True]
     schedules = {tuple(o["tie_choices"]) for o in found.to_dict()["outcomes"]}
     assert len(schedules) == len(found.outcomes) == 2
     assert found.verdict("read at the same instant").startswith("sometimes")

@@ -10,7 +10,10 @@ still goes before a normal one due at the same time):
   replayed exactly from its seed;
 * :class:`ChosenTies` takes the order from a list of choices, one per tie met, and records
   how many events each tie had, so an explorer can enumerate every order, depth first
-  (``scenario explore --exhaustive``), and any one of them can be replayed from its choices.
+  (``scenario explore --exhaustive``), and any one of them can be replayed from its choices;
+* :class:`PriorityTies` decides each tie by the priorities of the actors whose events are
+  tied, with a few random priority changes (PCT), and records its choices as
+  :class:`ChosenTies` does, so each run replays from them.
 """
 
 from __future__ import annotations
@@ -72,6 +75,56 @@ class ChosenTies(simpy.Environment):
                 heappush(queue, entry)
             heappush(queue, (first[0], first[1], -1, first[3]))  # ids are >= 0: it goes first
         super().step()
+
+
+class PriorityTies(ChosenTies):
+    """Ties decided by actor priorities, in the style of PCT (Burckhardt, Kothari, Musuvathi
+    and Nagarakatte, ASPLOS 2010).
+
+    Every actor (``actor_of(event)``: the process an event resumes) gets a random priority
+    when it is first met, above ``depth``: a uniformly random order of the actors. At each
+    tie the event of the highest-priority actor runs first (two events of one actor: the one
+    scheduled first). ``depth - 1`` change points are drawn uniformly among the ``steps``
+    ties expected in a run (its number of ties in the file's own order); after the tie at
+    change point ``i`` (1 to ``depth - 1``), the actor that ran first there drops to priority
+    ``i``, below every actor not yet changed. PCT's guarantee, stated for ``n`` actors and
+    ``k`` steps: a bug that needs ``d`` ordering constraints is found in one run with
+    probability at least ``1 / (n k^(d-1))``, where uniform shuffling can need exponentially
+    many runs. ``taken`` records every choice, so ``tie_choices`` replays the run."""
+
+    def __init__(self, seed: int, depth: int, steps: int, actor_of) -> None:  # noqa: ANN001
+        super().__init__([])
+        self.rng = random.Random(seed)
+        self.depth = depth
+        self.actor_of = actor_of
+        self.priority: dict[str, float] = {}
+        self.change: dict[int, int] = {}
+        for i in range(1, depth):
+            self.change.setdefault(self.rng.randrange(max(1, steps)), i)
+
+    def step(self) -> None:
+        queue = self._queue
+        if len(queue) > 1 and queue[1][:2] == queue[0][:2] or \
+                len(queue) > 2 and queue[2][:2] == queue[0][:2]:
+            key = queue[0][:2]
+            tied = []
+            while queue and queue[0][:2] == key:
+                tied.append(heappop(queue))
+            actors = [self.actor_of(entry[3]) for entry in tied]
+            for actor in actors:
+                if actor not in self.priority:
+                    self.priority[actor] = self.depth + self.rng.random()
+            choice = max(range(len(tied)), key=lambda j: (self.priority[actors[j]], -j))
+            index = len(self.taken)
+            self.taken.append(choice)
+            self.branching.append(len(tied))
+            if index in self.change:
+                self.priority[actors[choice]] = self.change[index]
+            first = tied.pop(choice)
+            for entry in tied:
+                heappush(queue, entry)
+            heappush(queue, (first[0], first[1], -1, first[3]))
+        simpy.Environment.step(self)
 
 
 def environment(tie_seed: int = 0, tie_choices: list[int] | None = None) -> simpy.Environment:

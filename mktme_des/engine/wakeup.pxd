@@ -11,3 +11,38 @@ cdef class Driver:
 
     cpdef resume(self, object event)
     cdef _finish(self, bint ok, object value)
+
+
+cdef class Parked:
+    cdef public long long t, eid
+    cdef public Wakeup wake
+
+    cdef int advance(self, long long horizon) except -1
+
+
+cimport cython
+
+
+cdef class Parking:
+    cdef public object env, _eid
+    cdef list queue, heap
+    cdef public Py_ssize_t n
+    cdef public long long now, steps
+    cdef public bint active, enabled
+
+    cpdef bint usable(self)
+    @cython.locals(queue=list, h=cython.longlong, p=Parked)
+    cpdef long long horizon(self) except? -1
+    cpdef Wakeup park(self, Parked p, long long t)
+    @cython.locals(heap=list, i=Py_ssize_t, j=Py_ssize_t, q=Parked)
+    cdef int _push(self, Parked p) except -1
+    @cython.locals(heap=list, top=Parked, n=Py_ssize_t)
+    cdef Parked _pop(self)
+    @cython.locals(heap=list, n=Py_ssize_t, p=Parked, q=Parked, r=Parked, i=Py_ssize_t,
+                   c=Py_ssize_t)
+    cdef int _sift_top(self) except -1
+    @cython.locals(queue=list, p=Parked, head=tuple, t=cython.longlong)
+    cdef bint first(self) except? -1
+    @cython.locals(p=Parked, q=Parked, r=Parked, now=cython.longlong, h=cython.longlong,
+                   wake=Wakeup, queue=list)
+    cdef int step(self) except -1

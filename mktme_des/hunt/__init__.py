@@ -130,13 +130,14 @@ def check_inputs(policy: str, model: str, runs: int | None, budget_s: float | No
 def hunt(policy: str, model: str = "server-2s", runs: int | None = None,
          budget_s: float | None = None, seed: int = 0, workers: int = 1,
          save: str | Path | None = None, against: str | None = None,
-         every_cause: bool = False) -> Hunt:
+         every_cause: bool = False, strategy: str = "uniform", depth: int = 3) -> Hunt:
     """Search ``policy`` for a corrupting schedule: ``runs`` runs, or ``budget_s`` seconds
     (120 when neither is given). With ``against`` (a policy), only what the same program and
     schedule does not show under that policy counts: the hunted policy's own faults. The
     search stops at its first batch with a counterexample, or with ``every_cause`` goes on
     to the end of the budget for other causes. With ``save``, each shrunk counterexample is
-    written there."""
+    written there. ``strategy`` and ``depth``: how a schedule decides same-time events
+    (:mod:`~mktme_des.hunt.search`)."""
     from mktme_des.hunt.counterexample import with_expectations, write_counterexample
     from mktme_des.hunt.detect import findings
     from mktme_des.hunt.generator import count_ops
@@ -147,9 +148,13 @@ def hunt(policy: str, model: str = "server-2s", runs: int | None = None,
         raise UserError("give --runs or --budget-s, not both")
     if runs is None and budget_s is None:
         budget_s = DEFAULT_BUDGET_S
+    from mktme_des.scenarios.explore import check_strategy
+
+    check_strategy(strategy, depth)
     mach = check_inputs(policy, model, runs, budget_s, workers, against)
     start = time.monotonic()
-    found = search(policy, model, mach, seed, runs, budget_s, workers, against, every_cause)
+    found = search(policy, model, mach, seed, runs, budget_s, workers, against, every_cause,
+                   strategy, depth)
     first: dict[str, tuple] = {}
     for run in found.hits:
         for f in run.findings:
@@ -169,7 +174,8 @@ def hunt(policy: str, model: str = "server-2s", runs: int | None = None,
     results.sort(key=lambda c: (c.ops, c.cause))
     if save is not None:
         folder = Path(save)
-        vs = (f" --against {against}" if against else "") + (" --all" if every_cause else "")
+        vs = (f" --against {against}" if against else "") + (" --all" if every_cause else "") \
+            + (f" --strategy pct --depth {depth}" if strategy == "pct" else "")
         for k, c in enumerate(results, 1):
             header = (f"A counterexample to the kernel policy {policy!r} on {model}, found by "
                       f"`mktme-des hunt {policy} --model {model} --seed {seed}{vs}`: run {c.run} "

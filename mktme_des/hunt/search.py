@@ -6,7 +6,10 @@ with at most ``size_of(i)`` ops per actor: small programs first, growing as prop
 testers grow theirs. A schedule moves the program's times as ``scenario explore`` does
 (:func:`~mktme_des.scenarios.explore.perturb`: each actor starts at a random time, by up to a
 jitter drawn per schedule from ``JITTERS_NS``) and decides every same-time tie by a random
-draw, recorded as ``tie_choices`` so the run replays exactly.
+draw (strategy ``uniform``), or by random actor priorities with ``depth - 1`` priority
+changes among the ties the same program meets in its own order (strategy ``pct``,
+:class:`~mktme_des.engine.ties.PriorityTies`); either way the choices are recorded as
+``tie_choices``, so the run replays exactly.
 
 Runs go in batches of ``BATCH``, shared among worker processes; the hunt stops after the
 first batch that holds a counterexample, or when the budget (runs, or seconds checked between
@@ -69,7 +72,7 @@ class Search:
 
 
 def one_run(policy: str, model: str, mach: Machine, seed: int, against: str | None,
-            index: int) -> Run:
+            index: int, strategy: str = "uniform", depth: int = 3) -> Run:
     """Run number ``index`` of a hunt (see the module docstring)."""
     prog, sched = divmod(index, SCHEDULES)
     data = program(np.random.default_rng([seed, prog]), size_of(prog), policy, model, mach)
@@ -79,7 +82,15 @@ def one_run(policy: str, model: str, mach: Machine, seed: int, against: str | No
     draw = int(rng.integers(1, 2**31))
     path = f"hunt {policy} seed {seed} run {index}"
     try:
-        res = run_scenario(scenario_from(trial, path), [], draw)
+        if strategy == "pct":
+            from mktme_des.scenarios.explore import tie_steps
+            from mktme_des.scenarios.por import pct_environment
+
+            sc = scenario_from(trial, path)
+            env = pct_environment(draw, depth, tie_steps(sc))
+            res = run_scenario(sc, env=env)
+        else:
+            res = run_scenario(scenario_from(trial, path), [], draw)
     except ConfigError:
         raise
     except (ValueError, KeyError, AssertionError, RuntimeError):
@@ -92,14 +103,15 @@ def one_run(policy: str, model: str, mach: Machine, seed: int, against: str | No
     return Run(index, trial, found)
 
 
-def search(policy: str, model: str, mach: Machine, seed: int, runs: int | None, budget_s: float | None, workers: int,
-           against: str | None = None, every_cause: bool = False) -> Search:
+def search(policy: str, model: str, mach: Machine, seed: int, runs: int | None,
+           budget_s: float | None, workers: int, against: str | None = None,
+           every_cause: bool = False, strategy: str = "uniform", depth: int = 3) -> Search:
     """Run batches until a counterexample or the budget; see the module docstring. With
     ``against``, a finding counts only when the same run under that policy does not show it
     (:func:`~mktme_des.hunt.detect.not_under`)."""
     out = Search()
     start = time.monotonic()
-    work = partial(one_run, policy, model, mach, seed, against)
+    work = partial(one_run, policy, model, mach, seed, against, strategy=strategy, depth=depth)
     pool = None
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor

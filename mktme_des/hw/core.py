@@ -8,7 +8,10 @@ coherence among caches, flush bookkeeping) is done inline, without a SimPy event
 process can act before that event, so doing the work now is exactly the same as doing it at
 ``t``. This is conservative lookahead; it is what makes cache hits cheap. When ``t`` reaches
 the next event, the core first waits for it (``yield env.timeout``), so every change to shared
-state happens in global time order, whichever core makes it.
+state happens in global time order, whichever core makes it. Under :func:`wakeup.run
+<mktme_des.engine.wakeup.run>` that wait parks the op stream (:class:`OpStream`): the run loop
+then makes the core's steps through cache hits and COMPUTE itself, in the same order and with
+the same event ids, and hands the stream back to the generator for anything else.
 
 What costs real events is what real hardware does in the future: a request travelling to a
 memory controller (one event when it arrives, where the key table is consulted, one when the
@@ -33,7 +36,7 @@ from functools import partial
 import cython
 
 from mktme_des.engine.stats import Counter, LatencyStat
-from mktme_des.engine.wakeup import Wakeup, wakeup_for
+from mktme_des.engine.wakeup import PARK, RESUME, Parked, Parking, Wakeup, parking_for, wakeup_for
 from mktme_des.hw import ops as O
 from mktme_des.hw.address import LINE_MASK
 from mktme_des.hw.cache import Cache
@@ -44,12 +47,133 @@ from mktme_des.oracle import Oracle
 NO_EVENT = 1 << 62  # the horizon when nothing is scheduled (later than any simulated time)
 
 
-def _horizon(env) -> int:
+def _horizon(env, parking: Parking | None) -> int:
     """``env.peek()`` as an integer time: nothing else happens before it (read off SimPy's
-    queue, whose entries all start with their time, without a method call)."""
+    queue, whose entries all start with their time, without a method call, and off the
+    parked streams' keys, :class:`~mktme_des.engine.wakeup.Parking`)."""
+    if parking is not None:
+        return parking.horizon()
     queue = env._queue
     return queue[0][0] if queue else NO_EVENT
 
+
+class OpStream(Parked):
+    """A running :meth:`Core.run` as a parked stream (:mod:`~mktme_des.engine.wakeup`): what
+    the run loop needs to make the generator's step at a wake-up itself. While parked, ``op``
+    is the op the generator stopped at (its ``at`` applied to ``t``); when handed back, the op
+    to go on with at local time ``t``, or None at the end of the stream (``err``: the
+    exception the stream raised, to be raised by the generator)."""
+
+    def __init__(self, wake: Wakeup, core: Core, it, log: list | None) -> None:
+        super().__init__(wake)
+        self.core = core
+        self.it = it
+        self.op = None
+        self.err = None
+        l1 = core.levels[0]
+        self.l1 = l1
+        self.l1_lines = l1.lines
+        self.l1_hit = l1.hit
+        self.l1_name = l1.level_name
+        self.oracle = core.mem.oracle
+        self.log = log
+        self.cpu = core.cpu
+        self.package = core.package
+        self.shift = core.amap.keyid_shift
+        self.line_mask = LINE_MASK
+        self.foreign = ~core.own_mask
+        self.write_hist = core.write_lat.hist
+        self.op_counts = core.op_counts
+        self.nb = core.fill_buffers > 1
+        self.READ, self.WRITE, self.COMPUTE = O.READ, O.WRITE, O.COMPUTE
+        self.served_l1 = 0
+        self.l1_reads = 0
+
+    def advance(self, horizon: int) -> int:
+        """The generator's step from ``op`` at ``t`` (see :meth:`Parked.advance`): the same
+        code as :meth:`Core.run`'s for an L1 hit and for COMPUTE, the ops it executes without
+        a wait; anything else is handed back."""
+        core = self.core
+        it = self.it
+        l1 = self.l1
+        l1_lines = self.l1_lines
+        l1_hit = self.l1_hit
+        l1_name = self.l1_name
+        oracle = self.oracle
+        log = self.log
+        cpu = self.cpu
+        shift = self.shift
+        line_mask = self.line_mask
+        foreign = self.foreign
+        write_hist = self.write_hist
+        READ, WRITE, COMPUTE = self.READ, self.WRITE, self.COMPUTE
+        nb = self.nb
+        cls = None
+        op = self.op
+        t = self.t
+        try:
+            code, keyid, pa, arg, at = op
+            while True:
+                if nb and core.loads_in_flight and code != READ and code != COMPUTE:
+                    break  # the generator waits for the loads in flight first
+                if code <= WRITE:
+                    off = pa & 63
+                    tag = (keyid << shift) | (pa & line_mask)
+                    slot = l1.find(tag)
+                    if slot < 0:
+                        break
+                    line = l1_lines[slot]
+                    l1.touch(slot)
+                    if code == READ:
+                        self.served_l1 += 1
+                        self.l1_reads += 1
+                        t += l1_hit
+                        if oracle is not None:
+                            cls = oracle.load(t, cpu, tag, off, line.data[off : off + arg], l1_name)
+                        if log is not None:
+                            log.append((t - l1_hit, t, code, keyid, pa,
+                                        bytes(line.data[off : off + arg]), l1_name, cls))
+                    else:
+                        self.served_l1 += 1
+                        t0 = t
+                        t += l1_hit
+                        if line.holders & foreign:
+                            t = core._invalidate_others(t, tag, line)
+                        line.data[off : off + len(arg)] = arg
+                        line.dirty = True
+                        line.owner = self.package
+                        write_hist[t - t0] = write_hist.get(t - t0, 0) + 1
+                        if oracle is not None:
+                            oracle.store(t, cpu, tag, off, arg)
+                        if log is not None:
+                            log.append((t0, t, code, keyid, pa, arg, l1_name, None))
+                elif code == COMPUTE:
+                    self.op_counts.add("compute")
+                    t0 = t
+                    t += arg
+                    if log is not None:
+                        log.append((t0, t, code, keyid, pa, None, None, None))
+                else:
+                    break
+                try:
+                    op = next(it)
+                except StopIteration:
+                    self.op = None
+                    self.t = t
+                    return RESUME
+                code, keyid, pa, arg, at = op
+                if at is not None and at > t:
+                    t = at
+                if t >= horizon:
+                    self.op = op
+                    self.t = t
+                    return PARK
+        except BaseException as e:  # noqa: BLE001 - raised by the generator, as it would be
+            self.err = e
+            op = None
+        self.op = op
+        self.t = t
+        return RESUME
 
 
 @cython.cfunc
@@ -170,7 +294,7 @@ class Core:
                        slot=cython.Py_ssize_t, directory=dict, read_hist=dict,
                        write_hist=dict, served=dict, pending=dict, routes=list,
                        l1_lines=list, l1=Cache, line=Line, ctrl=MemoryController, wake=Wakeup,
-                       oracle=Oracle)
+                       oracle=Oracle, parking=Parking, stream=OpStream)
         env = self.env
         mem = self.mem
         directory = mem.directory
@@ -204,20 +328,40 @@ class Core:
         # Waits without a Timeout event, when the environment allows; one per run, as kernel
         # code may run ops on a core whose own stream is running too.
         wake = wakeup_for(env)
+        # Waits at the top of the loop park the stream where they can (engine/wakeup.py):
+        # the run loop then makes the steps through cache hits itself.
+        parking = parking_for(env) if wake is not None else None
+        it = iter(ops)
+        # A stream that refuses ops while the core is offline is never parked: the run loop's
+        # steps (OpStream.advance) do not look at the core's state.
+        stream = OpStream(wake, self, it, log) if parking is not None and not refuse else None
         t = env.now
-        horizon = _horizon(env)  # nothing else happens before this time
-        for op in ops:
+        horizon = _horizon(env, parking)  # nothing else happens before this time
+        for op in it:
             code, keyid, pa, arg, at = op
             if at is not None and at > t:
                 t = at
             if t >= horizon:
-                yield wake.at(t) if wake is not None else env.timeout(t - env.now)
-                horizon = _horizon(env)
+                if stream is not None and parking.usable():
+                    stream.op = op
+                    yield parking.park(stream, t)
+                    # Handed back: the op to go on with, and the local time.
+                    op = stream.op
+                    t = stream.t
+                    if op is None:
+                        if stream.err is not None:
+                            err, stream.err = stream.err, None
+                            raise err
+                        break
+                    code, keyid, pa, arg, at = op
+                else:
+                    yield wake.at(t) if wake is not None else env.timeout(t - env.now)
+                horizon = _horizon(env, parking)
             if nb and self.loads_in_flight and code != READ and code != O.COMPUTE:
                 # Stores, flushes, fences and signals stay after the loads before them.
                 yield from self._wait_loads(t, 0)
                 t = env.now
-                horizon = _horizon(env)
+                horizon = _horizon(env, parking)
             if refuse and not self.online and code != O.SIGNAL and code != O.AWAIT:
                 if log is not None:
                     log.append((t, t, code, keyid, pa, None, None, None, "offline"))
@@ -261,13 +405,13 @@ class Core:
                     if self.loads_in_flight >= self.fill_buffers:
                         yield from self._wait_loads(t, self.fill_buffers - 1)
                         t = t0 = env.now
-                        horizon = _horizon(env)
+                        horizon = _horizon(env, parking)
                         line = directory.get(tag)  # it may have been fetched meanwhile
                     if line is None:
                         # The load takes a fill buffer; the core goes on after the L1 lookup.
                         self._load_under_miss(t, tag, off, arg, keyid, pa, log)
                         t += l1_hit
-                        horizon = _horizon(env)
+                        horizon = _horizon(env, parking)
                         continue
                 merged = False
                 if line is None and prefetching:
@@ -279,7 +423,7 @@ class Core:
                             yield wake.at(t) if wake is not None else env.timeout(t - env.now)
                         yield inflight.event
                         t = env.now
-                        horizon = _horizon(env)
+                        horizon = _horizon(env, parking)
                         line = directory.get(tag)
                         # The fill is dropped when the line was fetched meanwhile (by another
                         # core): the load is then served wherever the line is.
@@ -300,12 +444,12 @@ class Core:
                     waited = arrive >= horizon
                     if waited:
                         yield wake.at(arrive) if wake is not None else env.timeout(arrive - env.now)
-                        horizon = _horizon(env)
+                        horizon = _horizon(env, parking)
                     data, done = ctrl.read(arrive, tag)
                     t = done + there
                     if t >= horizon:
                         yield wake.at(t) if wake is not None else env.timeout(t - env.now)
-                        horizon = _horizon(env)
+                        horizon = _horizon(env, parking)
                         waited = True
                     if waited:
                         # Others ran meanwhile: they may have cached the tag, or sent it
@@ -347,12 +491,12 @@ class Core:
                 continue
             if code == O.SIGNAL:
                 self.board.raise_flag(arg, t)
-                horizon = _horizon(env)  # a waiter may now act before t
+                horizon = _horizon(env, parking)  # a waiter may now act before t
                 continue
             if code == O.AWAIT or code == O.WRITE_CAPTURE:
                 yield from self._scenario_op(t, code, keyid, pa, arg, log)
                 t = env.now
-                horizon = _horizon(env)
+                horizon = _horizon(env, parking)
                 continue
             t0 = t
             if code == O.COMPUTE:  # the commonest, kept inline
@@ -362,10 +506,13 @@ class Core:
                 t = self._instruction(t, code, keyid, pa, arg)
             if log is not None:
                 log.append((t0, t, code, keyid, pa, None, None, None))
-            horizon = _horizon(env)
+            horizon = _horizon(env, parking)
         if self.loads_in_flight:
             yield from self._wait_loads(t, 0)
             t = max(t, env.now)
+        if stream is not None:
+            served_l1 += stream.served_l1
+            l1_reads += stream.l1_reads
         if served_l1:
             served[l1.level_name] = served.get(l1.level_name, 0) + served_l1
         if l1_reads:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING
 import cython
 
 from mktme_des.engine.recorder import Event, Recorder
+from mktme_des.engine.wakeup import horizon
 from mktme_des.hw.address import LINE_MASK
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -180,8 +181,9 @@ class MemorySystem:
         self.writebacks += 1
         self.sent += 1
         wb = Writeback(self.sent, tag, data, package, cpu, t, arrival, why, where)
-        if arrival < self.env.peek():
-            # Nothing else happens before it arrives: apply it now (exact lookahead).
+        if arrival < horizon(self.env):
+            # Nothing else happens before it arrives (parked streams included): apply it
+            # now (exact lookahead).
             self._arrive(mc, wb)
         else:
             self.pending.setdefault(pa, []).append(wb)

@@ -57,14 +57,16 @@ class Platform:
     ``oracle`` (optional) is told of every load, store and DRAM write; ``lazy_dram=False``
     makes DRAM encrypt eagerly (slow, for tests that prove laziness changes nothing);
     ``tie_seed`` other than 0 shuffles the order of same-time events with that seed, and
-    ``tie_choices`` dictates it (:mod:`mktme_des.engine.ties`).
+    ``tie_choices`` dictates it (:mod:`mktme_des.engine.ties`); ``env``, when given, is the
+    environment to build on (one that orders ties its own way, as an explorer's).
     """
 
     def __init__(self, model: Model, seed: int = 0, oracle=None, lazy_dram: bool = True,
-                 tie_seed: int = 0, tie_choices: list[int] | None = None) -> None:
+                 tie_seed: int = 0, tie_choices: list[int] | None = None,
+                 env=None) -> None:
         self.model = model
         self.seed = seed
-        self.env = environment(tie_seed, tie_choices)
+        self.env = environment(tie_seed, tie_choices) if env is None else env
         self.streams = Streams(seed)
         self.amap = AddressMap(model)
         self.cycle = max(1, ns(1.0 / model.platform.frequency_ghz))

@@ -76,11 +76,13 @@ class Outcome:
 Handler = Callable[[Actor, Any, Outcome], Generator]
 
 
-def kernel_actor(plat, kernel, name: str, kind: str, cpu: int, steps: list[Step], log: list,
+def kernel_actor(plat, kernel, name: str, proc, cpu: int, steps: list[Step], log: list,
                  details: list, serials: dict[str, int]):
-    """SimPy process running one actor's ops in order."""
+    """SimPy process running one actor's ops in order; ``proc`` is its kernel process (None
+    for the administrator, who acts on ``cpu``). (Partial-order reduction reads this frame's
+    ``name``, ``steps`` and ``step``, and the lines it waits at: see
+    :func:`mktme_des.scenarios.por._waits_before_op`.)"""
     env = plat.env
-    proc = kernel.mm.spawn(cpu) if kind == "process" else None
     actor = Actor(plat, kernel, name, cpu, proc, serials)
     for step in steps:
         op = step.op

@@ -25,9 +25,12 @@ same in every run, so outcomes differ by ordering alone.
 
 With ``exhaustive=True`` nothing is random: the scenario keeps its own timing and *every*
 order of its same-time events is run, depth first (:class:`~mktme_des.engine.ties.ChosenTies`),
-up to a cap. Each schedule is saved as the choice made at each tie (``tie_choices``), so any
-outcome replays exactly. Orders of independent events are not pruned: the count grows as the
-product of the ties' sizes, which the cap bounds.
+up to a cap (``EXHAUSTIVE_CAP`` schedules by default). Each schedule is saved as the choice
+made at each tie (``tie_choices``), so any outcome replays exactly. Orders that differ only by
+swapping independent events (events whose steps touch disjoint state: other lines, packages,
+keys, processes) reach the same state, so by default one schedule of each class is run
+(partial-order reduction, :mod:`mktme_des.scenarios.por`); ``reduce=False`` runs every
+order, whose count is the product of the ties' sizes.
 """
 
 from __future__ import annotations
@@ -51,6 +54,11 @@ from mktme_des.scenarios.runner import run_scenario
 from mktme_des.scenarios.spec import find_scenario, relative_at, scenario_from
 
 ACTOR_TABLES = ("cpu", "agent", "process", "system")
+RUNS = 100  # jittered runs of an exploration, by default
+STRATEGIES = ("uniform", "pct")  # how a random run decides same-time events
+DEFAULT_DEPTH = 3
+MAX_DEPTH = 20
+EXHAUSTIVE_CAP = 500  # most schedules of an exhaustive exploration, by default
 HEX_FIELDS = ("addr", "to")
 
 
@@ -129,6 +137,15 @@ class Exploration:
     held: dict[str, int]  # expectation name -> runs in which it held
     exhaustive: bool = False
     complete: bool = True  # exhaustive: every order was run (the cap was not reached)
+    reduced: bool = False  # exhaustive: one schedule per class of equivalent orders
+    pruned: int = 0  # exhaustive, reduced: runs cut short as equivalent to one already run
+    # exhaustive with a comparison: schedules without reduction, whether that was all of them,
+    # and whether the two explorations found the same outcomes (when both completed)
+    unreduced: int | None = None
+    unreduced_complete: bool = False
+    same_outcomes: bool | None = None
+    strategy: str = "uniform"  # random runs: how same-time events were ordered
+    depth: int = DEFAULT_DEPTH  # pct: the bug depth aimed at
 
     @property
     def ok(self) -> bool:
@@ -141,11 +158,17 @@ class Exploration:
 
     def describe(self) -> str:
         if self.exhaustive:
+            how = ("one per class of orders equivalent up to swapping independent events, "
+                   f"{self.pruned} more runs cut short as equivalent" if self.reduced else
+                   "without reduction")
             return (f"schedules of {self.path}: every order of its same-time events at its own "
-                    "timing" + ("" if self.complete else
-                                f" (stopped at the cap of {self.runs}; more orders remain)"))
+                    f"timing ({how})" + ("" if self.complete else
+                                         f"; stopped at the cap of {self.runs}, more remain"))
+        ties = ("same-time events shuffled" if self.strategy == "uniform" else
+                f"same-time events ordered by random actor priorities with {self.depth - 1} "
+                "change(s) (PCT)")
         return (f"runs of {self.path}, op times moved by up to ±{self.jitter_ns:g} ns and "
-                f"same-time events shuffled (explorer seed {self.seed})")
+                f"{ties} (explorer seed {self.seed})")
 
     def verdict(self, name: str) -> str:
         """``always``, ``never`` or ``sometimes (k/n)`` for one expectation."""
@@ -157,6 +180,14 @@ class Exploration:
             "scenario": {"name": self.name, "title": self.title, "file": self.path},
             "runs": self.runs, "jitter_ns": self.jitter_ns, "seed": self.seed, "ok": self.ok,
             "exhaustive": self.exhaustive, "complete": self.complete,
+            **({} if self.exhaustive else {"strategy": self.strategy,
+                                            **({"depth": self.depth}
+                                               if self.strategy == "pct" else {})}),
+            **({"schedules": {"reduced": self.reduced, "explored": self.runs,
+                              "pruned": self.pruned, "unreduced": self.unreduced,
+                              "unreduced_complete": self.unreduced_complete,
+                              "same_outcomes": self.same_outcomes}}
+               if self.exhaustive else {}),
             "expectations": [{"name": name, "held": k, "verdict": self.verdict(name)}
                              for name, k in self.held.items()],
             "outcomes": [{
@@ -174,7 +205,14 @@ class Exploration:
     def text(self, trace: bool = False) -> str:
         from mktme_des.scenarios.report import trace_line
 
-        lines = [f"{self.name}: {self.title}", f"  {self.runs} {self.describe()}", ""]
+        lines = [f"{self.name}: {self.title}", f"  {self.runs} {self.describe()}"]
+        if self.unreduced is not None:
+            lines.append(f"  without reduction: {self.unreduced} schedules"
+                         + ("" if self.unreduced_complete else " (the cap; more remain)")
+                         + ("" if self.same_outcomes is None else
+                            "; the same outcomes" if self.same_outcomes else
+                            "; OTHER OUTCOMES (a dependence the reduction missed)"))
+        lines.append("")
         for name in self.held:
             lines.append(f"  [{self.verdict(name).upper()}] {name}")
         lines.append("")
@@ -193,15 +231,27 @@ class Exploration:
         return "\n".join(lines)
 
 
-def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
+def explore(name_or_path: str | Path, runs: int | None = None, jitter_ns: float = 500.0,
             seed: int = 0, save: str | Path | None = None, workers: int = 1,
-            exhaustive: bool = False) -> Exploration:
+            exhaustive: bool = False, reduce: bool = True,
+            compare: bool = False, strategy: str = "uniform",
+            depth: int = DEFAULT_DEPTH) -> Exploration:
     """Run a scenario ``runs`` times with jittered op times; group the runs by verdict.
 
     With ``save``, the first run of each outcome is written there as a scenario file. With
     ``workers`` > 1 the runs are shared among that many processes; every run depends on its
     number alone, so the result is the same. With ``exhaustive``, every order of same-time
-    events is run instead, at the file's timing, ``runs`` being the cap."""
+    events is run instead, at the file's timing, ``runs`` being the cap (``EXHAUSTIVE_CAP``
+    by default); ``reduce`` runs one order per class of equivalent ones
+    (:mod:`mktme_des.scenarios.por`), and ``compare`` also counts the orders without
+    reduction (up to the same cap) and checks that both find the same outcomes. ``strategy``
+    decides same-time events in a jittered run: ``uniform`` (a seeded shuffle) or ``pct``
+    (actor priorities with ``depth - 1`` random changes, :func:`check_strategy`)."""
+    check_strategy(strategy, depth)
+    if exhaustive and strategy != "uniform":
+        raise UserError("--exhaustive runs every order; --strategy is for random runs")
+    if runs is None:
+        runs = EXHAUSTIVE_CAP if exhaustive else RUNS
     if runs < 1:
         raise UserError(f"--runs {runs}: at least one run")
     check_workers(workers, allow_zero=False)
@@ -214,15 +264,46 @@ def explore(name_or_path: str | Path, runs: int = 100, jitter_ns: float = 500.0,
     if save is not None:
         check_folder(save, "--save")  # before the runs, not after them
     path = find_scenario(name_or_path)
-    return explore_data(read_toml(path), path, runs, jitter_ns, seed, save, workers, exhaustive)
+    return explore_data(read_toml(path), path, runs, jitter_ns, seed, save, workers, exhaustive,
+                        reduce, compare, strategy, depth)
 
 
-def one_run(data: dict[str, Any], path: str, jitter_ns: float, seed: int, run: int) -> tuple:
-    """Run ``run`` of an exploration: ``(scenario data as run, ok, checks, violations, trace)``."""
+def check_strategy(strategy: str, depth: int) -> None:
+    """Refuse an unknown strategy or a depth out of range (one line, UserError)."""
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if not 1 <= depth <= MAX_DEPTH:
+        raise UserError(f"--depth {depth}: the number of ordering constraints a bug needs, "
+                        f"1..{MAX_DEPTH}")
+
+
+def tie_steps(sc) -> int:
+    """How many ties a run of a parsed scenario meets in its own order: the ``k`` of PCT's
+    change points."""
+    return max(1, len(run_scenario(sc, []).ties[1]))
+
+
+def one_run(data: dict[str, Any], path: str, jitter_ns: float, seed: int, run: int,
+            strategy: str = "uniform", depth: int = DEFAULT_DEPTH, steps: int = 1) -> tuple:
+    """Run ``run`` of an exploration: ``(scenario data as run, ok, checks, violations, trace)``.
+    With ``strategy="pct"`` the same-time events follow actor priorities
+    (:class:`~mktme_des.engine.ties.PriorityTies`, ``steps`` ties expected) and the run is
+    kept as its ``tie_choices``; otherwise as a ``tie_seed``."""
     rng = np.random.default_rng([seed, run])
     trial = perturb(data, rng, jitter_ns)
-    trial.setdefault("scenario", {})["tie_seed"] = int(rng.integers(1, 2**31))
-    return _judged(trial, run_scenario(scenario_from(trial, f"{path} (explored run {run})")))
+    tie_seed = int(rng.integers(1, 2**31))
+    name = f"{path} (explored run {run})"
+    if strategy == "pct":
+        from mktme_des.scenarios.por import pct_environment
+
+        trial.setdefault("scenario", {}).pop("tie_seed", None)
+        trial["scenario"].pop("tie_choices", None)
+        env = pct_environment(tie_seed, depth, steps)
+        res = run_scenario(scenario_from(trial, name), env=env)
+        trial["scenario"]["tie_choices"] = list(env.taken)
+        return _judged(trial, res)
+    trial.setdefault("scenario", {})["tie_seed"] = tie_seed
+    return _judged(trial, run_scenario(scenario_from(trial, name)))
 
 
 def _judged(trial: dict[str, Any], res) -> tuple:
@@ -230,37 +311,90 @@ def _judged(trial: dict[str, Any], res) -> tuple:
     return trial, res.ok, res.checks, res.violations, res.trace
 
 
-def every_tie_order(data: dict[str, Any], path: str, cap: int) -> tuple[list[tuple], bool]:
+def every_tie_order(data: dict[str, Any], path: str, cap: int,
+                    reduce: bool = True) -> tuple[list[tuple], bool, int]:
     """Run the scenario under each order of its same-time events, depth first, at most
-    ``cap`` times: the runs (as :func:`one_run` gives them) and whether that was all."""
+    ``cap`` times: the runs (as :func:`one_run` gives them), whether that was all, and how
+    many runs were cut short as equivalent to one already run. With ``reduce``, orders that
+    differ only by swapping independent events are run once (:mod:`mktme_des.scenarios.por`);
+    without it, every order is."""
+    if reduce:
+        return _reduced_orders(data, path, cap)
     runs: list[tuple] = []
     prefix: list[int] = []
+    sc = scenario_from(data, f"{path} (every order)")  # one parse: only the order varies
+    loaded: dict = {}
     while True:
-        trial = copy.deepcopy(data)
-        trial.setdefault("scenario", {}).pop("tie_seed", None)
-        res = run_scenario(scenario_from(trial, f"{path} (schedule {len(runs)})"), prefix)
+        res = run_scenario(sc, prefix, loaded=loaded)
         taken, branching = res.ties
-        trial["scenario"]["tie_choices"] = list(taken)
-        runs.append(_judged(trial, res))
+        runs.append(_judged(_with_choices(data, taken), res))
         i = len(taken) - 1
         while i >= 0 and taken[i] + 1 >= branching[i]:
             i -= 1
         if i < 0:
-            return runs, True
+            return runs, True, 0
         if len(runs) >= cap:
-            return runs, False
+            return runs, False, 0
         prefix = taken[:i] + [taken[i] + 1]
+
+
+def _with_choices(data: dict[str, Any], taken: list[int]) -> dict[str, Any]:
+    """The scenario's data as one schedule ran it: its tie choices in place of a tie seed."""
+    trial = copy.deepcopy(data)
+    trial.setdefault("scenario", {}).pop("tie_seed", None)
+    trial["scenario"]["tie_choices"] = list(taken)
+    return trial
+
+
+def _reduced_orders(data: dict[str, Any], path: str, cap: int) -> tuple[list[tuple], bool, int]:
+    from mktme_des.scenarios.por import Blocked, ReducedTies, next_plan
+
+    runs: list[tuple] = []
+    pruned = 0
+    plan: list[tuple[int, list[int]]] = []
+    sc = scenario_from(data, f"{path} (every order)")
+    loaded: dict = {}
+    while True:
+        env = ReducedTies(plan)
+        try:
+            res = run_scenario(sc, env=env, loaded=loaded)
+        except Blocked:
+            pruned += 1
+        else:
+            runs.append(_judged(_with_choices(data, res.ties[0]), res))
+        plan = next_plan(env.nodes)
+        if plan is None:
+            return runs, True, pruned
+        if len(runs) >= cap:
+            return runs, False, pruned
+
+
+def outcome_key(ok: bool, checks: list[dict], violations: list) -> tuple:
+    """What makes two runs one outcome: the verdict of every expectation and whether the
+    oracle saw a violation."""
+    return ok, tuple((c["name"], c["ok"]) for c in checks), bool(violations)
 
 
 def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, seed: int,
                  save: str | Path | None = None, workers: int = 1,
-                 exhaustive: bool = False) -> Exploration:
+                 exhaustive: bool = False, reduce: bool = True,
+                 compare: bool = False, strategy: str = "uniform",
+                 depth: int = DEFAULT_DEPTH) -> Exploration:
     """:func:`explore` on a scenario's parsed ``data`` (``path`` names it in messages)."""
     base = scenario_from(data, str(path))  # a bad file is reported once, as itself
-    run_number = partial(one_run, data, str(path), jitter_ns, seed)
+    if strategy == "pct" and not exhaustive:
+        plain = copy.deepcopy(data)
+        plain.setdefault("scenario", {}).pop("tie_seed", None)
+        plain["scenario"].pop("tie_choices", None)
+        steps = tie_steps(scenario_from(plain, str(path)))
+    else:
+        steps = 1
+    run_number = partial(one_run, data, str(path), jitter_ns, seed, strategy=strategy,
+                         depth=depth, steps=steps)
     complete = True
+    pruned = 0
     if exhaustive:
-        results, complete = every_tie_order(data, str(path), runs)
+        results, complete, pruned = every_tie_order(data, str(path), runs, reduce)
     elif workers > 1 and runs > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -283,14 +417,20 @@ def explore_data(data: dict[str, Any], path: Path, runs: int, jitter_ns: float, 
     for run, (trial, ok, checks, violations, trace) in enumerate(results):
         for c in checks:
             held[c["name"]] = held.get(c["name"], 0) + bool(c["ok"])
-        sig = (ok, tuple((c["name"], c["ok"]) for c in checks), bool(violations))
+        sig = outcome_key(ok, checks, violations)
         if sig not in outcomes:
             outcomes[sig] = Outcome(ok, checks, violations, trace, data=trial)
         outcomes[sig].runs.append(run)
     found = list(outcomes.values())
     info = base.info
     explored = Exploration(str(path), info.name, info.title, len(results), jitter_ns, seed,
-                           found, held, exhaustive, complete)
+                           found, held, exhaustive, complete, exhaustive and reduce, pruned,
+                           strategy=strategy, depth=depth)
+    if exhaustive and compare and reduce:
+        other, other_complete, _ = every_tie_order(data, str(path), runs, False)
+        explored.unreduced, explored.unreduced_complete = len(other), other_complete
+        if complete and other_complete:
+            explored.same_outcomes = set(outcomes) == {outcome_key(*r[1:4]) for r in other}
     if save is not None:
         folder = make_folder(save, "--save")
         for k, o in enumerate(found, 1):

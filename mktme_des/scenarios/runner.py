@@ -77,21 +77,39 @@ class Setup:
 
 
 def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
-                   tie_draw: int | None = None) -> Setup:
+                   tie_draw: int | None = None, env=None, loaded: dict | None = None) -> Setup:
     """The platform of a scenario with its key tables set up and its actors started.
     ``tie_choices``, when given, orders same-time events instead of the file's own; with
     ``tie_draw``, ties met after the choices run out are drawn at random from that seed
-    (and recorded, see :class:`~mktme_des.engine.ties.ChosenTies`)."""
+    (and recorded, see :class:`~mktme_des.engine.ties.ChosenTies`). ``env``, when given, is
+    the environment to run on: a :class:`~mktme_des.scenarios.por.ReducedTies` is handed the
+    classifier of this run's events. ``loaded`` (a dict kept between runs of one scenario)
+    keeps the model and policy loaded by the first run for the next ones.
+
+    Kernel-level processes are spawned here, in file order, before any actor runs: a
+    process exists from the start of the scenario, and its pid does not depend on the order
+    in which the actors first run."""
     import random
 
     f = sc.file
-    model = load_model(f.scenario.model, f.model_overrides or None)
+    loaded = {} if loaded is None else loaded
+    if "model" not in loaded:
+        loaded["model"] = load_model(f.scenario.model, f.model_overrides or None)
+    model = loaded["model"]
     if tie_draw is not None and tie_choices is None:
         tie_choices = list(f.scenario.tie_choices)
     plat = Platform(model, seed=f.scenario.seed, oracle=Oracle(classify=True),
                     tie_seed=f.scenario.tie_seed,
                     tie_choices=tie_choices if tie_choices is not None
-                    else f.scenario.tie_choices or None)
+                    else f.scenario.tie_choices or None, env=env)
+    from mktme_des.scenarios.por import Actors, Classifier, ReducedTies, Stream
+
+    actors = Actors()
+    # An environment that looks at events (reduction, priorities) gets their classifier,
+    # and the cores' and agents' op streams it reads their positions from.
+    reduced = isinstance(plat.env, ReducedTies) or hasattr(plat.env, "classify")
+    if reduced:
+        plat.env.classify = Classifier(plat, actors)
     if tie_draw is not None:
         plat.env.draw = random.Random(tie_draw)
     plat.recorder.keep("events")
@@ -106,19 +124,29 @@ def build_platform(sc: Scenario, tie_choices: list[int] | None = None,
         from mktme_des.kernel.policy import load_policy
         from mktme_des.scenarios.actors import kernel_actor
 
-        kernel = Kernel(plat, load_policy(f.scenario.policy, f.policy_overrides or None))
+        if "policy" not in loaded:
+            loaded["policy"] = load_policy(f.scenario.policy, f.policy_overrides or None)
+        kernel = Kernel(plat, loaded["policy"])
         serials: dict[str, int] = {}
-        for name, (kind, cpu, ops) in sc.kernel_ops.items():
+        procs = {name: kernel.mm.spawn(cpu) if kind == "process" else None
+                 for name, (kind, cpu, _ops) in sc.kernel_ops.items()}
+        for name, (_kind, cpu, ops) in sc.kernel_ops.items():
             log = logs[name] = []
             details[name] = []
-            plat.env.process(kernel_actor(plat, kernel, name, kind, cpu, ops, log,
+            plat.env.process(kernel_actor(plat, kernel, name, procs[name], cpu, ops, log,
                                           details[name], serials))
     for cpu, ops in sc.cpu_ops.items():
         plat.cores[cpu].log = logs[f"cpu{cpu}"] = []
-        plat.start(cpu, ops, refuse_offline=True)
+        stream = Stream(f"cpu{cpu}", ops) if reduced else ops
+        proc = plat.start(cpu, stream, refuse_offline=True)
+        if reduced:
+            actors.streams[proc] = stream
     for name, ops in sc.agent_ops.items():
         log = logs[name] = []
-        plat.start_agent(name, ops, log)
+        stream = Stream(name, ops) if reduced else ops
+        proc = plat.start_agent(name, stream, log)
+        if reduced:
+            actors.streams[proc] = stream
     return Setup(plat, kernel, logs, details)
 
 
@@ -193,11 +221,11 @@ def succeeded(op: str, result: str) -> bool:
 
 
 def run_scenario(name_or_path, tie_choices: list[int] | None = None,
-                 tie_draw: int | None = None) -> Result:
-    """Load, run and judge one scenario (``tie_choices``, ``tie_draw``: see
-    :func:`build_platform`)."""
+                 tie_draw: int | None = None, env=None, loaded: dict | None = None) -> Result:
+    """Load, run and judge one scenario (``tie_choices``, ``tie_draw``, ``env``,
+    ``loaded``: see :func:`build_platform`)."""
     sc = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
-    setup = build_platform(sc, tie_choices, tie_draw)
+    setup = build_platform(sc, tie_choices, tie_draw, env, loaded)
     plat, logs, details = setup.plat, setup.logs, setup.details
     plat.run()
     amap = plat.amap
