@@ -9,5 +9,9 @@ cdef class Oracle:
 
     cpdef store(self, long long t, int cpu, long long tag, long long off, object data)
 
+    @cython.locals(exp=bytearray)
+    cpdef object load_line(self, long long t, int cpu, long long tag, Py_ssize_t off,
+                           Py_ssize_t n, bytearray line, object served)
+
     cpdef object load(self, long long t, int cpu, long long tag, long long off, object data,
                       object served)

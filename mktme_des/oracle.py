@@ -52,7 +52,7 @@ class Ref:
 
     tag = cython.declare(cython.longlong, visibility="public")
     image = cython.declare(bytearray, visibility="public")
-    valid = cython.declare(object, visibility="public")
+    valid = cython.declare(cython.ulonglong, visibility="public")  # a line has 64 bytes
 
     def __init__(self, tag: int, image: bytearray, valid: int) -> None:
         self.tag = tag
@@ -163,6 +163,25 @@ class Oracle:
         if not persistent:
             self.ref.clear()
             self.owner_ref.clear()
+
+    def load_line(self, t: int, cpu: int, tag: int, off: int, n: int, line: bytearray,
+                  served: str) -> str | None:
+        """:meth:`load` of the ``n`` bytes at ``off`` of ``line``, the image of the line the
+        read was served from; the bytes are copied out only when they are not simply right
+        (a cache hit makes no copy in the common case)."""
+        cython.declare(ref=Ref, full=cython.ulonglong, i=cython.Py_ssize_t)
+        ref = self.owner_ref.get(tag & self.pa_mask)
+        if ref is not None and ref.tag == tag and not self.classify:
+            full = FULL if n == 64 else (cython.cast(cython.ulonglong, 1) << n) - 1
+            if (ref.valid >> off) & full == full:
+                exp = ref.image
+                for i in range(off, off + n):
+                    if exp[i] != line[i]:
+                        break
+                else:
+                    self.checked += 1
+                    return None
+        return self.load(t, cpu, tag, off, line[off : off + n], served)
 
     def load(self, t: int, cpu: int, tag: int, off: int, data: bytes, served: str) -> str | None:
         """Check one load; returns its class when classifying, else None."""

@@ -383,3 +383,63 @@ def test_persistent_reboot_with_a_new_boot_tweak_is_named():
     assert r[5] == xts(KA, A, cipher, boot=plat.boot_tweak, encrypt=False)
     (v,) = o.violations
     assert v["cause"] == "the platform rebooted: the tweak changed since the line was written"
+
+
+class _Amap:
+    """The two things the oracle's checks read of an address map, for a bare oracle."""
+
+    pa_mask = (1 << 46) - 1
+    keyid_shift = 46
+
+    def split(self, tag):
+        return tag >> 46, tag & self.pa_mask
+
+    def describe(self, tag):
+        return f"(K{tag >> 46}, {tag & self.pa_mask:#x})"
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("classify", [False, True])
+def test_checking_a_load_in_place_is_checking_its_bytes(seed, classify):
+    """``load_line`` (the bytes read in place in the line image) decides, counts and records
+    exactly as ``load`` of a copy of them: random stores of every size through KeyID aliases
+    of a few lines, raw writes and reads of line images right, partly right or wrong."""
+    import random
+
+    class BareOracle(Oracle):
+        """No platform behind it: a cause and a class that need none."""
+
+        def _cause(self, tag, pa, served, off=0, data=b""):
+            return "cause"
+
+        def _classify(self, tag, pa, off, data, served):
+            return "garbage" if any(data) else "zero"
+
+    rng = random.Random(seed)
+    pair = [BareOracle(classify=classify), BareOracle(classify=classify)]
+    for o in pair:
+        o.amap, o.pa_mask = _Amap(), _Amap.pa_mask
+    tags = [(k << 46) | pa for k in (0, 1, 2) for pa in (0x1000, 0x1040)]
+    images = {tag: bytearray(64) for tag in tags}
+    for step in range(400):
+        tag = rng.choice(tags)
+        n = rng.choice([1, 2, 4, 8, 16, 64])
+        off = rng.randrange(0, 64 - n + 1) // n * n
+        what = rng.random()
+        if what < 0.35:
+            data = bytes(rng.randrange(256) for _ in range(n))
+            images[tag][off : off + n] = data
+            for o in pair:
+                o.store(step, 0, tag, off, data)
+        elif what < 0.4:
+            for o in pair:
+                o.raw_write(step, tag & _Amap.pa_mask)
+        else:
+            line = bytearray(images[tag])
+            if rng.random() < 0.3:
+                line[rng.randrange(off, off + n)] ^= 1 << rng.randrange(8)
+            a = pair[0].load(step, 1, tag, off, line[off : off + n], "L1D")
+            b = pair[1].load_line(step, 1, tag, off, n, line, "L1D")
+            assert a == b
+    assert pair[0].summary() == pair[1].summary()
+    assert pair[0].violation_count > 0  # wrong bytes do reach the checks

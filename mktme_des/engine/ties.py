@@ -63,11 +63,7 @@ class ChosenTies(simpy.Environment):
             tied = []
             while queue and queue[0][:2] == key:
                 tied.append(heappop(queue))
-            i = len(self.taken)
-            if i < len(self.choices):
-                choice = min(self.choices[i], len(tied) - 1)
-            else:
-                choice = self.draw.randrange(len(tied)) if self.draw is not None else 0
+            choice = self.choose(tied)
             self.taken.append(choice)
             self.branching.append(len(tied))
             first = tied.pop(choice)
@@ -75,6 +71,14 @@ class ChosenTies(simpy.Environment):
                 heappush(queue, entry)
             heappush(queue, (first[0], first[1], -1, first[3]))  # ids are >= 0: it goes first
         super().step()
+
+    def choose(self, tied: list[tuple]) -> int:
+        """Which of the ``tied`` queue entries (in scheduling order) runs first, at the tie
+        numbered ``len(self.taken)``."""
+        i = len(self.taken)
+        if i < len(self.choices):
+            return min(self.choices[i], len(tied) - 1)
+        return self.draw.randrange(len(tied)) if self.draw is not None else 0
 
 
 class PriorityTies(ChosenTies):
@@ -102,29 +106,16 @@ class PriorityTies(ChosenTies):
         for i in range(1, depth):
             self.change.setdefault(self.rng.randrange(max(1, steps)), i)
 
-    def step(self) -> None:
-        queue = self._queue
-        if len(queue) > 1 and queue[1][:2] == queue[0][:2] or \
-                len(queue) > 2 and queue[2][:2] == queue[0][:2]:
-            key = queue[0][:2]
-            tied = []
-            while queue and queue[0][:2] == key:
-                tied.append(heappop(queue))
-            actors = [self.actor_of(entry[3]) for entry in tied]
-            for actor in actors:
-                if actor not in self.priority:
-                    self.priority[actor] = self.depth + self.rng.random()
-            choice = max(range(len(tied)), key=lambda j: (self.priority[actors[j]], -j))
-            index = len(self.taken)
-            self.taken.append(choice)
-            self.branching.append(len(tied))
-            if index in self.change:
-                self.priority[actors[choice]] = self.change[index]
-            first = tied.pop(choice)
-            for entry in tied:
-                heappush(queue, entry)
-            heappush(queue, (first[0], first[1], -1, first[3]))
-        simpy.Environment.step(self)
+    def choose(self, tied: list[tuple]) -> int:
+        actors = [self.actor_of(entry[3]) for entry in tied]
+        for actor in actors:
+            if actor not in self.priority:
+                self.priority[actor] = self.depth + self.rng.random()
+        choice = max(range(len(tied)), key=lambda j: (self.priority[actors[j]], -j))
+        index = len(self.taken)
+        if index in self.change:
+            self.priority[actors[choice]] = self.change[index]
+        return choice
 
 
 def environment(tie_seed: int = 0, tie_choices: list[int] | None = None) -> simpy.Environment:

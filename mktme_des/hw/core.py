@@ -129,7 +129,7 @@ class OpStream(Parked):
                         self.l1_reads += 1
                         t += l1_hit
                         if oracle is not None:
-                            cls = oracle.load(t, cpu, tag, off, line.data[off : off + arg], l1_name)
+                            cls = oracle.load_line(t, cpu, tag, off, arg, line.data, l1_name)
                         if log is not None:
                             log.append((t - l1_hit, t, code, keyid, pa,
                                         bytes(line.data[off : off + arg]), l1_name, cls))
@@ -378,7 +378,7 @@ class Core:
                         l1_reads += 1
                         t += l1_hit
                         if oracle is not None:
-                            cls = oracle.load(t, cpu, tag, off, line.data[off : off + arg], l1_name)
+                            cls = oracle.load_line(t, cpu, tag, off, arg, line.data, l1_name)
                         if log is not None:
                             log.append((t - l1_hit, t, code, keyid, pa,
                                         bytes(line.data[off : off + arg]), l1_name, cls))
@@ -482,10 +482,11 @@ class Core:
                 else:
                     lat = t - t0
                     read_hist[lat] = read_hist.get(lat, 0) + 1
-                    data = bytes(line.data[off : off + arg])
-                    cls = oracle.load(t, cpu, tag, off, data, where) if oracle else None
+                    cls = oracle.load_line(t, cpu, tag, off, arg, line.data, where) if oracle \
+                        else None
                     if log is not None:
-                        log.append((t0, t, code, keyid, pa, data, where, cls))
+                        log.append((t0, t, code, keyid, pa, bytes(line.data[off : off + arg]),
+                                    where, cls))
                 # No refresh of the horizon: a writeback scheduled above is an event no
                 # earlier than it (earlier ones were delivered inline).
                 continue
