@@ -771,62 +771,65 @@ def _link(sc: Scenario, sequences: list[tuple[str, Context, list]]) -> None:
             lists[actor] = wired
 
 
-def _check_captures(sequences: list[tuple[str, Context, list]],
-                    waits_for: dict[tuple[str, int], list[tuple[str, int]]]) -> None:
+Sequences = list[tuple[str, Context, list]]
+WaitsFor = dict[tuple[str, int], list[tuple[str, int]]]
+
+
+def _check_captures(sequences: Sequences, waits_for: WaitsFor) -> None:
     """Every CPU ``write`` ``from`` a capture names a ``raw_read`` of an [[agent]], and waits
     for it (through program order and ``after``): otherwise, whatever the times say, a run
     (or ``scenario explore``, which moves them) could use the capture before it exists."""
-    made: dict[str, list[tuple[str, int]]] = {}
-    for actor, _, ops in sequences:
-        for j, op in enumerate(ops):
-            if op.get("op") == "raw_read" and op.get("name"):
-                made.setdefault(op["name"], []).append((actor, j))
-    for actor, actx, ops in sequences:
-        if not actor.startswith("cpu"):
-            continue
-        for j, op in enumerate(ops):
-            if op.get("op") != "write" or "from" not in op:
-                continue
-            src = op["from"]
-            where = actx.child("ops").child(j)
-            if src not in made:
-                known = ", ".join(sorted(made)) or "none"
-                raise where.error("from", f"no raw_read of an [[agent]] is named {src!r} "
-                                  f"(captures: {known})")
-            if not _waits_for_any((actor, j), set(made[src]), waits_for):
-                a, k = made[src][0]
-                raise where.error("from", f"may run before the capture {src!r} is made (op {k} "
-                                  f"of {a}): label that raw_read and give this op, or one "
-                                  "before it, an 'after' naming the label")
+    _check_made_first(
+        sequences, waits_for,
+        made=lambda op: op["name"] if op.get("op") == "raw_read" and op.get("name") else None,
+        used=lambda actor, op: op["from"] if actor.startswith("cpu") and
+        op.get("op") == "write" and "from" in op else None,
+        field="from",
+        unknown=lambda name, known: f"no raw_read of an [[agent]] is named {name!r} "
+                                    f"(captures: {known})",
+        what=lambda name: f"the capture {name!r} is made")
 
 
-def _check_pages(sequences: list[tuple[str, Context, list]],
-                 waits_for: dict[tuple[str, int], list[tuple[str, int]]]) -> None:
+def _check_pages(sequences: Sequences, waits_for: WaitsFor) -> None:
     """Every agent op whose ``addr`` names a page (``addr = "P"``) waits, through program
     order and ``after`` or a relative ``at``, for a [[process]] op that names it (``page =
     "P"``): the physical page is known only once that op has run."""
-    named: dict[str, list[tuple[str, int]]] = {}
+    _check_made_first(
+        sequences, waits_for,
+        made=lambda op: op["page"] if isinstance(op.get("page"), str) else None,
+        used=lambda actor, op: op["addr"] if op.get("op") in ("raw_read", "raw_write") and
+        isinstance(op.get("addr"), str) else None,
+        field="addr",
+        unknown=lambda name, known: (f"no [[process]] op names a page {name!r} (pages: "
+                                     f"{known}; a process read, write or pin names one with "
+                                     "page = \"NAME\")")[:400],
+        what=lambda name: f"page {name!r} is named")
+
+
+def _check_made_first(sequences: Sequences, waits_for: WaitsFor, *, made, used, field: str,
+                      unknown, what) -> None:
+    """Every op that uses a name (``used(actor, op)``) finds an op that makes it
+    (``made(op)``) and waits for one of them, through program order, ``after`` or a relative
+    ``at``; otherwise the error names the op's ``field``."""
+    makers: dict[str, list[tuple[str, int]]] = {}
     for actor, _, ops in sequences:
         for j, op in enumerate(ops):
-            if isinstance(op, dict) and isinstance(op.get("page"), str):
-                named.setdefault(op["page"], []).append((actor, j))
+            name = made(op) if isinstance(op, dict) else None
+            if name is not None:
+                makers.setdefault(name, []).append((actor, j))
     for actor, actx, ops in sequences:
         for j, op in enumerate(ops):
-            if not isinstance(op, dict) or op.get("op") not in ("raw_read", "raw_write") or \
-                    not isinstance(op.get("addr"), str):
+            name = used(actor, op) if isinstance(op, dict) else None
+            if name is None:
                 continue
-            page = op["addr"]
             where = actx.child("ops").child(j)
-            if page not in named:
-                known = ", ".join(sorted(named)) or "none"
-                raise where.error("addr", f"no [[process]] op names a page {page!r} "
-                                  f"(pages: {known}; a process read, write or pin names one "
-                                  "with page = \"NAME\")"[:400])
-            if not _waits_for_any((actor, j), set(named[page]), waits_for):
-                a, k = named[page][0]
-                raise where.error("addr", f"may run before page {page!r} is named (op {k} of "
-                                  f"{a}): label that op and give this op, or one before it, an "
-                                  "'after' naming the label")
+            if name not in makers:
+                raise where.error(field, unknown(name, ", ".join(sorted(makers)) or "none"))
+            if not _waits_for_any((actor, j), set(makers[name]), waits_for):
+                a, k = makers[name][0]
+                raise where.error(field, f"may run before {what(name)} (op {k} of {a}): label "
+                                  "that op and give this op, or one before it, an 'after' "
+                                  "naming the label")
 
 
 def _waits_for_any(node: tuple[str, int], targets: set[tuple[str, int]],
