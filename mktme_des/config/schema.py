@@ -5,7 +5,9 @@ Each section of a file is a frozen dataclass whose fields are declared with :fun
 such a dataclass and rejects, with file, dotted field path and reason:
 
 * keys the section does not declare (a misspelt parameter is an error, never ignored);
-* values of the wrong type (``"4"`` for an integer, ``1`` for a boolean);
+* values of the wrong type (``"4"`` for an integer, ``1`` for a boolean; a field typed as a
+  union of scalars, such as ``int | str``, takes a value of any of them and names them all
+  when it gets another);
 * numbers out of bounds and strings outside their choices (numbers must be finite, and a
   field whose unit is a time, ``ns``, ``us``, ``s`` or ``cycles``, is at most
   :data:`mktme_des.engine.time.MAX_NS` even when it declares no upper bound);
@@ -13,6 +15,10 @@ such a dataclass and rejects, with file, dotted field path and reason:
 
 :func:`resolved` turns a built section back into plain data with every default made
 explicit, which is what runs write beside their results.
+
+A field is spelt in the file as it is named in Python, unless it declares ``key``: a key
+that is a Python keyword (``from``) is declared as ``from_: str = param(key="from", ...)``,
+and every message and :func:`resolved` use the file's spelling.
 """
 
 from __future__ import annotations
@@ -42,9 +48,12 @@ def param(
     max: float | None = None,  # noqa: A002
     min_exclusive: bool = False,
     choices: tuple[Any, ...] | None = None,
+    key: str | None = None,
 ) -> Any:
-    """Declare a schema field: its default (omit for a required field), doc and bounds."""
+    """Declare a schema field: its default (omit for a required field), doc and bounds, and
+    ``key``, its spelling in the file when that is not the field's name (a Python keyword)."""
     meta = {
+        "key": key,
         "doc": doc,
         "unit": unit,
         "min": min,
@@ -56,6 +65,11 @@ def param(
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def file_key(f: dataclasses.Field) -> str:
+    """How field ``f`` is spelt in the file: its declared ``key``, else its name."""
+    return f.metadata.get("key") or f.name
 
 
 class Context:
@@ -92,6 +106,8 @@ def _convert(tp: Any, value: Any, ctx: Context, meta: Mapping[str, Any]) -> Any:
             return None
         lists = [a for a in args if typing.get_origin(a) is list]
         scalars = [a for a in args if typing.get_origin(a) is not list]
+        if len(scalars) > 1 and not lists:
+            return _convert(_scalar_of(scalars, value, ctx), value, ctx, meta)
         if lists and scalars:
             return _convert(lists[0] if isinstance(value, list) else scalars[0], value, ctx, meta)
         return _convert(args[0], value, ctx, meta)
@@ -140,6 +156,26 @@ def _convert(tp: Any, value: Any, ctx: Context, meta: Mapping[str, Any]) -> Any:
     raise TypeError(f"unsupported schema type {tp!r}")  # a bug in a schema, not user input
 
 
+_SCALAR_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _scalar_of(scalars: list[Any], value: Any, ctx: Context) -> Any:
+    """The type of a union of scalars (``int | str``) that ``value`` is read as: the one it
+    is an instance of (a boolean is no integer, an integer is also a number); an error
+    naming every allowed type otherwise."""
+    for tp in scalars:
+        if tp is bool and isinstance(value, bool):
+            return tp
+        if tp is int and isinstance(value, int) and not isinstance(value, bool):
+            return tp
+        if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return tp
+        if tp is str and isinstance(value, str):
+            return tp
+    names = [_SCALAR_NAMES.get(tp, getattr(tp, "__name__", str(tp))) for tp in scalars]
+    raise ctx.error(None, f"expected {' or '.join(names)}, got {_describe(value)}")
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
@@ -175,18 +211,18 @@ def build(cls: type[T], data: Any, ctx: Context) -> T:
     if not isinstance(data, dict):
         raise ctx.error(None, f"expected a table, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {file_key(f): f for f in dataclasses.fields(cls)}  # by the file's spelling
     unknown = sorted(set(data) - set(fields))
     if unknown:
         allowed = ", ".join(sorted(fields))
         raise ctx.error(unknown[0], f"unknown key; allowed keys here are: {allowed}")
     kwargs = {}
-    for name, f in fields.items():
-        if name not in data:
+    for key, f in fields.items():
+        if key not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ctx.error(name, f"is required ({f.metadata.get('doc', '')})")
+                raise ctx.error(key, f"is required ({f.metadata.get('doc', '')})")
             continue
-        kwargs[name] = _convert(hints[name], data[name], ctx.child(name), f.metadata)
+        kwargs[f.name] = _convert(hints[f.name], data[key], ctx.child(key), f.metadata)
     obj = cls(**kwargs)
     obj.check(ctx)
     return obj
@@ -195,7 +231,7 @@ def build(cls: type[T], data: Any, ctx: Context) -> T:
 def resolved(obj: Any) -> Any:
     """Plain data (dicts, lists, scalars) for a built section, every default explicit."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: resolved(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {file_key(f): resolved(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, list | tuple):
         return [resolved(v) for v in obj]
     if isinstance(obj, dict):

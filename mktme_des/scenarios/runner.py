@@ -18,10 +18,9 @@ from mktme_des.hw import ops as O
 from mktme_des.hw.agent import NO_PAGE
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
+from mktme_des.scenarios.hw_ops import RAW_CLASSES, READ_CLASSES
 from mktme_des.scenarios.spec import (
     BLOCKED,
-    RAW_CLASSES,
-    READ_CLASSES,
     ReadCheck,
     Scenario,
     load_scenario,

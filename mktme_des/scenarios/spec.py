@@ -2,8 +2,8 @@
 
 A scenario names a model and a seed, sets up key tables, and gives each CPU (``[[cpu]]``) and
 each agent outside the CPUs (``[[agent]]``: a DRAM probe, an attacker with an interposer, the
-firmware) a list of operations; kernel-level actors (``[[process]]``, ``[[system]]``) have
-ops declared in :mod:`mktme_des.scenarios.kernel_ops`. Each operation may carry a start time
+firmware) a list of operations, declared in :mod:`mktme_des.scenarios.hw_ops`; kernel-level actors
+(``[[process]]``, ``[[system]]``) have ops declared in :mod:`mktme_des.scenarios.kernel_ops`. Each operation may carry a start time
 ``at``: absolute, in ns, or relative to a labelled op (``"LABEL+5ns"``, ``"LABEL+1us"``,
 ``"LABEL"``: that long after the labelled op *completes*, see :func:`relative_at`); either way
 it also follows the previous op of its actor. Without one it follows the previous op. Any op
@@ -53,10 +53,25 @@ from pathlib import Path
 from typing import Any
 
 from mktme_des import catalog, redact
-from mktme_des.config.schema import Context, Section, build, param, read_toml
+from mktme_des.config.schema import Context, Section, build, file_key, param, read_toml
 from mktme_des.engine.time import MAX_NS, ns
 from mktme_des.errors import ConfigError
 from mktme_des.hw import ops as O
+from mktme_des.scenarios.hw_ops import (
+    AGENT_OPS,
+    CPU_OPS,
+    KEY_MODES,
+    READ_CLASSES,
+    Compute,
+    CpuRead,
+    CpuWrite,
+    LineOp,
+    RawCopy,
+    RawRead,
+    RawWrite,
+    Reboot,
+    SetKey,
+)
 from mktme_des.scenarios.kernel_ops import (
     BLOCKED,
     PAGE_BYTES,
@@ -70,12 +85,9 @@ from mktme_des.scenarios.kernel_ops import (
     Write,
 )
 
-READ_CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
-# An expectation is one of these classes, hex bytes, or "not:" and hex bytes.
-RAW_CLASSES = ("ciphertext", "plaintext", "zero")
-# Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
+# A read's expectation is one of its op's classes (READ_CLASSES, RAW_CLASSES), hex bytes,
+# or "not:" and hex bytes. Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
 SYNC_FIELDS = frozenset({"label", "after"})
-KEY_MODES = ("key", "random", "no-encrypt", "tme")
 KEY_FIELDS = frozenset({"key", "tweak", "key_field", "tweak_field", "preimage_key"})
 """Hex fields holding key material: never quoted in a message (:mod:`mktme_des.redact`)."""
 
@@ -197,54 +209,10 @@ COMPARE_FIELDS = ("same_as", "differs_from")
 READ_OPS = frozenset({"read", "raw_read", "device_read", "direct_map_read"})
 """The ops ``same_as`` and ``differs_from`` can name: those that return bytes."""
 CHECK_FIELDS = frozenset({"served_by", *COMPARE_FIELDS})
-CPU_OPS = {
-    "read": {"keyid", "addr", "size", "at", "name", "expect", *CHECK_FIELDS},
-    "write": {"keyid", "addr", "data", "from", "preimage_key", "at", "name"},
-    "clflush": {"keyid", "addr", "at"},
-    "clflushopt": {"keyid", "addr", "at"},
-    "clwb": {"keyid", "addr", "at"},
-    "prefetch": {"keyid", "addr", "at"},
-    "sfence": {"at"},
-    "mfence": {"at"},
-    "fence": {"at"},
-    "wbinvd": {"at"},
-    "compute": {"ns", "at"},
-}
-AGENT_OPS = {
-    "raw_read": {"addr", "offset", "size", "key", "at", "name", "expect", *COMPARE_FIELDS},
-    "raw_write": {"addr", "offset", "data", "from", "at"},
-    "raw_copy": {"addr", "to", "size", "at"},
-    "set_key": {"keyid", "mode", "key", "packages", "at"},
-    "reboot": {"persistent", "flush", "at"},
-    "wait": {"ns", "at"},
-}
 
 
-def _get(op: dict, name: str, kind: type, ctx: Context, default: Any = None, required: bool = False):
-    if name not in op:
-        if required:
-            raise ctx.error(name, f"is required for op {op.get('op')!r}")
-        return default
-    v = op[name]
-    if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
-        raise ctx.error(name, f"expected an integer, got {v!r}")
-    if kind is float:  # a time in ns: finite, 0..MAX_NS
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
-                or not 0 <= v <= MAX_NS:
-            raise ctx.error(name, f"expected a number of ns from 0 to {MAX_NS:g} (the longest "
-                            f"simulated time), got {v!r}")
-        return float(v)
-    if kind is str and not isinstance(v, str):
-        raise ctx.error(name, f"expected a string, got {v!r}")
-    if kind is str and "\0" in v:
-        raise ctx.error(name, "a string may not contain a NUL byte")
-    if kind is bool and not isinstance(v, bool):
-        raise ctx.error(name, f"expected true or false, got {v!r}")
-    return v
-
-
-def _hex(op: dict, name: str, ctx: Context, required: bool = True) -> bytes | None:
-    text = _get(op, name, str, ctx, required=required)
+def _hex(text: str | None, name: str, ctx: Context) -> bytes | None:
+    """The bytes of the hex field ``name`` (None when absent); key material is never quoted."""
     if text is None:
         return None
     try:
@@ -257,8 +225,9 @@ def _hex(op: dict, name: str, ctx: Context, required: bool = True) -> bytes | No
     return data
 
 
-def _expect(op: dict, ctx: Context, classes: tuple[str, ...]) -> str:
-    exp = _get(op, "expect", str, ctx, default="")
+def _expect(exp: str, ctx: Context, classes: tuple[str, ...]) -> str:
+    """A read's expectation: one of ``classes``, or hex bytes (``not:`` and hex bytes), which
+    are returned in lower case."""
     if not exp or exp in classes:
         return exp
     try:
@@ -269,20 +238,33 @@ def _expect(op: dict, ctx: Context, classes: tuple[str, ...]) -> str:
     return exp.lower()
 
 
-def _op_header(op: Any, ctx: Context, table: dict, kind: str, hint: str = "") -> tuple[str, int | None]:
-    """Check an op's name and fields against ``table`` (name -> allowed fields); returns the
-    name and its ``at`` time in ticks (None: after the previous op)."""
+def _declared_op(op: Any, ctx: Context, table: dict[str, type[Section]], kind: str,
+                 hint: str = "") -> tuple[str, Any, int | None]:
+    """Check an op against its declared section in ``table`` (op name -> section) and build
+    it: returns the op's name, the built section and its ``at`` time in ticks (None: after
+    the previous op, or a relative ``at``). Besides its declared fields an op may carry
+    ``at``, ``label`` and ``after``. An undeclared field is reported before a missing one
+    (a misspelt field is both), each as a field of the op by name."""
     if not isinstance(op, dict) or not isinstance(op.get("op"), str):
         raise ctx.error(None, "each op is a table with a string field 'op'")
     name = op["op"]
     if name not in table:
         raise ctx.error("op", f"{name!r} is not {kind} op; choose one of {', '.join(table)}{hint}")
-    extra = sorted(set(op) - table[name] - {"op"} - SYNC_FIELDS)
+    declared = {file_key(f): f for f in dataclasses.fields(table[name])}
+    extra = sorted(set(op) - set(declared) - SYNC_FIELDS - {"at"})
     if extra:
         raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
-                        f"{', '.join(sorted(table[name] | SYNC_FIELDS))}")
+                        f"{', '.join(sorted((set(declared) - {'op'}) | SYNC_FIELDS | {'at'}))}")
+    for f in sorted(k for k, d in declared.items() if k != "op" and
+                    d.default is dataclasses.MISSING and
+                    d.default_factory is dataclasses.MISSING):
+        if f not in op:
+            raise ctx.error(f, f"is required for op {name!r}")
     _sync_fields(op, ctx)
-    return name, _absolute_at(op, ctx)
+    at = _absolute_at(op, ctx)
+    spec = build(table[name], {k: v for k, v in op.items() if k not in SYNC_FIELDS and k != "at"},
+                 ctx)
+    return name, spec, at
 
 
 RELATIVE_UNITS_NS = {"ns": 1.0, "us": 1000.0}
@@ -315,8 +297,13 @@ def _absolute_at(op: dict, ctx: Context) -> int | None:
             raise ctx.error("at", f"{at!r}: the delay must be finite and at most {MAX_NS:g} ns "
                             "(the longest simulated time)"[:300])
         return None
-    at = _get(op, "at", float, ctx)
-    return None if at is None else ns(at)
+    if at is None:
+        return None
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) \
+            or not 0 <= at <= MAX_NS:
+        raise ctx.error("at", f"expected a number of ns from 0 to {MAX_NS:g} (the longest "
+                        f"simulated time), or a relative time, got {at!r}"[:300])
+    return ns(float(at))
 
 
 def at_label(op: dict) -> tuple[str, int] | None:
@@ -330,8 +317,12 @@ def at_label(op: dict) -> tuple[str, int] | None:
 
 
 def _sync_fields(op: dict, ctx: Context) -> None:
-    if "label" in op and not _get(op, "label", str, ctx):
-        raise ctx.error("label", "must not be empty")
+    if "label" in op:
+        label = op["label"]
+        if not isinstance(label, str) or "\0" in label:
+            raise ctx.error("label", f"expected a string without NUL bytes, got {label!r}"[:300])
+        if not label:
+            raise ctx.error("label", "must not be empty")
     if "after" in op:
         after = op["after"]
         labels = after if isinstance(after, list) else [after]
@@ -355,15 +346,15 @@ def _read_checks(op: dict, ctx: Context, model) -> dict[str, Any]:
     """The ``served_by``, ``same_as`` and ``differs_from`` of a read (``model``: None for an op
     that is not served by caches). Labels are checked with the others, in :func:`_link`."""
     out: dict[str, Any] = {}
-    if "served_by" in op:
-        where = _get(op, "served_by", str, ctx)
+    if "served_by" in op:  # the op's declaration made every field here a string
+        where = op["served_by"]
         allowed = [c.name for c in model.cache] + list(SERVED_BY)
         if where not in allowed:
             raise ctx.error("served_by", f"{where!r} is not one of {', '.join(allowed)}"[:300])
         out["served_by"] = where
     for f in COMPARE_FIELDS:
         if f in op:
-            label = _get(op, f, str, ctx)
+            label = op[f]
             if not label:
                 raise ctx.error(f, "names the label of another read")
             out[f] = label
@@ -372,46 +363,45 @@ def _read_checks(op: dict, ctx: Context, model) -> dict[str, Any]:
 
 def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
             model=None) -> tuple:
+    """Validate one [[cpu]] op against its declared section (:data:`CPU_OPS`) and the model;
+    returns the op tuple the CPU runs ``(code, keyid, addr, arg, at)``."""
     hint = " (raw DRAM ops belong to an [[agent]])" if isinstance(op, dict) and \
         isinstance(op.get("op"), str) and op["op"] in AGENT_OPS else ""
-    name, at = _op_header(op, ctx, CPU_OPS, "a CPU", hint)
+    name, spec, at = _declared_op(op, ctx, CPU_OPS, "a CPU", hint)
     code = O.CODES[name]
-    if name in ("sfence", "mfence", "fence", "wbinvd"):
+    if isinstance(spec, Compute):
+        return (code, 0, 0, ns(spec.ns), at)
+    if not isinstance(spec, LineOp):
         return (code, 0, 0, None, at)
-    if name == "compute":
-        return (code, 0, 0, ns(_get(op, "ns", float, ctx, required=True)), at)
-    keyid = _get(op, "keyid", int, ctx, default=0)
+    keyid, addr = spec.keyid, spec.addr
     if not amap.valid_keyid(keyid):
         raise ctx.error("keyid", f"{keyid} is not a KeyID of this model (0..{amap.max_keyid})")
-    addr = _get(op, "addr", int, ctx, required=True)
     if not amap.valid_pa(addr):
         raise ctx.error("addr", f"{addr:#x} is outside physical memory (0..{amap.memory_bytes - 1:#x})")
     off = addr & 63
-    if name == "read":
-        size = _get(op, "size", int, ctx, default=64 - off)
+    if isinstance(spec, CpuRead):
+        size = 64 - off if spec.size is None else spec.size
         if not 1 <= size <= 64 - off:
             raise ctx.error("size", f"{size} bytes at offset {off} cross the 64-byte line; "
                             f"allowed 1..{64 - off}")
-        expect = _expect(op, ctx, READ_CLASSES)
+        expect = _expect(spec.expect, ctx, spec.EXPECT_CLASSES)
         hexpart = expect.removeprefix("not:")
         if expect and expect not in READ_CLASSES and len(hexpart) // 2 != size:
             raise ctx.error("expect", f"{len(expect) // 2} bytes expected but the read is {size}")
-        label = _get(op, "name", str, ctx, default="")
-        chk = ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path,
+        chk = ReadCheck(actor, index, spec.name or f"{actor} op {index}", expect, ctx.path,
                         **_read_checks(op, ctx, model))
-        if expect or label or chk.extra:
+        if expect or spec.name or chk.extra:
             checks.append(chk)
         return (code, keyid, addr, size, at)
-    if name == "write" and "from" in op:
-        label = _get(op, "from", str, ctx)
-        key = _hex(op, "preimage_key", ctx, required=False)
+    if isinstance(spec, CpuWrite) and spec.from_ is not None:
+        key = _hex(spec.preimage_key, "preimage_key", ctx)
         if key is not None and len(key) not in (32, 64):
             raise ctx.error("preimage_key", "a key is 32 or 64 bytes: data key then tweak key")
         if off:
             raise ctx.error("addr", "a captured line is written to a line-aligned address")
-        return (O.WRITE_CAPTURE, keyid, addr, (label, key), at)
-    if name == "write":
-        data = _hex(op, "data", ctx)
+        return (O.WRITE_CAPTURE, keyid, addr, (spec.from_, key), at)
+    if isinstance(spec, CpuWrite):
+        data = _hex(spec.data, "data", ctx)
         if len(data) > 64 - off:
             raise ctx.error("data", f"{len(data)} bytes at offset {off} cross the 64-byte line")
         return (code, keyid, addr, data, at)
@@ -420,32 +410,26 @@ def _cpu_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
 
 def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int, captures: set,
               max_keys: int) -> tuple:
-    name, at = _op_header(op, ctx, AGENT_OPS, "an agent")
+    """Validate one [[agent]] op against its declared section (:data:`AGENT_OPS`) and the
+    model; returns the op tuple the agent runs. A raw op's ``addr`` is a physical address
+    (the whole access within memory) or a process page's name, then ``(name, offset)`` with
+    the access within the page's 4096 bytes."""
+    name, spec, at = _declared_op(op, ctx, AGENT_OPS, "an agent")
 
-    def addr_of(field_name: str, size: int) -> int | tuple[str, int]:
-        if field_name == "addr" and isinstance(op.get("addr"), str):
-            page = _get(op, "addr", str, ctx)
-            if not page:
-                raise ctx.error("addr", "names a process page (its page = \"NAME\") or is a "
-                                "physical address")
-            off = _get(op, "offset", int, ctx, default=0)
-            if off < 0 or off + size > PAGE_BYTES:
-                raise ctx.error("offset", f"{off}+{size} bytes leave the 4096-byte page "
-                                f"{page!r}")
-            return page, off
-        if "offset" in op:
-            raise ctx.error("offset", "goes with addr = \"PAGE\", a named process page")
-        a = _get(op, field_name, int, ctx, required=True)
+    def addr_of(a: int | str, field_name: str, size: int) -> int | tuple[str, int]:
+        if isinstance(a, str):
+            off = getattr(spec, "offset", None) or 0
+            if off + size > PAGE_BYTES:
+                raise ctx.error("offset", f"{off}+{size} bytes leave the 4096-byte page {a!r}")
+            return a, off
         if not amap.valid_pa(a) or not amap.valid_pa(a + size - 1):
             raise ctx.error(field_name, f"{a:#x}+{size} is outside physical memory")
         return a
 
-    if name == "raw_read":
-        size = _get(op, "size", int, ctx, default=64)
-        if not 1 <= size <= 1 << 20:
-            raise ctx.error("size", f"{size} is out of range 1..1048576")
-        addr = addr_of("addr", size)
-        key = _hex(op, "key", ctx, required=False)
+    if isinstance(spec, RawRead):
+        size = spec.size
+        addr = addr_of(spec.addr, "addr", size)
+        key = _hex(spec.key, "key", ctx)
         if key is not None:
             if len(key) not in (32, 64):
                 raise ctx.error("key", f"{len(key)} bytes; a key is the data key then the "
@@ -454,45 +438,37 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
             if start % 64 or size % 64:
                 raise ctx.error("key", f"decrypting reads whole 64-byte lines: the address "
                                 f"({start:#x}) and size ({size}) must be multiples of 64")
-        label = _get(op, "name", str, ctx, default="")
-        expect = _expect(op, ctx, RAW_CLASSES)
-        if label:
-            captures.add(label)
-        chk = ReadCheck(actor, index, label or f"{actor} op {index}", expect, ctx.path,
+        expect = _expect(spec.expect, ctx, spec.EXPECT_CLASSES)
+        if spec.name:
+            captures.add(spec.name)
+        chk = ReadCheck(actor, index, spec.name or f"{actor} op {index}", expect, ctx.path,
                         **_read_checks(op, ctx, None))
-        if expect or label or chk.extra:
+        if expect or spec.name or chk.extra:
             checks.append(chk)
-        return (O.RAW_READ, 0, addr, (size, label, key), at)
-    if name == "raw_write":
-        src = _get(op, "from", str, ctx)
-        if src is not None:
-            if src not in captures:
-                raise ctx.error("from", f"no earlier raw_read named {src!r} in this agent")
-            return (O.RAW_WRITE, 0, addr_of("addr", 1), ("capture", src), at)
-        data = _hex(op, "data", ctx)
-        return (O.RAW_WRITE, 0, addr_of("addr", len(data)), data, at)
-    if name == "raw_copy":
-        size = _get(op, "size", int, ctx, default=64)
-        return (O.RAW_COPY, 0, addr_of("addr", size), (addr_of("to", size), size), at)
-    if name == "wait":
-        return (O.COMPUTE, 0, 0, ns(_get(op, "ns", float, ctx, required=True)), at)
-    if name == "set_key":
-        keyid = _get(op, "keyid", int, ctx, required=True)
+        return (O.RAW_READ, 0, addr, (size, spec.name, key), at)
+    if isinstance(spec, RawWrite):
+        if spec.from_ is not None:
+            if spec.from_ not in captures:
+                raise ctx.error("from", f"no earlier raw_read named {spec.from_!r} in this agent")
+            return (O.RAW_WRITE, 0, addr_of(spec.addr, "addr", 1), ("capture", spec.from_), at)
+        data = _hex(spec.data, "data", ctx)
+        return (O.RAW_WRITE, 0, addr_of(spec.addr, "addr", len(data)), data, at)
+    if isinstance(spec, RawCopy):
+        return (O.RAW_COPY, 0, addr_of(spec.addr, "addr", spec.size),
+                (addr_of(spec.to, "to", spec.size), spec.size), at)
+    if isinstance(spec, Compute):  # wait
+        return (O.COMPUTE, 0, 0, ns(spec.ns), at)
+    if isinstance(spec, SetKey):
         limit = min(amap.max_keyid, max_keys)
-        if not 1 <= keyid <= limit:
-            raise ctx.error("keyid", f"{keyid} is not a programmable KeyID of this model "
+        if not 1 <= spec.keyid <= limit:
+            raise ctx.error("keyid", f"{spec.keyid} is not a programmable KeyID of this model "
                             f"(1..{limit}: max_keys is {max_keys})")
-        mode = _get(op, "mode", str, ctx, required=True)
-        if mode not in KEY_MODES:
-            raise ctx.error("mode", f"{mode!r} is not one of {', '.join(KEY_MODES)}")
-        key = _hex(op, "key", ctx, required=False)
+        key = _hex(spec.key, "key", ctx)
         if key is not None and len(key) not in (32, 64):
             raise ctx.error("key", f"{len(key)} bytes; a key is 32 or 64 bytes (data then tweak)")
-        pk = _get(op, "packages", list, ctx, default=[])
-        return ("set_key", keyid, 0, (mode, key, tuple(pk)), at)
-    persistent = _get(op, "persistent", bool, ctx, default=False)
-    flush = _get(op, "flush", bool, ctx, default=True)
-    return ("reboot", 0, 0, (persistent, flush), at)
+        return ("set_key", spec.keyid, 0, (spec.mode, key, tuple(spec.packages)), at)
+    assert isinstance(spec, Reboot), name
+    return ("reboot", 0, 0, (spec.persistent, spec.flush), at)
 
 
 PCONFIG_KEY_BYTES = {"aes-xts-128": 16, "aes-xts-256": 32}
@@ -517,7 +493,7 @@ def _pconfig_keys(op: dict, ctx: Context) -> None:
         raise ctx.error("key", "give key (data key then tweak key) or the raw key_field and "
                         "tweak_field, not both")
     if "key" in op:
-        key = _hex(op, "key", ctx)
+        key = _hex(op["key"], "key", ctx)
         alg = op.get("alg", "aes-xts-128")
         size = PCONFIG_KEY_BYTES.get(alg)
         allowed = (2 * size,) if size else (32, 64)
@@ -525,8 +501,9 @@ def _pconfig_keys(op: dict, ctx: Context) -> None:
             raise ctx.error("key", f"{len(key)} bytes; a key is the data key then the tweak "
                             f"key: {' or '.join(map(str, allowed))} bytes for {alg}")
     for f in ("key_field", "tweak_field"):
-        if f in op and len(_hex(op, f, ctx)) > 64:
-            raise ctx.error(f, f"{len(_hex(op, f, ctx))} bytes; a PCONFIG key field is at most 64")
+        if f in op and len(_hex(op[f], f, ctx)) > 64:
+            raise ctx.error(f, f"{len(_hex(op[f], f, ctx))} bytes; a PCONFIG key field is at "
+                            "most 64")
 
 
 def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str,
@@ -534,37 +511,19 @@ def _kernel_op(op: Any, ctx: Context, kind: str, model, checks: list, actor: str
     """Validate one [[process]] / [[system]] op against its declared section
     (:mod:`mktme_des.scenarios.kernel_ops`) and the model; returns it ready to run."""
     table = PROCESS_OPS if kind == "process" else SYSTEM_OPS
-    if not isinstance(op, dict) or not isinstance(op.get("op"), str):
-        raise ctx.error(None, "each op is a table with a string field 'op'")
-    name = op["op"]
-    if name not in table:
-        raise ctx.error("op", f"{name!r} is not a {kind} op; choose one of {', '.join(table)}")
-    cls = table[name]
-    declared = {f.name: f for f in dataclasses.fields(cls)}
-    for f in sorted(n for n, d in declared.items() if n != "op" and
-                    d.default is dataclasses.MISSING and
-                    d.default_factory is dataclasses.MISSING):
-        if f not in op:
-            raise ctx.error(f, f"is required for op {name!r}")
-    extra = sorted(set(op) - set(declared) - SYNC_FIELDS - {"at"})
-    if extra:
-        raise ctx.error(extra[0], f"not a field of {name!r}; allowed: "
-                        f"{', '.join(sorted((set(declared) - {'op'}) | SYNC_FIELDS | {'at'}))}")
-    _sync_fields(op, ctx)
-    at = _absolute_at(op, ctx)
-    spec = build(cls, {k: v for k, v in op.items() if k not in SYNC_FIELDS and k != "at"}, ctx)
+    name, spec, at = _declared_op(op, ctx, table, f"a {kind}")
     spec.check_model(model, ctx)
     exp = ""
     if isinstance(spec, Judged):
         spec.check_expect(ctx)
         exp = spec.expect
         if exp and exp != BLOCKED and spec.EXPECTS == "read":
-            exp = _expect(op, ctx, READ_CLASSES)
+            exp = _expect(exp, ctx, READ_CLASSES)
         if exp == "ok" and spec.EXPECTS == "pconfig":
             exp = "PROG_SUCCESS"  # the instruction's success, as for the other ops
     if "page" in op and not op["page"]:
         raise ctx.error("page", "names the physical page for agents' addr; must not be empty")
-    if isinstance(spec, Write) and len(_hex(op, "data", ctx)) > PAGE_BYTES:
+    if isinstance(spec, Write) and len(_hex(spec.data, "data", ctx)) > PAGE_BYTES:
         raise ctx.error("data", "at most one page (4096 bytes) per write")
     if isinstance(spec, Pconfig):
         _pconfig_keys(op, ctx)
@@ -612,7 +571,7 @@ def scenario_from(data: dict[str, Any], path: str) -> Scenario:
             raise kctx.error("keyid", f"{k.keyid} exceeds the model's max_keys "
                              f"({model.mktme.max_keys})")
         if k.key:
-            _hex({"key": k.key}, "key", kctx)
+            _hex(k.key, "key", kctx)
             if len(bytes.fromhex(k.key)) not in (32, 64):
                 raise kctx.error("key", "a key is 32 or 64 bytes: data key then tweak key")
         for p in k.packages:
