@@ -2,10 +2,11 @@
 
 A scenario names a model and a seed, sets up key tables, and gives each CPU (``[[cpu]]``) and
 each agent outside the CPUs (``[[agent]]``: a DRAM probe, an attacker with an interposer, the
-firmware) a list of operations, declared in :mod:`mktme_des.scenarios.hw_ops`; kernel-level actors
-(``[[process]]``, ``[[system]]``) have ops declared in :mod:`mktme_des.scenarios.kernel_ops`. Each operation may carry a start time
-``at``: absolute, in ns, or relative to a labelled op (``"LABEL+5ns"``, ``"LABEL+1us"``,
-``"LABEL"``: that long after the labelled op *completes*, see :func:`relative_at`); either way
+firmware) a list of operations, declared in :mod:`mktme_des.scenarios.hw_ops`; kernel-level
+actors (``[[process]]``, ``[[system]]``) have ops declared in
+:mod:`mktme_des.scenarios.kernel_ops`. Each operation may carry a start time ``at``:
+absolute, in ns, or relative to a labelled op (``"LABEL+5ns"``, ``"LABEL+1us"``, ``"LABEL"``:
+that long after the labelled op *completes*, see :func:`relative_at`); either way
 it also follows the previous op of its actor. Without one it follows the previous op. Any op
 may carry a ``label``, and any op an ``after`` naming a label, or a list of labels: it then
 starts no earlier than every labelled op (of any actor) has completed. That is how software
@@ -86,7 +87,8 @@ from mktme_des.scenarios.kernel_ops import (
 )
 
 # A read's expectation is one of its op's classes (READ_CLASSES, RAW_CLASSES), hex bytes,
-# or "not:" and hex bytes. Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
+# or "not:" and hex bytes.
+# Any op may carry these: ``label`` names it, ``after`` makes it wait for a labelled op.
 SYNC_FIELDS = frozenset({"label", "after"})
 KEY_FIELDS = frozenset({"key", "tweak", "key_field", "tweak_field", "preimage_key"})
 """Hex fields holding key material: never quoted in a message (:mod:`mktme_des.redact`)."""
@@ -262,8 +264,8 @@ def _declared_op(op: Any, ctx: Context, table: dict[str, type[Section]], kind: s
             raise ctx.error(f, f"is required for op {name!r}")
     _sync_fields(op, ctx)
     at = _absolute_at(op, ctx)
-    spec = build(table[name], {k: v for k, v in op.items() if k not in SYNC_FIELDS and k != "at"},
-                 ctx)
+    fields = {k: v for k, v in op.items() if k not in SYNC_FIELDS and k != "at"}
+    spec = build(table[name], fields, ctx)
     return name, spec, at
 
 
@@ -449,7 +451,8 @@ def _agent_op(op: Any, ctx: Context, amap, checks: list, actor: str, index: int,
     if isinstance(spec, RawWrite):
         if spec.from_ is not None:
             if spec.from_ not in captures:
-                raise ctx.error("from", f"no earlier raw_read named {spec.from_!r} in this agent")
+                raise ctx.error("from", f"no earlier raw_read named {spec.from_!r} in this "
+                                "agent")
             return (O.RAW_WRITE, 0, addr_of(spec.addr, "addr", 1), ("capture", spec.from_), at)
         data = _hex(spec.data, "data", ctx)
         return (O.RAW_WRITE, 0, addr_of(spec.addr, "addr", len(data)), data, at)
