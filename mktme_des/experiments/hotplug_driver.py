@@ -40,6 +40,7 @@ from mktme_des.experiments.drivers import register
 from mktme_des.experiments.race_driver import wilson
 from mktme_des.hw import ops as O
 from mktme_des.kernel.errno import Errno
+from mktme_des.kernel.mm import PAGE
 
 METRICS = {
     "tenants": "tenants that arrived",
@@ -56,7 +57,6 @@ METRICS = {
     "p_refused": "refused / tenants",
     "p_cycles_refused": "cycles_refused / (cycles + cycles_refused)",
 }
-PAGE = 4096
 
 
 @dataclass(frozen=True, kw_only=True)

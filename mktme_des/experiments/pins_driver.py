@@ -32,6 +32,7 @@ from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
 from mktme_des.experiments.race_driver import wilson
 from mktme_des.kernel.errno import Errno
+from mktme_des.kernel.mm import PAGE
 
 METRICS = {
     "ios": "direct I/Os whose tenant got a key",
@@ -43,7 +44,6 @@ METRICS = {
     "enokey": "add_key calls refused with ENOKEY",
     "p_enokey": "enokey / adds",
 }
-PAGE = 4096
 CPU_KEY = "type=cpu algorithm=aes-xts-128"
 
 

@@ -22,9 +22,8 @@ from mktme_des.config.schema import Context, Section, build, param, resolved
 from mktme_des.errors import ConfigError
 from mktme_des.experiments import dotted
 from mktme_des.experiments.workload_driver import build_model
+from mktme_des.kernel.mm import PAGE
 from mktme_des.kernel.policy import Policy, load_policy
-
-PAGE = 4096
 
 
 @dataclass(frozen=True, kw_only=True)

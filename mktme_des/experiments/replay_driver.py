@@ -43,6 +43,7 @@ from mktme_des.experiments.drivers import register
 from mktme_des.experiments.race_driver import wilson
 from mktme_des.hw import ops as O
 from mktme_des.kernel.errno import Errno
+from mktme_des.kernel.mm import PAGE
 
 METRICS = {
     "trials": "trials run",
@@ -57,7 +58,6 @@ METRICS = {
 }
 OLD = b"alice: pay 100 " * 4 + b"alic"
 NEW = b"alice: pay 000 " * 4 + b"alic"
-PAGE = 4096
 # Eve's type=user key (32 hex characters each): she knows it, so she can compute preimages.
 EVE_KEY = bytes(range(16))
 EVE_TWEAK_KEY = bytes(range(16, 32))

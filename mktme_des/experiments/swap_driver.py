@@ -29,6 +29,7 @@ from mktme_des.config.schema import Context, param
 from mktme_des.experiments import platform_base as pb
 from mktme_des.experiments.drivers import register
 from mktme_des.hw import ops as O
+from mktme_des.kernel.mm import PAGE
 
 METRICS = {
     "accesses": "stores made",
@@ -39,7 +40,6 @@ METRICS = {
     "mktme_pages": "pages of the working set under the MKTME key",
     "oracle_violations": "reads the oracle found corrupted",
 }
-PAGE = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
