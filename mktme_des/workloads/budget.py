@@ -30,7 +30,7 @@ def access_floor_ns(model, spec) -> float:
 def lines_touched(spec) -> int:
     """An upper bound on the distinct 64-byte lines the workload touches: per working set
     (one per core, or one shared), the smaller of its lines and the accesses made in it."""
-    per_core = spec.warmup + spec.accesses
+    per_core = spec.per_core
     ws_lines = -(-spec.working_set_kib * 1024 // 64)
     if spec.sharing == "shared":
         return min(ws_lines, per_core * spec.cores)
@@ -42,7 +42,7 @@ def check_budget(model, spec, ctx: Context) -> None:
     docstring); ``ctx`` names the ``[workload]`` table."""
     if spec.kind != "synthetic":
         return
-    per_core = spec.warmup + spec.accesses
+    per_core = spec.per_core
     big = "warmup" if spec.warmup > spec.accesses else "accesses"
     floor = access_floor_ns(model, spec)
     if per_core * floor > MAX_NS:
@@ -66,13 +66,13 @@ def estimate_text(spec) -> str | None:
     """A line saying how long the run may take, when the slower end of the estimate exceeds
     :data:`~mktme_des.limits.ESTIMATE_ABOVE_S`; None for a short run. The estimate is the
     accesses times :data:`~mktme_des.limits.CPU_US_PER_ACCESS`, not a measurement."""
-    total = spec.cores * (spec.warmup + spec.accesses) if spec.kind == "synthetic" else None
-    if total is None:
+    if spec.kind != "synthetic":
         return None
+    total = spec.cores * spec.per_core
     low, high = (total * us / 1e6 for us in limits.CPU_US_PER_ACCESS)
     if high <= limits.ESTIMATE_ABOVE_S:
         return None
-    return (f"simulate: {total:.4g} accesses ({spec.cores} core(s) x {spec.warmup + spec.accesses:.4g}); "
+    return (f"simulate: {total:.4g} accesses ({spec.cores} core(s) x {spec.per_core:.4g}); "
             f"at {limits.CPU_US_PER_ACCESS[0]:g}-{limits.CPU_US_PER_ACCESS[1]:g} us of CPU "
             f"each this takes about {limits.human_seconds(low)} to "
             f"{limits.human_seconds(high)}; Ctrl-C stops it")
