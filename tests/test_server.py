@@ -89,8 +89,8 @@ def test_bookings_match_a_plain_list_statement_of_the_rule(seed, forget):
     for _ in range(3000):
         arrival += rng.randrange(0, 6)
         t = arrival + rng.choice([0, 0, 1, rng.randrange(0, 200)])
-        length = rng.choice([None, None, rng.randrange(1, 40)])
-        size = stage.interval if length is None else length
+        length = rng.choice([-1, -1, rng.randrange(1, 40)])  # negative: the interval
+        size = stage.interval if length < 0 else length
         floor = arrival if forget else 0
         assert stage.reserve(t, length, floor) == reference_reserve(starts, ends, t, size, floor)
     assert stage.bookings() == list(zip(starts, ends, strict=True))

@@ -13,7 +13,7 @@ cdef class Stage:
     @cython.locals(s=cython.longlong, i=cython.Py_ssize_t, j=cython.Py_ssize_t,
                    lo=cython.Py_ssize_t, hi=cython.Py_ssize_t, size=cython.longlong,
                    low=cython.longlong)
-    cpdef long long reserve(self, long long t, object length=*, object floor=*) except? -1
+    cpdef long long reserve(self, long long t, long long length=*, long long floor=*) except? -1
 
     @cython.locals(mid=cython.Py_ssize_t)
     cdef Py_ssize_t _first_ending_after(self, Py_ssize_t lo, Py_ssize_t hi, long long x) noexcept

@@ -47,15 +47,17 @@ class Stage:
         self.starts_view, self.ends_view = starts, ends
         self.lo, self.hi = 0, n
 
-    def reserve(self, t: int, length: int | None = None, floor: int | None = None) -> int:
-        """Book the earliest gap of ``length`` (default: the interval) at or after ``t``;
-        returns its start.
+    def reserve(self, t: int, length: int = -1, floor: int = -1) -> int:
+        """Book the earliest gap of ``length`` (default, or negative: the interval) at or
+        after ``t``; returns its start.
 
-        ``floor`` (default ``t``) is a time no later request will reach this stage before:
+        ``floor`` (default, or negative: ``t``) is a time no later request will reach this
+        stage before:
         bookings that end by then are forgotten. Callers whose requests reach the stage out
         of time order pass the arrival time of the request at the controller."""
-        size = self.interval if length is None else length
-        low = t if floor is None else floor
+        # Machine integers with negative for "not given", not None: no boxing when compiled.
+        size = self.interval if length < 0 else length
+        low = t if floor < 0 else floor
         if self.hi == self.cap:
             self._make_room()
         lo, hi = self.lo, self.hi

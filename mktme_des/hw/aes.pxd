@@ -8,4 +8,4 @@ cdef class AesEngine:
     cdef public ServerStat stat
 
     @cython.locals(start=cython.longlong)
-    cpdef long long process(self, long long t, object floor=*) except? -1
+    cpdef long long process(self, long long t, long long floor=*) except? -1

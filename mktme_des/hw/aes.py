@@ -27,9 +27,9 @@ class AesEngine:
         self.stage = Stage(self.interval)
         self.stat = ServerStat()
 
-    def process(self, t: int, floor: int | None = None) -> int:
+    def process(self, t: int, floor: int = -1) -> int:
         """A line reaches the engine at ``t``; returns when it leaves it. ``floor``: the
-        request's arrival at the controller (see :meth:`Stage.reserve`)."""
-        start = self.stage.reserve(t, None, floor)
+        request's arrival at the controller (see :meth:`Stage.reserve`; negative: ``t``)."""
+        start = self.stage.reserve(t, -1, floor)
         self.stat.record(start - t, self.interval)
         return start + self.latency

@@ -1,9 +1,17 @@
 cimport cython
+from cpython.bytearray cimport PyByteArray_FromStringAndSize
 from mktme_des.engine.wakeup cimport Parked, Parking, Wakeup
 from mktme_des.hw.cache cimport Cache
 from mktme_des.hw.memctrl cimport MemoryController
 from mktme_des.hw.memsys cimport Line
 from mktme_des.oracle cimport Oracle
+
+@cython.locals(line=Line)
+cdef inline Line new_line(long long tag, object data)
+
+@cython.locals(c=Cache, vline=Line, bit=object, left=object, holders=object)
+cdef void place(object mem, int package, long long t, long long tag, Line line,
+                list path) except *
 
 @cython.locals(queue=list)
 cdef long long _horizon(object env, Parking parking) except? -1

@@ -44,6 +44,9 @@ from mktme_des.hw.memctrl import MemoryController
 from mktme_des.hw.memsys import Line, MemorySystem
 from mktme_des.oracle import Oracle
 
+if not cython.compiled:
+    PyByteArray_FromStringAndSize = None  # the C API's, cimported in core.pxd; compiled only
+
 NO_EVENT = 1 << 62  # the horizon when nothing is scheduled (later than any simulated time)
 
 
@@ -176,24 +179,23 @@ class OpStream(Parked):
         return RESUME
 
 
-@cython.cfunc
-@cython.inline
-def new_line(tag: cython.longlong, data) -> Line:
+def new_line(tag: int, data: bytes) -> Line:
     """A directory line for ``tag`` holding ``data``: clean, unowned, in no cache (as
     ``Line(tag, data)``, without the call through the type; fills make one per miss)."""
-    line: Line = Line.__new__(Line)
+    line = Line.__new__(Line)
     line.tag = tag
-    line.data = bytearray(data)
+    if cython.compiled and type(data) is bytes:
+        # The bytes copied straight, not through bytearray's constructor (a fill's cost).
+        line.data = PyByteArray_FromStringAndSize(data, len(data))
+    else:
+        line.data = bytearray(data)
     line.dirty = False
     line.owner = -1
     line.holders = 0
     return line
 
 
-@cython.cfunc
-@cython.locals(c=Cache, vline=Line, bit=object, left=object, holders=object)
-def place(mem, package: cython.int, t: cython.longlong, tag: cython.longlong,
-          line: Line, path: list) -> cython.void:
+def place(mem: MemorySystem, package: int, t: int, tag: int, line: Line, path: list) -> None:
     """Put ``line`` (the coherent copy of ``tag``) in each cache of ``path`` (``(cache,
     holder bit)`` pairs) that lacks it, evicting as replacement says; the last copy of a dirty
     victim is written back, and ownership of a dirty victim others still hold moves on
@@ -282,8 +284,9 @@ class Core:
         cython.declare(t=cython.longlong, horizon=cython.longlong, t0=cython.longlong,
                        code=cython.int, keyid=cython.longlong, pa=cython.longlong,
                        tag=cython.longlong, off=cython.longlong, shift=cython.int,
-                       l1_hit=cython.longlong, lat=cython.longlong,
+                       l1_hit=cython.longlong, key=object, counted=cython.bint,
                        served_l1=cython.longlong, l1_reads=cython.longlong,
+                       served_dram=cython.longlong, served_remote=cython.longlong,
                        line_mask=cython.longlong, miss_cost=cython.longlong,
                        interleave=cython.longlong, nslots=cython.longlong,
                        package_bytes=cython.longlong, home=cython.longlong,
@@ -309,6 +312,7 @@ class Core:
         write_hist = self.write_lat.hist
         served = self.served
         served_l1 = l1_reads = 0  # L1-hit counters, added to the statistics at the end
+        served_dram = served_remote = 0  # the same for fills from local and remote DRAM
         line_mask = LINE_MASK
         cpu = self.cpu
         log = self.log if log is None else log
@@ -400,20 +404,21 @@ class Core:
                         log.append((t0, t, code, keyid, pa, arg, l1_name, None))
                     continue
                 t0 = t
-                line = directory.get(tag)
+                key = tag  # the tag as a Python int, made once for the directory's lookups
+                line = directory.get(key)
                 if line is None and nb and code == READ:
                     if self.loads_in_flight >= self.fill_buffers:
                         yield from self._wait_loads(t, self.fill_buffers - 1)
                         t = t0 = env.now
                         horizon = _horizon(env, parking)
-                        line = directory.get(tag)  # it may have been fetched meanwhile
+                        line = directory.get(key)  # it may have been fetched meanwhile
                     if line is None:
                         # The load takes a fill buffer; the core goes on after the L1 lookup.
                         self._load_under_miss(t, tag, off, arg, keyid, pa, log)
                         t += l1_hit
                         horizon = _horizon(env, parking)
                         continue
-                merged = False
+                merged = counted = False
                 if line is None and prefetching:
                     inflight = prefetching.get(tag)
                     if inflight is not None and inflight.core is self:
@@ -424,7 +429,7 @@ class Core:
                         yield inflight.event
                         t = env.now
                         horizon = _horizon(env, parking)
-                        line = directory.get(tag)
+                        line = directory.get(key)
                         # The fill is dropped when the line was fetched meanwhile (by another
                         # core): the load is then served wherever the line is.
                         merged = line is not None and line.holders & l1_bit
@@ -454,34 +459,42 @@ class Core:
                     if waited:
                         # Others ran meanwhile: they may have cached the tag, or sent it
                         # back to memory (MemorySystem.settle_fill, rule 3).
-                        line = directory.get(tag)
+                        line = directory.get(key)
                         if line is None:
                             data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
-                            line = directory[tag] = new_line(tag, data)
+                            line = directory[key] = new_line(tag, data)
                     else:
                         # Nothing ran since the lookup missed: the tag is still uncached; a
                         # writeback of it still on its way has the newest data (rule 3).
                         if pending and (pa & line_mask) in pending:
                             data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
-                        line = directory[tag] = new_line(tag, data)
+                        line = directory[key] = new_line(tag, data)
                     place(mem, package, t, tag, line, fill_path)
-                    where = "DRAM" if ctrl.package == package else "DRAM-remote"
-                served[where] = served.get(where, 0) + 1
+                    # Counted in machine integers, added to the statistics at the end.
+                    if ctrl.package == package:
+                        where = "DRAM"
+                        served_dram += 1
+                    else:
+                        where = "DRAM-remote"
+                        served_remote += 1
+                    counted = True
+                if not counted:
+                    served[where] = served.get(where, 0) + 1
                 if code == WRITE:
                     if line.holders & foreign:
                         t = self._invalidate_others(t, tag, line)
                     line.data[off : off + len(arg)] = arg
                     line.dirty = True
                     line.owner = package
-                    lat = t - t0
-                    write_hist[lat] = write_hist.get(lat, 0) + 1
+                    key = t - t0  # the latency, boxed once
+                    write_hist[key] = write_hist.get(key, 0) + 1
                     if oracle is not None:
                         oracle.store(t, cpu, tag, off, arg)
                     if log is not None:
                         log.append((t0, t, code, keyid, pa, arg, where, None))
                 else:
-                    lat = t - t0
-                    read_hist[lat] = read_hist.get(lat, 0) + 1
+                    key = t - t0
+                    read_hist[key] = read_hist.get(key, 0) + 1
                     cls = oracle.load_line(t, cpu, tag, off, arg, line.data, where) if oracle \
                         else None
                     if log is not None:
@@ -514,6 +527,10 @@ class Core:
         if stream is not None:
             served_l1 += stream.served_l1
             l1_reads += stream.l1_reads
+        if served_dram:
+            served["DRAM"] = served.get("DRAM", 0) + served_dram
+        if served_remote:
+            served["DRAM-remote"] = served.get("DRAM-remote", 0) + served_remote
         if served_l1:
             served[l1.level_name] = served.get(l1.level_name, 0) + served_l1
         if l1_reads:

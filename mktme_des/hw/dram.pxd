@@ -37,4 +37,4 @@ cdef class DramTiming:
     @cython.locals(low=cython.longlong, bank=Stage, transfer=cython.longlong,
                    start=cython.longlong, ready=cython.longlong, xfer=cython.longlong,
                    done=cython.longlong, wait=cython.longlong)
-    cpdef long long access(self, long long now, long long pa, bint write, object floor=*) except? -1
+    cpdef long long access(self, long long now, long long pa, bint write, long long floor=*) except? -1

@@ -206,10 +206,11 @@ class DramTiming:
         self.reads = 0
         self.writes = 0
 
-    def access(self, now: int, pa: int, write: bool, floor: int | None = None) -> int:
+    def access(self, now: int, pa: int, write: bool, floor: int = -1) -> int:
         """Book one line access arriving at ``now``; returns when its data is done.
-        ``floor``: the request's arrival at the controller, when earlier than ``now``."""
-        low = now if floor is None else floor
+        ``floor``: the request's arrival at the controller, when earlier than ``now``
+        (negative: ``now``)."""
+        low = now if floor < 0 else floor
         bank = self.banks[(pa >> 6) % self.nbanks]
         transfer = self.transfer
         if write:
@@ -217,10 +218,10 @@ class DramTiming:
             ready = start + self.write_busy - transfer
             self.writes += 1
         else:
-            start = bank.reserve(now, None, low)
+            start = bank.reserve(now, -1, low)
             ready = start + self.read_latency - transfer
             self.reads += 1
-        xfer = self.channel.reserve(ready, None, low)
+        xfer = self.channel.reserve(ready, -1, low)
         done = xfer + transfer
         wait = (start - now) + (xfer - ready)
         self.stat.record(wait, done - now - wait)
