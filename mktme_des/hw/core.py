@@ -44,8 +44,8 @@ from mktme_des.hw.memctrl import MemoryController
 from mktme_des.hw.memsys import Line, MemorySystem
 from mktme_des.oracle import Oracle
 
-if not cython.compiled:
-    PyByteArray_FromStringAndSize = None  # the C API's, cimported in core.pxd; compiled only
+if not cython.compiled:  # C functions cimported in core.pxd, used only when compiled
+    PyByteArray_FromStringAndSize = PyByteArray_AS_STRING = PyBytes_AS_STRING = memcpy = None
 
 NO_EVENT = 1 << 62  # the horizon when nothing is scheduled (later than any simulated time)
 
@@ -142,7 +142,7 @@ class OpStream(Parked):
                         t += l1_hit
                         if line.holders & foreign:
                             t = core._invalidate_others(t, tag, line)
-                        line.data[off : off + len(arg)] = arg
+                        put_bytes(line.data, off, arg)
                         line.dirty = True
                         line.owner = self.package
                         write_hist[t - t0] = write_hist.get(t - t0, 0) + 1
@@ -195,18 +195,30 @@ def new_line(tag: int, data: bytes) -> Line:
     return line
 
 
-def place(mem: MemorySystem, package: int, t: int, tag: int, line: Line, path: list) -> None:
+def put_bytes(data: bytearray, off: int, arg: bytes) -> None:
+    """A store's bytes into a line: ``data[off : off + len(arg)] = arg`` (copied in C when
+    compiled; a store never crosses its line, so the line keeps its length)."""
+    n = len(arg)
+    if cython.compiled and type(arg) is bytes and off + n <= len(data):
+        memcpy(PyByteArray_AS_STRING(data) + off, PyBytes_AS_STRING(arg), n)
+    else:
+        data[off : off + n] = arg
+
+
+def place(mem: MemorySystem, package: int, t: int, tag: int, line: Line, path: list,
+          mask: int) -> None:
     """Put ``line`` (the coherent copy of ``tag``) in each cache of ``path`` (``(cache,
-    holder bit)`` pairs) that lacks it, evicting as replacement says; the last copy of a dirty
-    victim is written back, and ownership of a dirty victim others still hold moves on
-    (memsys rule 5)."""
+    holder bit, every other bit)`` triples, whose bits together are ``mask``) that lacks it,
+    evicting as replacement says; the last copy of a dirty victim is written back, and
+    ownership of a dirty victim others still hold moves on (memsys rule 5)."""
     holders = line.holders
-    for c, bit in path:
-        if holders & bit:
+    fresh = not holders  # a line no cache holds (a fill from memory) goes into every level
+    for c, bit, others in path:
+        if not fresh and holders & bit:
             continue
         vline = c.insert(tag, line)
         if vline is not None:
-            left = vline.holders & ~bit
+            left = vline.holders & others
             vline.holders = left
             if not left:
                 del mem.directory[vline.tag]
@@ -217,8 +229,9 @@ def place(mem: MemorySystem, package: int, t: int, tag: int, line: Line, path: l
             elif vline.dirty and (vline.owner < 0 or
                                   not left & mem.package_mask[vline.owner]):
                 mem.pass_ownership(vline)  # the owner's last copy left (the common case: not)
-        holders |= bit
-    line.holders = holders
+        if not fresh:
+            holders |= bit
+    line.holders = mask if fresh else holders
 
 
 class Core:
@@ -247,7 +260,10 @@ class Core:
         self.own_mask = 0
         for c in self.levels:
             self.own_mask |= 1 << c.bit
-        self.fill_path = [(c, 1 << c.bit) for c in self.levels]  # where a fill places a line
+        # Where a fill places a line (see place), and the holder bits of each first i levels.
+        self.fill_path = [(c, 1 << c.bit, ~(1 << c.bit)) for c in self.levels]
+        self.fill_masks = [sum(1 << c.bit for c in self.levels[:i])
+                           for i in range(len(self.levels) + 1)]
         # Time to find out that no cache level holds a line: the last level's lookup.
         self.miss_cost = self.levels[-1].hit
         self.l1_bit = 1 << self.levels[0].bit
@@ -324,6 +340,7 @@ class Core:
         interleave, nslots, package_bytes = amap.interleave, amap.slots, amap.package_bytes
         routes = self.routes
         fill_path = self.fill_path
+        fill_mask = self.fill_masks[-1]
         pending = mem.pending
         prefetching = mem.prefetching
         l1_bit = self.l1_bit
@@ -394,7 +411,7 @@ class Core:
                     t += l1_hit
                     if line.holders & foreign:
                         t = self._invalidate_others(t, tag, line)
-                    line.data[off : off + len(arg)] = arg
+                    put_bytes(line.data, off, arg)
                     line.dirty = True
                     line.owner = package
                     write_hist[t - t0] = write_hist.get(t - t0, 0) + 1
@@ -469,7 +486,7 @@ class Core:
                         if pending and (pa & line_mask) in pending:
                             data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
                         line = directory[key] = new_line(tag, data)
-                    place(mem, package, t, tag, line, fill_path)
+                    place(mem, package, t, tag, line, fill_path, fill_mask)
                     # Counted in machine integers, added to the statistics at the end.
                     if ctrl.package == package:
                         where = "DRAM"
@@ -483,7 +500,7 @@ class Core:
                 if code == WRITE:
                     if line.holders & foreign:
                         t = self._invalidate_others(t, tag, line)
-                    line.data[off : off + len(arg)] = arg
+                    put_bytes(line.data, off, arg)
                     line.dirty = True
                     line.owner = package
                     key = t - t0  # the latency, boxed once
@@ -649,14 +666,15 @@ class Core:
             c = levels[i]
             if holders >> c.bit & 1:
                 c.lookup(tag)
-                place(self.mem, self.package, t, tag, line, self.fill_path[:i])
+                place(self.mem, self.package, t, tag, line, self.fill_path[:i],
+                      self.fill_masks[i])
                 return line, t + c.hit, c.level_name
         mem = self.mem
         if holders & mem.package_mask[self.package]:
             where, t = "peer", t + self.miss_cost + mem.snoop
         else:
             where, t = "remote", t + self.miss_cost + mem.snoop + 2 * mem.hop
-        place(self.mem, self.package, t, tag, line, self.fill_path)
+        place(self.mem, self.package, t, tag, line, self.fill_path, self.fill_masks[-1])
         return line, t, where
 
     def _fill(self, t: int, tag: int, data: bytes) -> Line:
@@ -666,7 +684,7 @@ class Core:
         line = directory.get(tag)
         if line is None:
             line = directory[tag] = new_line(tag, data)
-        place(self.mem, self.package, t, tag, line, self.fill_path)
+        place(self.mem, self.package, t, tag, line, self.fill_path, self.fill_masks[-1])
         return line
 
     def _invalidate_others(self, t: int, tag: int, line: Line) -> int:
