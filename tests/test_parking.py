@@ -39,8 +39,9 @@ def both_ways(monkeypatch, fn):
     return parked, plain
 
 
-def steps_made(monkeypatch) -> list[int]:
-    """Record how many parked steps each run's loop made (that parking was exercised)."""
+def steps_made(monkeypatch, held: list[int] | None = None) -> list[int]:
+    """Record how many parked steps each run's loop made (that parking was exercised), and
+    in ``held`` how many waits it held in the heap."""
     made: list[int] = []
     original = wakeup.run
 
@@ -48,6 +49,8 @@ def steps_made(monkeypatch) -> list[int]:
         original(env)
         parking = env.__dict__.get("_parking")
         made.append(parking.steps if parking is not None else 0)
+        if held is not None:
+            held.append(parking.holds if parking is not None else 0)
 
     monkeypatch.setattr(wakeup, "run", run)
     return made
@@ -73,11 +76,16 @@ WORKLOADS = [
 @pytest.mark.parametrize("fill_buffers", [1, 6])
 def test_workloads_give_the_same_bytes_parked_or_not(monkeypatch, workload, fill_buffers):
     model = load_model("server-2s", {"core": {"fill_buffers": fill_buffers}})
-    made = steps_made(monkeypatch)
+    held: list[int] = []
+    made = steps_made(monkeypatch, held)
     parked, plain = both_ways(
         monkeypatch, lambda: json.dumps(simulate(model, workload_from(workload), seed=3)))
     assert parked == plain
     assert made[0] > 0 and made[1] == 0
+    # Cores waiting for memory hold their waits in the heap, with parking only.
+    assert held[1] == 0
+    if workload.get("working_set_kib", 0) >= 65536 and fill_buffers == 1:
+        assert held[0] > 0  # nearly every access waits for DRAM
 
 
 def scenario_names() -> list[str]:

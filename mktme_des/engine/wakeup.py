@@ -45,6 +45,12 @@ This is not a change of order but of mechanism. The rule that makes it exact:
 * nothing else runs during a step, as nothing else runs while a generator runs; ``env.now``
   is the wake-up's time, as when the generator runs.
 
+A core's other waits on the way, for a request to reach memory and for its data to come back,
+need no step: the generator goes on after them. They are *held* in the same heap
+(:meth:`Parking.hold`), with the same key, and when the key comes the generator is resumed
+as its wake-up would resume it. What that saves is the tuple pushed on SimPy's queue and the
+comparisons of tuples that order it.
+
 Everything that reads the time of the next event reads :func:`horizon` (a core's lookahead,
 the memory system's inline writebacks), so parked keys count as queued ones.
 
@@ -106,6 +112,7 @@ class Parked:
         self.t = 0
         self.eid = 0
         self.wake = wake
+        self.held = False  # waiting in the heap for a plain wake-up (Parking.hold), no step
 
     def advance(self, horizon: int) -> int:
         """Make the step the generator would make when woken at ``self.t``: execute what it
@@ -127,6 +134,7 @@ class Parking:
         self.n = 0
         self.now = -1  # the time last given to env._now by run() or a step
         self.steps = 0  # steps made for parked streams (what tests check was exercised)
+        self.holds = 0  # plain waits held in the heap (Parking.hold), likewise
         self.active = False
         self.enabled = os.environ.get("MKTME_DES_PARKING", "1") != "0"
 
@@ -154,6 +162,14 @@ class Parking:
         p.wake.callbacks = []
         self._push(p)
         return p.wake
+
+    def hold(self, p: Parked, t: int) -> Wakeup:
+        """:meth:`Wakeup.at` for ``p``'s generator, kept in the heap (a key compared in
+        machine integers, no tuple on SimPy's queue): when its key comes, the generator is
+        resumed as it would be by its wake-up, with no step made for it."""
+        p.held = True
+        self.holds += 1
+        return self.park(p, t)
 
     def _push(self, p: Parked) -> int:
         heap = self.heap
@@ -234,6 +250,11 @@ class Parking:
         if not wake.callbacks:
             self._pop()
             return 0  # nobody waits on it any more: a popped wake-up without callbacks
+        if p.held:
+            p.held = False
+            self._pop()
+            self._wake(wake)
+            return 0
         # The horizon without p: the earliest of SimPy's queue and the other parked keys.
         queue = self.queue
         h = queue[0][0] if queue else NO_EVENT
@@ -251,6 +272,12 @@ class Parking:
             self._sift_top()
             return 0
         self._pop()
+        self._wake(wake)
+        return 0
+
+    def _wake(self, wake: Wakeup) -> int:
+        """Call the callbacks of ``wake`` (its generator's resumption), as Environment.step
+        would."""
         callbacks, wake.callbacks = wake.callbacks, None
         for callback in callbacks:
             callback(wake)
@@ -289,6 +316,7 @@ class Driver:
         self.gen = generator
         self.done = env.event()
         self._resume = self.resume
+        self._send = generator.send
         start = Wakeup(env)
         start.callbacks = [self._resume]
         heappush(env._queue, (env._now, URGENT, next(env._eid), start))
@@ -298,8 +326,13 @@ class Driver:
         gen = self.gen
         while True:
             try:
-                if event._ok:
-                    event = gen.send(event._value)
+                if type(event) is Wakeup:
+                    # The commonest event, read through its C fields; a wake-up is never
+                    # failed.
+                    w = cython.cast(Wakeup, event)
+                    event = self._send(w._value)
+                elif event._ok:
+                    event = self._send(event._value)
                 else:
                     event._defused = True
                     exc = type(event._value)(*event._value.args)
@@ -311,7 +344,12 @@ class Driver:
             except BaseException as e:  # noqa: BLE001 - handed on, as a failed Process does
                 self._finish(False, e)
                 return
-            if event.callbacks is not None:
+            if type(event) is Wakeup:
+                w = cython.cast(Wakeup, event)
+                if w.callbacks is not None:
+                    w.callbacks.append(self._resume)
+                    return
+            elif event.callbacks is not None:
                 event.callbacks.append(self._resume)
                 return
 
@@ -336,8 +374,11 @@ def run(env) -> None:
     if type(env) is not simpy.Environment:
         env.run()
         return
-    cython.declare(parking=Parking, queue=list)
+    cython.declare(parking=Parking, queue=list, state=dict, w=Wakeup)
     queue = env._queue
+    # env._now set in the instance's dict, as the attribute assignment would, without the
+    # look through the class hierarchy for a descriptor first (SimPy defines none for it).
+    state = env.__dict__
     parking = parking_for(env)
     if parking is None:
         parking = Parking(env)  # never used: nothing parks on a disabled one
@@ -351,7 +392,13 @@ def run(env) -> None:
             if not queue:
                 break
             now, _prio, _eid, event = heappop(queue)
-            env._now = parking.now = now
+            state["_now"] = parking.now = now
+            if type(event) is Wakeup:  # read through its C fields; never failed
+                w = cython.cast(Wakeup, event)
+                callbacks, w.callbacks = w.callbacks, None
+                for callback in callbacks:
+                    callback(event)
+                continue
             callbacks, event.callbacks = event.callbacks, None
             for callback in callbacks:
                 callback(event)

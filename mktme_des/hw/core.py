@@ -308,7 +308,7 @@ class Core:
                        package_bytes=cython.longlong, home=cython.longlong,
                        package=cython.longlong, arrive=cython.longlong, done=cython.longlong,
                        there=cython.longlong, READ=cython.int, WRITE=cython.int,
-                       boot=cython.longlong, waited=cython.bint, merged=cython.bint,
+                       boot=cython.longlong, waited=cython.bint, merged=cython.bint, hold=cython.bint,
                        nb=cython.bint, refuse=cython.bint,
                        slot=cython.Py_ssize_t, directory=dict, read_hist=dict,
                        write_hist=dict, served=dict, pending=dict, routes=list,
@@ -462,15 +462,29 @@ class Core:
                     home = (pa // interleave) % nslots if interleave else pa // package_bytes  # AddressMap.slot, inline
                     ctrl, there = routes[home]
                     arrive = t + there
-                    boot = mem.boots
+                    # The boot the request is sent in (rule 6), read before anything else
+                    # may run: only a fill that waited, or meets a writeback, needs it.
                     waited = arrive >= horizon
+                    # Both waits are held with the parked streams where they can be (a key
+                    # compared in machine integers; Parking.hold).
+                    hold = stream is not None and parking.usable()
                     if waited:
-                        yield wake.at(arrive) if wake is not None else env.timeout(arrive - env.now)
+                        boot = mem.boots
+                        if hold:
+                            yield parking.hold(stream, arrive)
+                        else:
+                            yield wake.at(arrive) if wake is not None else \
+                                env.timeout(arrive - env.now)
                         horizon = _horizon(env, parking)
                     data, done = ctrl.read(arrive, tag)
                     t = done + there
                     if t >= horizon:
-                        yield wake.at(t) if wake is not None else env.timeout(t - env.now)
+                        if not waited:
+                            boot = mem.boots
+                        if hold:
+                            yield parking.hold(stream, t)
+                        else:
+                            yield wake.at(t) if wake is not None else env.timeout(t - env.now)
                         horizon = _horizon(env, parking)
                         waited = True
                     if waited:
@@ -484,7 +498,7 @@ class Core:
                         # Nothing ran since the lookup missed: the tag is still uncached; a
                         # writeback of it still on its way has the newest data (rule 3).
                         if pending and (pa & line_mask) in pending:
-                            data = mem.settle_fill(tag, pa & line_mask, arrive, data, boot)
+                            data = mem.settle_fill(tag, pa & line_mask, arrive, data, mem.boots)
                         line = directory[key] = new_line(tag, data)
                     place(mem, package, t, tag, line, fill_path, fill_mask)
                     # Counted in machine integers, added to the statistics at the end.
