@@ -6,6 +6,7 @@ cdef class Oracle:
     cdef public dict ref, owner_ref, intended_via, history, line_history, fill_cause
     cdef public long long stores, checked, unchecked, violation_count, pa_mask
     cdef public list violations
+    cdef object spare  # a Ref: see Oracle.__init__
 
     cpdef store(self, long long t, int cpu, long long tag, long long off, object data)
 

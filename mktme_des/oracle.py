@@ -45,6 +45,7 @@ CLASSES = ("expected", "zero", "stale", "plaintext", "garbage")
 
 
 @cython.no_gc  # holds no container, so it is never part of a cycle: the collector skips it
+@cython.freelist(64)  # a key change or a kernel intent replaces Refs: reuse their memory
 @cython.cclass
 class Ref:
     """What reads through one tag should return: the line image, and which bytes of it were
@@ -61,6 +62,30 @@ class Ref:
 
 
 RAW_OWNER = Ref(RAW, bytearray(64), 0)  # the owner of a line last written raw
+
+
+@cython.cfunc
+@cython.inline
+@cython.locals(tag=cython.longlong, ref=Ref)
+@cython.returns(Ref)
+def fresh_ref(tag: int) -> Ref:
+    """``Ref(tag, bytearray(64), 0)`` (nothing stored yet), without the argument parsing of a
+    call to the class."""
+    ref = Ref.__new__(Ref)
+    ref.tag = tag
+    ref.image = bytearray(64)
+    ref.valid = 0
+    return ref
+
+
+@cython.cfunc
+@cython.inline
+@cython.locals(n=cython.Py_ssize_t)
+@cython.returns(cython.ulonglong)
+@cython.exceptval(check=False)
+def byte_mask(n: int) -> int:
+    """``MASKS[n]`` as a C integer: bits 0..n-1 set, for the ``n`` bytes of an access."""
+    return FULL if n == 64 else (cython.cast(cython.ulonglong, 1) << n) - 1
 
 
 class Oracle:
@@ -83,6 +108,9 @@ class Oracle:
         self.stores = self.checked = self.unchecked = self.violation_count = 0
         self.violations: list[dict] = []
         self.plat = None
+        # The Ref the next first store to a line gets: ``store`` offers it to ``owner_ref`` by a
+        # single probe that both finds the line's owner and, when there is none, inserts it.
+        self.spare = fresh_ref(RAW)
 
     def attach(self, plat) -> None:
         self.plat = plat
@@ -91,11 +119,20 @@ class Oracle:
 
     # -- events --------------------------------------------------------------------------------
     def store(self, t: int, cpu: int, tag: int, off: int, data: bytes) -> None:
-        cython.declare(pa=cython.longlong, n=cython.Py_ssize_t, ref=Ref, exp=bytearray)
+        cython.declare(pa=cython.longlong, n=cython.Py_ssize_t, ref=Ref, spare=Ref, exp=bytearray)
         pa = tag & self.pa_mask
         n = len(data)
-        ref = self.owner_ref.get(pa)
-        if ref is None or ref.tag != tag:
+        spare = self.spare
+        spare.tag = tag
+        ref = self.owner_ref.setdefault(pa, spare)
+        if ref is spare:
+            # The first store to the line (since a reboot forgot memory): no tag of the line has
+            # a Ref either, as ``ref`` only gains a tag together with its line's owner.
+            self.ref[tag] = ref
+            self.spare = fresh_ref(RAW)
+            if self.intended_via:
+                self.intended_via.pop(tag, None)
+        elif ref.tag != tag:
             ref = self.ref.get(tag)
             if ref is None:
                 ref = self.ref[tag] = Ref(tag, bytearray(64), 0)
@@ -107,7 +144,7 @@ class Oracle:
         if self.classify:
             self.history.setdefault(tag, []).append(bytes(exp))
         exp[off : off + n] = data
-        ref.valid |= MASKS[n] << off
+        ref.valid |= byte_mask(n) << off
         if self.classify:
             self.line_history.setdefault(pa, []).append(bytes(exp))
         self.stores += 1
@@ -170,9 +207,14 @@ class Oracle:
         read was served from; the bytes are copied out only when they are not simply right
         (a cache hit makes no copy in the common case)."""
         cython.declare(ref=Ref, full=cython.ulonglong, i=cython.Py_ssize_t)
-        ref = self.owner_ref.get(tag & self.pa_mask)
-        if ref is not None and ref.tag == tag and not self.classify:
-            full = FULL if n == 64 else (cython.cast(cython.ulonglong, 1) << n) - 1
+        if not self.classify:  # a class needs the bytes: ``load`` gives it
+            ref = self.owner_ref.get(tag & self.pa_mask)
+            if ref is None or ref.tag != tag:
+                # Unchecked (no store through ``tag`` owns the line): all ``load`` would do is
+                # count it, after looking the line up again and copying the bytes out.
+                self.unchecked += 1
+                return None
+            full = byte_mask(n)
             if (ref.valid >> off) & full == full:
                 exp = ref.image
                 for i in range(off, off + n):

@@ -12,6 +12,7 @@ import pytest
 from mktme_des.config.model import load_model
 from mktme_des.engine.time import ns, to_ns
 from mktme_des.hw import ops as O
+from mktme_des.hw.dram import RAW
 from mktme_des.hw.platform import Platform
 from mktme_des.oracle import Oracle
 from tests.helpers import R, W, pattern, run, us, xts
@@ -443,3 +444,184 @@ def test_checking_a_load_in_place_is_checking_its_bytes(seed, classify):
             assert a == b
     assert pair[0].summary() == pair[1].summary()
     assert pair[0].violation_count > 0  # wrong bytes do reach the checks
+
+
+class _Model:
+    """The oracle's rule written out plainly, independent of how the oracle stores it: per line
+    its last writer (a tag, or RAW for a raw write); per tag the image that stores through it
+    left (kept when another writer takes the line) and the set of bytes stored since it last
+    became the line's owner. A read is checked when its tag is the owner and some byte it reads
+    was stored: a wrong stored byte is a violation. Classes (read from DRAM, so memory's image
+    is the bytes read): zero, stale (a slice of an image the tag held), plaintext (a slice of
+    an image stored through any alias of the line), else garbage."""
+
+    def __init__(self, classify):
+        self.classify = classify
+        self.owner = {}  # line PA -> tag of its last store or intent, or RAW
+        self.image = {}  # tag -> what a full read through it should return
+        self.defined = {}  # tag -> offsets stored since it became the owner
+        self.intended_via = {}
+        self.history = {}
+        self.line_history = {}
+        self.fill_cause = {}
+        self.counts = {"stores": 0, "checked": 0, "unchecked": 0, "violations": 0}
+        self.violations = []
+
+    def count(self, what):
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def store(self, tag, off, data):
+        pa = tag & _Amap.pa_mask
+        if self.owner.get(pa) != tag:
+            self.owner[pa] = tag
+            self.image.setdefault(tag, bytearray(64))
+            self.defined[tag] = set()
+            self.intended_via.pop(tag, None)
+        if self.classify:
+            self.history.setdefault(tag, []).append(bytes(self.image[tag]))
+        self.image[tag][off : off + len(data)] = data
+        self.defined[tag].update(range(off, off + len(data)))
+        if self.classify:
+            self.line_history.setdefault(pa, []).append(bytes(self.image[tag]))
+        self.count("stores")
+
+    def raw_write(self, pa):
+        self.owner[pa] = RAW
+        self.count("raw_writes")
+
+    def intend(self, tag, data, via):
+        if via is not None and via != tag:
+            self.intended_via[tag] = via
+        else:
+            self.intended_via.pop(tag, None)
+        self.owner[tag & _Amap.pa_mask] = tag
+        self.image[tag] = bytearray(data)
+        self.defined[tag] = set(range(64))
+        self.count("intents")
+
+    def reboot(self, persistent):
+        self.fill_cause.clear()
+        if not persistent:
+            self.owner.clear()
+            self.image.clear()
+            self.defined.clear()
+
+    def full_image(self, tag):
+        if self.owner.get(tag & _Amap.pa_mask) == tag and len(self.defined[tag]) == 64:
+            return bytes(self.image[tag])
+        return None
+
+    def load(self, t, cpu, tag, off, data, served):
+        pa, n = tag & _Amap.pa_mask, len(data)
+        status = None
+        mine = [i for i in range(off, off + n)
+                if self.owner.get(pa) == tag and i in self.defined[tag]]
+        if not mine:
+            self.counts["unchecked"] += 1
+        elif all(data[i - off] == self.image[tag][i] for i in mine):
+            self.counts["checked"] += 1
+            status = "expected"
+        else:
+            self.counts["violations"] += 1
+            self.violations.append({
+                "time_ns": to_ns(t), "cpu": cpu, "keyid": tag >> 46, "addr": hex(pa + off),
+                "tag": _Amap().describe(tag), "expected": bytes(self.image[tag][off : off + n]).hex(),
+                "actual": bytes(data).hex(), "served_by": served, "cause": "cause"})
+            if served in ("DRAM", "DRAM-remote"):
+                self.fill_cause[tag] = "cause"
+        if not self.classify:
+            return None
+        if status is None:
+            held = self.history.get(tag, []) + ([bytes(self.image[tag])] if tag in self.image else [])
+            if not any(data):
+                status = "zero"
+            elif any(img[off : off + n] == data for img in held):
+                status = "stale"
+            elif any(img[off : off + n] == data for img in self.line_history.get(pa, [])):
+                status = "plaintext"
+            else:
+                status = "garbage"
+        self.count(f"class_{status}")
+        return status
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("classify", [False, True])
+def test_the_oracle_follows_a_plain_model_of_its_rule(seed, classify):
+    """Random stores (many through lines never stored before, and after a reboot that forgot
+    memory), loads through ``load`` and ``load_line`` of right, wrong, stale, zero and
+    alias-written bytes, raw writes, kernel intents and reboots: every returned class, the
+    counters, the violations and the reference state (``ref``, ``owner_ref``,
+    ``intended_via``, ``history``, ``line_history``, ``fill_cause``) are the model's."""
+    import random
+
+    class DiagnosedOracle(Oracle):
+        """No platform behind it: the cause of a violation is a constant (reads come from DRAM,
+        so a class needs no platform either)."""
+
+        def _cause(self, tag, pa, served, off=0, data=b""):
+            return "cause"
+
+    rng = random.Random(seed)
+    o, model = DiagnosedOracle(classify=classify), _Model(classify)
+    o.amap, o.pa_mask = _Amap(), _Amap.pa_mask
+    lines = [0x1000 + 64 * i for i in range(12)]
+    served_by = ["DRAM", "DRAM-remote"] + ([] if classify else ["L1D"])
+    for step in range(600):
+        tag = (rng.randrange(3) << 46) | rng.choice(lines)
+        pa = tag & _Amap.pa_mask
+        n = rng.choice([1, 2, 4, 8, 16, 32, 64])
+        off = rng.randrange(0, 64 - n + 1) // n * n
+        what = rng.random()
+        if what < 0.35:
+            data = bytes(rng.randrange(256) for _ in range(n))
+            o.store(step, 0, tag, off, data)
+            model.store(tag, off, data)
+        elif what < 0.8:
+            source = rng.random()
+            others = [img for t, img in model.image.items() if t & _Amap.pa_mask == pa]
+            if source < 0.45 and tag in model.image:
+                line = bytearray(model.image[tag])
+                if rng.random() < 0.3:
+                    line[rng.randrange(off, off + n)] ^= 1 << rng.randrange(8)
+            elif source < 0.6 and others:
+                line = bytearray(rng.choice(others))  # what another alias stored
+            elif source < 0.7 and model.history.get(tag):
+                line = bytearray(rng.choice(model.history[tag]))
+            elif source < 0.8:
+                line = bytearray(64)
+            else:
+                line = bytearray(rng.randrange(256) for _ in range(64))
+            served = rng.choice(served_by)
+            want = model.load(step, 1, tag, off, line[off : off + n], served)
+            if rng.random() < 0.5:
+                got = o.load_line(step, 1, tag, off, n, line, served)
+            else:
+                got = o.load(step, 1, tag, off, bytes(line[off : off + n]), served)
+            assert got == want
+        elif what < 0.86:
+            o.raw_write(step, pa)
+            model.raw_write(pa)
+        elif what < 0.91:
+            data = bytes(rng.randrange(256) for _ in range(64))
+            via = rng.choice([None, tag, tag ^ (1 << 46)])
+            o.intend(tag, data, via)
+            model.intend(tag, data, via)
+        elif what < 0.93:
+            persistent = rng.random() < 0.5
+            o.reboot(persistent)
+            model.reboot(persistent)
+        else:
+            assert o.image(tag) == model.full_image(tag)
+    summary = o.summary()
+    assert summary["counts"] == dict(sorted(model.counts.items()))
+    assert summary["violations"] == model.violations
+    assert {t: (bytes(r.image), r.valid) for t, r in o.ref.items()} == {
+        t: (bytes(img), sum(1 << i for i in model.defined[t])) for t, img in model.image.items()}
+    assert {p: r.tag for p, r in o.owner_ref.items()} == model.owner
+    # A line's owner is the very Ref of its tag: the expectations of one object
+    assert all(r is o.ref[r.tag] for r in o.owner_ref.values() if r.tag != RAW)
+    assert (o.intended_via, o.history, o.line_history, o.fill_cause) == (
+        model.intended_via, model.history, model.line_history, model.fill_cause)
+    assert model.counts["stores"] > 100 and model.counts["checked"] > 0
+    assert model.counts["violations"] > 0 and model.counts["unchecked"] > 0
