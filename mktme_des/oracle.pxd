@@ -1,4 +1,5 @@
 cimport cython
+from mktme_des.hw.memsys cimport copy_bytes, put_bytes
 
 cdef class Oracle:
     cdef public bint classify

@@ -36,7 +36,10 @@ import cython
 
 from mktme_des.engine.stats import Counter
 from mktme_des.engine.time import to_ns
-from mktme_des.hw.dram import RAW
+from mktme_des.hw.dram import RAW, ZERO_LINE
+
+if not cython.compiled:  # compiled, they are C functions (cimported in oracle.pxd)
+    from mktme_des.hw.memsys import copy_bytes, put_bytes
 
 FULL = (1 << 64) - 1
 MASKS = [(1 << n) - 1 for n in range(65)]  # MASKS[n]: n bytes stored
@@ -73,7 +76,7 @@ def fresh_ref(tag: int) -> Ref:
     call to the class."""
     ref = Ref.__new__(Ref)
     ref.tag = tag
-    ref.image = bytearray(64)
+    ref.image = copy_bytes(ZERO_LINE)
     ref.valid = 0
     return ref
 
@@ -143,7 +146,7 @@ class Oracle:
         exp = ref.image
         if self.classify:
             self.history.setdefault(tag, []).append(bytes(exp))
-        exp[off : off + n] = data
+        put_bytes(exp, off, data)
         ref.valid |= byte_mask(n) << off
         if self.classify:
             self.line_history.setdefault(pa, []).append(bytes(exp))

@@ -1,18 +1,12 @@
 cimport cython
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
-from cpython.bytes cimport PyBytes_AS_STRING
-from libc.string cimport memcpy
 from mktme_des.engine.wakeup cimport Parked, Parking, Wakeup
 from mktme_des.hw.cache cimport Cache
 from mktme_des.hw.memctrl cimport MemoryController
-from mktme_des.hw.memsys cimport Line
+from mktme_des.hw.memsys cimport Line, copy_bytes, put_bytes
 from mktme_des.oracle cimport Oracle
 
 @cython.locals(line=Line)
 cdef inline Line new_line(long long tag, object data)
-
-@cython.locals(n=Py_ssize_t)
-cdef inline void put_bytes(bytearray data, Py_ssize_t off, object arg) except *
 
 @cython.locals(c=Cache, vline=Line, bit=object, others=object, left=object, holders=object,
                fresh=bint)

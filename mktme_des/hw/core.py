@@ -44,8 +44,8 @@ from mktme_des.hw.memctrl import MemoryController
 from mktme_des.hw.memsys import Line, MemorySystem
 from mktme_des.oracle import Oracle
 
-if not cython.compiled:  # C functions cimported in core.pxd, used only when compiled
-    PyByteArray_FromStringAndSize = PyByteArray_AS_STRING = PyBytes_AS_STRING = memcpy = None
+if not cython.compiled:  # compiled, they are C functions (cimported in core.pxd)
+    from mktme_des.hw.memsys import copy_bytes, put_bytes
 
 NO_EVENT = 1 << 62  # the horizon when nothing is scheduled (later than any simulated time)
 
@@ -184,25 +184,11 @@ def new_line(tag: int, data: bytes) -> Line:
     ``Line(tag, data)``, without the call through the type; fills make one per miss)."""
     line = Line.__new__(Line)
     line.tag = tag
-    if cython.compiled and type(data) is bytes:
-        # The bytes copied straight, not through bytearray's constructor (a fill's cost).
-        line.data = PyByteArray_FromStringAndSize(data, len(data))
-    else:
-        line.data = bytearray(data)
+    line.data = copy_bytes(data)
     line.dirty = False
     line.owner = -1
     line.holders = 0
     return line
-
-
-def put_bytes(data: bytearray, off: int, arg: bytes) -> None:
-    """A store's bytes into a line: ``data[off : off + len(arg)] = arg`` (copied in C when
-    compiled; a store never crosses its line, so the line keeps its length)."""
-    n = len(arg)
-    if cython.compiled and type(arg) is bytes and off + n <= len(data):
-        memcpy(PyByteArray_AS_STRING(data) + off, PyBytes_AS_STRING(arg), n)
-    else:
-        data[off : off + n] = arg
 
 
 def place(mem: MemorySystem, package: int, t: int, tag: int, line: Line, path: list,

@@ -79,6 +79,28 @@ class Line:
         self.holders = 0  # a bit per cache that holds this tag (may pass 64 bits)
 
 
+if not cython.compiled:  # C functions cimported in memsys.pxd, used only when compiled
+    PyByteArray_FromStringAndSize = PyByteArray_AS_STRING = PyBytes_AS_STRING = memcpy = None
+
+
+def copy_bytes(data: bytes) -> bytearray:
+    """``bytearray(data)``: a line's own copy of its bytes (made in C from bytes when
+    compiled, not through bytearray's constructor)."""
+    if cython.compiled and type(data) is bytes:
+        return PyByteArray_FromStringAndSize(data, len(data))
+    return bytearray(data)
+
+
+def put_bytes(data: bytearray, off: int, arg: bytes) -> None:
+    """A store's bytes into a line: ``data[off : off + len(arg)] = arg`` (copied in C when
+    compiled; a store never crosses its line, so the line keeps its length)."""
+    n = len(arg)
+    if cython.compiled and type(arg) is bytes and off + n <= len(data):
+        memcpy(PyByteArray_AS_STRING(data) + off, PyBytes_AS_STRING(arg), n)
+    else:
+        data[off : off + n] = arg
+
+
 class Writeback:
     """A dirty line on its way from a package's caches to its home memory controller.
 
