@@ -173,6 +173,8 @@ def test_a_zeroed_region_reads_as_its_pages_zeroed_one_by_one():
     page's key (checked against an independent XTS)."""
     from array import array
 
+    from mktme_des.hw.dram import KeyIdTable
+
     pages = 16
     base = 0x40_0000
     K1, K2 = bytes(range(32)), bytes(range(32, 64))
@@ -186,7 +188,7 @@ def test_a_zeroed_region_reads_as_its_pages_zeroed_one_by_one():
         mc = p.mc_for(base)
         keys = [mc.keys.key(k) for k in range(mc.keys.max_keyid + 1)]
         if whole:
-            mc.store.zero_region(base, array("H", layout), keys, p.boot_tweak)
+            mc.store.zero_region(base, KeyIdTable(array("H", layout)), keys, p.boot_tweak)
         else:
             for i, k in enumerate(layout):
                 mc.store.zero_page(base + i * 4096, keys[k], p.boot_tweak)
@@ -208,19 +210,25 @@ def test_a_zeroed_region_reads_as_its_pages_zeroed_one_by_one():
         assert raw[i] == want
 
 
-def test_a_working_set_costs_two_bytes_a_page_and_no_record_per_page():
+def test_a_working_set_costs_the_same_at_any_size_and_no_record_per_page():
+    """The KeyID layout of a working set keeps no table: what it holds (its jump tables)
+    is the same for 4 MiB and 16 GiB, up to one level of tables per 256-fold size; DRAM keeps
+    one region per controller and no record per page."""
     from mktme_des.simulate import workload_from
     from mktme_des.workloads.synthetic import prepare
 
-    p = Platform(load_model("server-2s"), seed=1)
-    spec = workload_from({"pattern": "random", "working_set_kib": 16 << 20, "accesses": 10,
-                          "mktme_fraction": 0.5})
-    (region,) = prepare(p, spec).values()
-    pages = (16 << 30) // 4096
-    assert region.keyids.nbytes == 2 * pages
-    for pkg in p.packages:
-        assert not pkg.mc.store.zeroed and not pkg.mc.store.lines
-        assert len(pkg.mc.store.regions) == 1
+    held = {}
+    for kib in (4 << 10, 1 << 20, 16 << 20):
+        p = Platform(load_model("server-2s"), seed=1)
+        spec = workload_from({"pattern": "random", "working_set_kib": kib, "accesses": 10,
+                              "mktme_fraction": 0.5})
+        (region,) = prepare(p, spec).values()
+        layout = region.layout
+        held[kib] = sum(len(t) * t.itemsize for t in (layout.a_lo, layout.a_hi, layout.c_lo, layout.c_hi))
+        for pkg in p.packages:
+            assert not pkg.mc.store.zeroed and not pkg.mc.store.lines
+            assert len(pkg.mc.store.regions) == 1
+    assert held[1 << 20] == held[16 << 20] <= 3 * 256 * 4 * 8
 
 
 # -- the address map with packages without memory -----------------------------------------------

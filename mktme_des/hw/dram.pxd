@@ -5,11 +5,21 @@ from mktme_des.engine.stats cimport ServerStat
 cdef class Record:
     cdef public object plain, key, boot, cipher, writer, time, cause
 
+cdef class PageKeyIds:
+    cdef public long long pages
+
+    cpdef long long keyid(self, long long page) except -1
+
+cdef class KeyIdTable(PageKeyIds):
+    cdef public const unsigned short[:] table
+
+    cpdef long long keyid(self, long long page) except -1
+
 cdef class ZeroedRegion:
     cdef public long long base, end
     cdef public object boot
     cdef public tuple keys
-    cdef public const unsigned short[:] keyids
+    cdef public PageKeyIds layout
 
     cpdef object key_at(self, long long pa)
 

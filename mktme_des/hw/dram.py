@@ -57,20 +57,43 @@ def _cipher(pa: int, rec: Record) -> bytes:
     return rec.cipher
 
 
+class PageKeyIds:
+    """The KeyID each page of a zeroed region was zeroed through: ``keyid(i)`` for the
+    ``pages`` pages from the region's base on (a subclass says how they are found)."""
+
+    def __init__(self, pages: int) -> None:
+        self.pages = pages
+
+    def keyid(self, page: int) -> int:
+        """The KeyID page ``page`` (0 .. pages - 1) was zeroed through."""
+        raise NotImplementedError
+
+
+class KeyIdTable(PageKeyIds):
+    """KeyIDs held in a table, one a page (a buffer of 16-bit ints, format "H")."""
+
+    def __init__(self, keyids) -> None:
+        super().__init__(len(keyids))
+        self.table = keyids  # shared, not copied
+
+    def keyid(self, page: int) -> int:
+        return self.table[page]
+
+
 class ZeroedRegion:
     """Pages from ``base`` on, zeroed before anything else was written there, page ``i``
-    through the key ``keys[keyids[i]]`` (None: plaintext) under boot tweak ``boot``."""
+    through the key ``keys[layout.keyid(i)]`` (None: plaintext) under boot tweak ``boot``."""
 
-    def __init__(self, base: int, keyids, keys: tuple, boot: int) -> None:
+    def __init__(self, base: int, layout: PageKeyIds, keys: tuple, boot: int) -> None:
         self.base = base
-        self.end = base + len(keyids) * PAGE
-        self.keyids = keyids  # 16-bit KeyIDs, one a page (a buffer of format "H")
+        self.end = base + layout.pages * PAGE
+        self.layout = layout
         self.keys = keys
         self.boot = boot
 
     def key_at(self, pa: int):
         """The key the page holding ``pa`` (inside the region) was zeroed through."""
-        return self.keys[self.keyids[(pa - self.base) >> 12]]
+        return self.keys[self.layout.keyid((pa - self.base) >> 12)]
 
 
 class DramStore:
@@ -82,9 +105,9 @@ class DramStore:
         # Pages zeroed through a KeyID (what the kernel does on allocation), kept per page
         # rather than per line: page PA -> (key, boot tweak).
         self.zeroed: dict[int, tuple[bytes | None, int]] = {}
-        # Whole working sets zeroed before a run, one entry each: (base, end, the KeyID of
-        # each page, the key of each KeyID, boot tweak). Memory follows the pages' count, not
-        # a record per page; a page zeroed later (``zeroed``) or a line written wins.
+        # Whole working sets zeroed before a run, one ZeroedRegion each: its pages' KeyIDs
+        # (a layout that may compute them when asked), the key of each KeyID, the boot tweak.
+        # No record per page; a page zeroed later (``zeroed``) or a line written wins.
         self.regions: list[tuple] = []
         self.decrypts = 0  # AES work actually done, to show what laziness saves
         self.encrypts = 0
@@ -152,11 +175,11 @@ class DramStore:
                 self.lines.pop(pa, None)
         self.zeroed[base] = (key, boot)
 
-    def zero_region(self, base: int, page_keyids, keys: list, boot: int) -> None:
-        """Record that the pages from ``base`` on were zeroed, page ``i`` through the key
-        ``keys[page_keyids[i]]`` (None: plaintext), before anything else was written there
-        (a workload's working set, prepared before the run)."""
-        self.regions.append(ZeroedRegion(base, page_keyids, tuple(keys), boot))
+    def zero_region(self, base: int, layout: PageKeyIds, keys: list, boot: int) -> None:
+        """Record that the ``layout.pages`` pages from ``base`` on were zeroed, page ``i``
+        through the key ``keys[layout.keyid(i)]`` (None: plaintext), before anything else was
+        written there (a workload's working set, prepared before the run)."""
+        self.regions.append(ZeroedRegion(base, layout, tuple(keys), boot))
 
     def _region_of(self, pa: int) -> ZeroedRegion | None:
         """The zeroed region holding ``pa``, if one does."""
