@@ -25,7 +25,7 @@ cdef class ZeroedRegion:
 
 cdef class DramStore:
     cdef public bint lazy
-    cdef public dict lines, zeroed
+    cdef public dict lines, zeroed, zero_views
     cdef public list regions
     cdef public long long decrypts, encrypts
 
@@ -34,6 +34,10 @@ cdef class DramStore:
 
     @cython.locals(region=ZeroedRegion)
     cpdef object _region_of(self, long long pa)
+
+    @cython.locals(page=cython.longlong, off=cython.longlong, views=dict)
+    cpdef bytes _zero_seen(self, long long pa, object zkey, object zboot, object key,
+                           object boot)
 
     @cython.locals(region=ZeroedRegion)
     cpdef object _in_region(self, long long pa)
