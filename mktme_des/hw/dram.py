@@ -41,6 +41,7 @@ from mktme_des.crypto import (
     xts_decrypt_lines,
     xts_encrypt,
     xts_encrypt_lines,
+    xts_reencrypt,
 )
 from mktme_des.engine.server import Stage
 from mktme_des.engine.stats import ServerStat
@@ -207,8 +208,11 @@ class DramStore:
         views = self.zero_views
         got = views.get(view, False)
         if got is False:
-            cipher = self._zero_cipher(pa, (zkey, zboot))
             self._keep(view, None)
+            if zkey is not None and key is not None:
+                return xts_reencrypt(zkey, line_tweak(pa, zboot), key, line_tweak(pa, boot),
+                                     ZERO_LINE)
+            cipher = self._zero_cipher(pa, (zkey, zboot))
             return cipher if key is None else xts_decrypt(key, line_tweak(pa, boot), cipher)
         if got is None:
             pas = np.arange(page, page + PAGE, LINE, dtype=np.uint64)
