@@ -129,7 +129,7 @@ class DramStore:
         # Whole working sets zeroed before a run, one ZeroedRegion each: its pages' KeyIDs
         # (a layout that may compute them when asked), the key of each KeyID, the boot tweak.
         # No record per page; a page zeroed later (``zeroed``) or a line written wins.
-        self.regions: list[tuple] = []
+        self.regions: list[ZeroedRegion] = []
         # (page, zeroing key, boot, reading key, boot) -> the page's bytes as read so, or
         # None when one line of it was read so (ZERO_VIEWS entries, oldest dropped first).
         self.zero_views: dict[tuple, bytes | None] = {}
