@@ -37,6 +37,7 @@ HOT = [
     "mktme_des/engine/stats.py",
     "mktme_des/oracle.py",
     "mktme_des/workloads/synthetic.py",
+    "mktme_des/workloads/layout.py",
 ]
 
 

@@ -5,6 +5,8 @@ Intel MKTME encrypts every 64-byte cache line written to DRAM with AES-XTS
 
 * :func:`xts_encrypt` / :func:`xts_decrypt` - the scalar form, one data unit
   (normally one line) at a time;
+* :func:`xts_reencrypt` - the decryption under one key and tweak of the encryption
+  under another, in one pass (a line written through one KeyID, read through another);
 * :func:`xts_encrypt_lines` / :func:`xts_decrypt_lines` - the vectorised form,
   many lines at once as :mod:`numpy` arrays, byte for byte equal to the scalar
   form;
@@ -44,6 +46,7 @@ __all__ = [
     "xts_decrypt_lines",
     "xts_encrypt",
     "xts_encrypt_lines",
+    "xts_reencrypt",
 ]
 
 LINE_BYTES = 64
@@ -87,25 +90,55 @@ def _check_length(nbytes: int) -> None:
         )
 
 
-def _xts(key: bytes, tweak: bytes, data: bytes, encrypt: bool) -> bytes:
-    """Scalar XTS core shared by :func:`xts_encrypt` and :func:`xts_decrypt`."""
-    key = _check_key(key)
+def _check_tweak(tweak: bytes) -> None:
     if len(tweak) != _BLOCK:
         raise ValueError(f"XTS tweak must be 16 bytes, got {len(tweak)} bytes")
-    nbytes = len(data)
-    _check_length(nbytes)
-    data_cipher, tweak_cipher = _ciphers(key)
 
-    # Mask of the whole data unit as one integer: block j at bits 128*j.
+
+def _mask(tweak_cipher: Any, tweak: bytes, nbytes: int) -> int:
+    """The tweak mask of a whole data unit as one integer: block j's ``T_j`` at bits 128*j."""
     t = int.from_bytes(tweak_cipher.encrypt(tweak), "little")
     mask = t
     for shift in range(128, nbytes * 8, 128):
         t = ((t << 1) & _MASK128) ^ (_GF_POLY if t >> 127 else 0)
         mask |= t << shift
+    return mask
 
+
+def _xts(key: bytes, tweak: bytes, data: bytes, encrypt: bool) -> bytes:
+    """Scalar XTS core shared by :func:`xts_encrypt` and :func:`xts_decrypt`."""
+    key = _check_key(key)
+    _check_tweak(tweak)
+    nbytes = len(data)
+    _check_length(nbytes)
+    data_cipher, tweak_cipher = _ciphers(key)
+    mask = _mask(tweak_cipher, tweak, nbytes)
     pp = (int.from_bytes(data, "little") ^ mask).to_bytes(nbytes, "little")
     cc = data_cipher.encrypt(pp) if encrypt else data_cipher.decrypt(pp)
     return (int.from_bytes(cc, "little") ^ mask).to_bytes(nbytes, "little")
+
+
+def xts_reencrypt(src_key: bytes, src_tweak: bytes, dst_key: bytes, dst_tweak: bytes,
+                  data: bytes) -> bytes:
+    """``xts_decrypt(dst_key, dst_tweak, xts_encrypt(src_key, src_tweak, data))``, in one
+    pass: what a unit written under one key and tweak reads as under another.
+
+    Arguments and errors are as for :func:`xts_encrypt`.
+    """
+    src_key, dst_key = _check_key(src_key), _check_key(dst_key)
+    _check_tweak(src_tweak)
+    _check_tweak(dst_tweak)
+    nbytes = len(data)
+    _check_length(nbytes)
+    src_data, src_tweak_cipher = _ciphers(src_key)
+    dst_data, dst_tweak_cipher = _ciphers(dst_key)
+    src_mask = _mask(src_tweak_cipher, src_tweak, nbytes)
+    dst_mask = _mask(dst_tweak_cipher, dst_tweak, nbytes)
+    cc = src_data.encrypt((int.from_bytes(data, "little") ^ src_mask).to_bytes(nbytes, "little"))
+    # The ciphertext's own mask comes off and the reader's goes on in one xor.
+    pp = dst_data.decrypt((int.from_bytes(cc, "little") ^ src_mask ^ dst_mask)
+                          .to_bytes(nbytes, "little"))
+    return (int.from_bytes(pp, "little") ^ dst_mask).to_bytes(nbytes, "little")
 
 
 def xts_encrypt(key: bytes, tweak: bytes, data: bytes) -> bytes:

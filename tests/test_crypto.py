@@ -13,6 +13,8 @@ import cryptography_vectors
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mktme_des.crypto import (
     LINE_BYTES,
@@ -22,6 +24,7 @@ from mktme_des.crypto import (
     xts_decrypt_lines,
     xts_encrypt,
     xts_encrypt_lines,
+    xts_reencrypt,
 )
 
 XTS_DIR = Path(cryptography_vectors.__file__).parent / "ciphers" / "AES" / "XTS"
@@ -185,6 +188,24 @@ def test_cross_check_with_cryptography() -> None:
     assert min(sizes.values()) > CROSS_CHECK_CASES // 4
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32), sizes=st.sampled_from([(32, 32), (32, 64), (64, 32), (64, 64)]),
+       blocks=st.integers(1, 8), same_tweak=st.booleans())
+def test_reencrypt_is_decrypt_of_encrypt_under_another_key(seed, sizes, blocks, same_tweak):
+    """Rule of ``xts_reencrypt``: the unit encrypted under (source key, tweak) and decrypted
+    under (reader key, tweak), for any key sizes, tweaks and lengths; checked against the
+    ``cryptography`` package."""
+    rng = random.Random(seed)
+    src, dst = random_key(rng, sizes[0]), random_key(rng, sizes[1])
+    src_tweak = rng.randbytes(16)
+    dst_tweak = src_tweak if same_tweak else rng.randbytes(16)
+    data = rng.randbytes(16 * blocks)
+    ct = Cipher(algorithms.AES(src), modes.XTS(src_tweak)).encryptor().update(data)
+    want = Cipher(algorithms.AES(dst), modes.XTS(dst_tweak)).decryptor().update(ct)
+    assert xts_reencrypt(src, src_tweak, dst, dst_tweak, data) == want
+    assert xts_reencrypt(src, src_tweak, src, src_tweak, data) == data
+
+
 # --------------------------------------------------------------------------
 # Vectorised vs scalar
 # --------------------------------------------------------------------------
@@ -312,27 +333,32 @@ def test_line_tweaks_rejects_bad_addresses() -> None:
 GOOD_KEY, GOOD_TWEAK, GOOD_DATA = bytes(range(32)), bytes(16), bytes(64)
 
 
-@pytest.mark.parametrize("func", [xts_encrypt, xts_decrypt])
+def xts_reencrypt_same(key: bytes, tweak: bytes, data: bytes) -> bytes:
+    """``xts_reencrypt`` with the bad argument on the source's side and the reader's."""
+    return xts_reencrypt(key, tweak, key, tweak, data)
+
+
+@pytest.mark.parametrize("func", [xts_encrypt, xts_decrypt, xts_reencrypt_same])
 @pytest.mark.parametrize("size", [0, 16, 24, 31, 33, 48, 63, 65])
 def test_bad_key_length(func, size: int) -> None:
     with pytest.raises(ValueError, match="32 bytes .* or 64 bytes"):
         func(bytes(size), GOOD_TWEAK, GOOD_DATA)
 
 
-@pytest.mark.parametrize("func", [xts_encrypt, xts_decrypt])
+@pytest.mark.parametrize("func", [xts_encrypt, xts_decrypt, xts_reencrypt_same])
 @pytest.mark.parametrize("size", [0, 8, 15, 17, 32])
 def test_bad_tweak_length(func, size: int) -> None:
     with pytest.raises(ValueError, match="tweak must be 16 bytes"):
         func(GOOD_KEY, bytes(size), GOOD_DATA)
 
 
-@pytest.mark.parametrize("func", [xts_encrypt, xts_decrypt])
+@pytest.mark.parametrize("func", [xts_encrypt, xts_decrypt, xts_reencrypt_same])
 def test_empty_data(func) -> None:
     with pytest.raises(ValueError, match="empty"):
         func(GOOD_KEY, GOOD_TWEAK, b"")
 
 
-@pytest.mark.parametrize("func", [xts_encrypt, xts_decrypt])
+@pytest.mark.parametrize("func", [xts_encrypt, xts_decrypt, xts_reencrypt_same])
 @pytest.mark.parametrize("size", [1, 15, 17, 63, 65])
 def test_partial_block_data(func, size: int) -> None:
     with pytest.raises(ValueError, match="multiple of 16 .*ciphertext stealing"):

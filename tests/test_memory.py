@@ -173,6 +173,8 @@ def test_a_zeroed_region_reads_as_its_pages_zeroed_one_by_one():
     page's key (checked against an independent XTS)."""
     from array import array
 
+    from mktme_des.hw.dram import KeyIdTable
+
     pages = 16
     base = 0x40_0000
     K1, K2 = bytes(range(32)), bytes(range(32, 64))
@@ -186,7 +188,7 @@ def test_a_zeroed_region_reads_as_its_pages_zeroed_one_by_one():
         mc = p.mc_for(base)
         keys = [mc.keys.key(k) for k in range(mc.keys.max_keyid + 1)]
         if whole:
-            mc.store.zero_region(base, array("H", layout), keys, p.boot_tweak)
+            mc.store.zero_region(base, KeyIdTable(array("H", layout)), keys, p.boot_tweak)
         else:
             for i, k in enumerate(layout):
                 mc.store.zero_page(base + i * 4096, keys[k], p.boot_tweak)
@@ -208,19 +210,25 @@ def test_a_zeroed_region_reads_as_its_pages_zeroed_one_by_one():
         assert raw[i] == want
 
 
-def test_a_working_set_costs_two_bytes_a_page_and_no_record_per_page():
+def test_a_working_set_costs_the_same_at_any_size_and_no_record_per_page():
+    """The KeyID layout of a working set keeps no table: what it holds (its jump tables)
+    is the same for 4 MiB and 16 GiB, up to one level of tables per 256-fold size; DRAM keeps
+    one region per controller and no record per page."""
     from mktme_des.simulate import workload_from
     from mktme_des.workloads.synthetic import prepare
 
-    p = Platform(load_model("server-2s"), seed=1)
-    spec = workload_from({"pattern": "random", "working_set_kib": 16 << 20, "accesses": 10,
-                          "mktme_fraction": 0.5})
-    (region,) = prepare(p, spec).values()
-    pages = (16 << 30) // 4096
-    assert region.keyids.nbytes == 2 * pages
-    for pkg in p.packages:
-        assert not pkg.mc.store.zeroed and not pkg.mc.store.lines
-        assert len(pkg.mc.store.regions) == 1
+    held = {}
+    for kib in (4 << 10, 1 << 20, 16 << 20):
+        p = Platform(load_model("server-2s"), seed=1)
+        spec = workload_from({"pattern": "random", "working_set_kib": kib, "accesses": 10,
+                              "mktme_fraction": 0.5})
+        (region,) = prepare(p, spec).values()
+        layout = region.layout
+        held[kib] = sum(len(t) * t.itemsize for t in (layout.a_lo, layout.a_hi, layout.c_lo, layout.c_hi))
+        for pkg in p.packages:
+            assert not pkg.mc.store.zeroed and not pkg.mc.store.lines
+            assert len(pkg.mc.store.regions) == 1
+    assert held[1 << 20] == held[16 << 20] <= 3 * 256 * 4 * 8
 
 
 # -- the address map with packages without memory -----------------------------------------------
@@ -289,3 +297,53 @@ def test_a_memoryless_packages_cores_read_remote_memory_encrypted_at_the_home():
     assert plat.packages[0].mc.reads == 2 and plat.packages[1].mc.reads == 0
     assert plat.dram_read(pa, 64) == ref_xts(plat.packages[0].mc.keys.key(1), pa,
                                              plat.boot_tweak, data, True)
+
+
+# -- lines zeroed under one key, read under another ---------------------------------------------
+
+ZERO_KEYS = [None] + [random.Random(k).randbytes(32) for k in (11, 12, 13)]
+reads_of_zeroed = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 63),
+                                     st.sampled_from([None, 0, 1, 2, 3]), st.booleans()),
+                           min_size=1, max_size=80)
+
+
+@settings(max_examples=40, deadline=None)
+@given(page_keys=st.lists(st.integers(0, 3), min_size=6, max_size=6), reads=reads_of_zeroed,
+       as_region=st.booleans(), kept=st.integers(1, 4), boots=st.sampled_from([(0, 0), (0, 5)]))
+def test_lines_zeroed_under_one_key_read_under_another_are_xts_of_zeros(page_keys, reads,
+                                                                         as_region, kept,
+                                                                         boots):
+    """Rule of the store: a line of a page zeroed through key Z under boot tweak b0, read
+    through key K under b1, is the XTS decryption under (K, b1) of the XTS encryption of zeros
+    under (Z, b0) (a raw read or K None: that ciphertext), in any order of reads, whatever the
+    store keeps of earlier reads (a small bound here, so pages are dropped and computed again),
+    and with the eager store alike. Checked against the ``cryptography`` package."""
+    from array import array
+
+    from mktme_des.hw import dram
+    from mktme_des.hw.dram import DramStore, KeyIdTable
+
+    base, (zboot, boot) = 0x80_0000, boots
+    stores = [DramStore(lazy=True), DramStore(lazy=False)]
+    for store in stores:
+        if as_region:
+            store.zero_region(base, KeyIdTable(array("H", page_keys)), ZERO_KEYS, zboot)
+        else:
+            for i, k in enumerate(page_keys):
+                store.zero_page(base + i * 4096, ZERO_KEYS[k], zboot)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dram, "ZERO_VIEWS", kept)
+        for page, line, reader, twice in reads:
+            pa = base + page * 4096 + line * 64
+            zkey = ZERO_KEYS[page_keys[page]]
+            cipher = bytes(64) if zkey is None else ref_xts(zkey, pa, zboot, bytes(64), True)
+            if reader is None:
+                want, got = cipher, [s.read_raw(pa) for s in stores]
+            else:
+                key = ZERO_KEYS[reader]
+                want = cipher if key is None else ref_xts(key, pa, boot, cipher, False)
+                if key == zkey and boot == zboot:
+                    want = bytes(64)
+                got = [s.read(pa, key, boot) for s in stores * (1 + twice)]
+            assert all(g == want for g in got)
+            assert len(stores[0].zero_views) <= kept

@@ -5,17 +5,27 @@ from mktme_des.engine.stats cimport ServerStat
 cdef class Record:
     cdef public object plain, key, boot, cipher, writer, time, cause
 
+cdef class PageKeyIds:
+    cdef public long long pages
+
+    cpdef long long keyid(self, long long page) except -1
+
+cdef class KeyIdTable(PageKeyIds):
+    cdef public const unsigned short[:] table
+
+    cpdef long long keyid(self, long long page) except -1
+
 cdef class ZeroedRegion:
     cdef public long long base, end
     cdef public object boot
     cdef public tuple keys
-    cdef public const unsigned short[:] keyids
+    cdef public PageKeyIds layout
 
     cpdef object key_at(self, long long pa)
 
 cdef class DramStore:
     cdef public bint lazy
-    cdef public dict lines, zeroed
+    cdef public dict lines, zeroed, zero_views
     cdef public list regions
     cdef public long long decrypts, encrypts
 
@@ -24,6 +34,10 @@ cdef class DramStore:
 
     @cython.locals(region=ZeroedRegion)
     cpdef object _region_of(self, long long pa)
+
+    @cython.locals(page=cython.longlong, off=cython.longlong, views=dict)
+    cpdef bytes _zero_seen(self, long long pa, object zkey, object zboot, object key,
+                           object boot)
 
     @cython.locals(region=ZeroedRegion)
     cpdef object _in_region(self, long long pa)

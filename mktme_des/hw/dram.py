@@ -14,6 +14,14 @@ tweak is the identity, so the bytes are the ones eager encryption would give. Bu
 ``lazy=False`` the store encrypts on every write and decrypts on every read; a test proves both
 give identical bytes.
 
+A line of a page zeroed under one key (or boot tweak) and read under another costs an XTS
+encryption and a decryption (four AES calls). When a second line of such a page is read the
+same way, the store computes all 64 lines of the page at once (the vectorised XTS of
+:mod:`mktme_des.crypto`, the same bytes) and keeps them, a bounded number of pages, so reading
+a page line by line (a kernel copying or migrating it, a tenant reading a page zeroed through
+another KeyID) costs about one line's AES per page rather than per line. The page's bytes
+depend only on its address and the two keys and tweaks, so they never go stale.
+
 Timing
 ------
 Lines interleave over ``banks``; a bank stays busy ``bank_busy_ns`` per access and a read
@@ -24,7 +32,17 @@ waiting for a bank or the channel is accounted apart from service time.
 
 from __future__ import annotations
 
-from mktme_des.crypto import line_tweak, xts_decrypt, xts_encrypt
+import numpy as np
+
+from mktme_des.crypto import (
+    line_tweak,
+    line_tweaks,
+    xts_decrypt,
+    xts_decrypt_lines,
+    xts_encrypt,
+    xts_encrypt_lines,
+    xts_reencrypt,
+)
 from mktme_des.engine.server import Stage
 from mktme_des.engine.stats import ServerStat
 from mktme_des.engine.time import ns
@@ -34,6 +52,9 @@ PAGE = 4096
 PAGE_MASK = ~(PAGE - 1)
 ZERO_LINE = bytes(LINE)
 RAW = -1  # writer tag of bytes put in DRAM directly, not through a memory controller
+# Pages zeroed under one key whose lines a store keeps as read through another (each 4 KiB),
+# and markers of pages read once that way: a bound on the cache, not a model parameter.
+ZERO_VIEWS = 128
 
 
 class Record:
@@ -57,20 +78,43 @@ def _cipher(pa: int, rec: Record) -> bytes:
     return rec.cipher
 
 
+class PageKeyIds:
+    """The KeyID each page of a zeroed region was zeroed through: ``keyid(i)`` for the
+    ``pages`` pages from the region's base on (a subclass says how they are found)."""
+
+    def __init__(self, pages: int) -> None:
+        self.pages = pages
+
+    def keyid(self, page: int) -> int:
+        """The KeyID page ``page`` (0 .. pages - 1) was zeroed through."""
+        raise NotImplementedError
+
+
+class KeyIdTable(PageKeyIds):
+    """KeyIDs held in a table, one a page (a buffer of 16-bit ints, format "H")."""
+
+    def __init__(self, keyids) -> None:
+        super().__init__(len(keyids))
+        self.table = keyids  # shared, not copied
+
+    def keyid(self, page: int) -> int:
+        return self.table[page]
+
+
 class ZeroedRegion:
     """Pages from ``base`` on, zeroed before anything else was written there, page ``i``
-    through the key ``keys[keyids[i]]`` (None: plaintext) under boot tweak ``boot``."""
+    through the key ``keys[layout.keyid(i)]`` (None: plaintext) under boot tweak ``boot``."""
 
-    def __init__(self, base: int, keyids, keys: tuple, boot: int) -> None:
+    def __init__(self, base: int, layout: PageKeyIds, keys: tuple, boot: int) -> None:
         self.base = base
-        self.end = base + len(keyids) * PAGE
-        self.keyids = keyids  # 16-bit KeyIDs, one a page (a buffer of format "H")
+        self.end = base + layout.pages * PAGE
+        self.layout = layout
         self.keys = keys
         self.boot = boot
 
     def key_at(self, pa: int):
         """The key the page holding ``pa`` (inside the region) was zeroed through."""
-        return self.keys[self.keyids[(pa - self.base) >> 12]]
+        return self.keys[self.layout.keyid((pa - self.base) >> 12)]
 
 
 class DramStore:
@@ -82,10 +126,13 @@ class DramStore:
         # Pages zeroed through a KeyID (what the kernel does on allocation), kept per page
         # rather than per line: page PA -> (key, boot tweak).
         self.zeroed: dict[int, tuple[bytes | None, int]] = {}
-        # Whole working sets zeroed before a run, one entry each: (base, end, the KeyID of
-        # each page, the key of each KeyID, boot tweak). Memory follows the pages' count, not
-        # a record per page; a page zeroed later (``zeroed``) or a line written wins.
-        self.regions: list[tuple] = []
+        # Whole working sets zeroed before a run, one ZeroedRegion each: its pages' KeyIDs
+        # (a layout that may compute them when asked), the key of each KeyID, the boot tweak.
+        # No record per page; a page zeroed later (``zeroed``) or a line written wins.
+        self.regions: list[ZeroedRegion] = []
+        # (page, zeroing key, boot, reading key, boot) -> the page's bytes as read so, or
+        # None when one line of it was read so (ZERO_VIEWS entries, oldest dropped first).
+        self.zero_views: dict[tuple, bytes | None] = {}
         self.decrypts = 0  # AES work actually done, to show what laziness saves
         self.encrypts = 0
 
@@ -111,13 +158,19 @@ class DramStore:
                     cipher = ZERO_LINE
                 else:
                     zkey = region.key_at(pa)
-                    if self.lazy and zkey == key and region.boot == boot:
-                        return ZERO_LINE
+                    if self.lazy:
+                        if zkey == key and region.boot == boot:
+                            return ZERO_LINE
+                        self.decrypts += key is not None
+                        return self._zero_seen(pa, zkey, region.boot, key, boot)
                     cipher = self._zero_cipher(pa, (zkey, region.boot))
             elif z is None:
                 cipher = ZERO_LINE
-            elif self.lazy and z[0] == key and z[1] == boot:
-                return ZERO_LINE
+            elif self.lazy:
+                if z[0] == key and z[1] == boot:
+                    return ZERO_LINE
+                self.decrypts += key is not None
+                return self._zero_seen(pa, z[0], z[1], key, boot)
             else:
                 cipher = self._zero_cipher(pa, z)
         else:
@@ -136,12 +189,48 @@ class DramStore:
             z = self.zeroed.get(pa & PAGE_MASK) if self.zeroed else None
             if z is None and self.regions:
                 z = self._in_region(pa)
-            return ZERO_LINE if z is None else self._zero_cipher(pa, z)
+            if z is None:
+                return ZERO_LINE
+            return self._zero_seen(pa, z[0], z[1], None, 0) if self.lazy else self._zero_cipher(pa, z)
         return _cipher(pa, rec)
 
     def _zero_cipher(self, pa: int, z: tuple[bytes | None, int]) -> bytes:
         key, boot = z
         return ZERO_LINE if key is None else xts_encrypt(key, line_tweak(pa, boot), ZERO_LINE)
+
+    def _zero_seen(self, pa: int, zkey: bytes | None, zboot: int, key: bytes | None,
+                   boot: int) -> bytes:
+        """The line at ``pa`` of a page zeroed through ``zkey`` under boot tweak ``zboot``, as
+        read through ``key`` under ``boot`` (``key`` None: its ciphertext). The line alone the
+        first time its page is read so; the whole page, kept, from the second time on."""
+        page = pa & PAGE_MASK
+        view = (page, zkey, zboot, key, boot)
+        views = self.zero_views
+        got = views.get(view, False)
+        if got is False:
+            self._keep(view, None)
+            if zkey is not None and key is not None:
+                return xts_reencrypt(zkey, line_tweak(pa, zboot), key, line_tweak(pa, boot),
+                                     ZERO_LINE)
+            cipher = self._zero_cipher(pa, (zkey, zboot))
+            return cipher if key is None else xts_decrypt(key, line_tweak(pa, boot), cipher)
+        if got is None:
+            pas = np.arange(page, page + PAGE, LINE, dtype=np.uint64)
+            lines = np.zeros((PAGE // LINE, LINE), dtype=np.uint8)
+            if zkey is not None:
+                lines = xts_encrypt_lines(zkey, line_tweaks(pas, zboot), lines)
+            if key is not None:
+                lines = xts_decrypt_lines(key, line_tweaks(pas, boot), lines)
+            got = views[view] = lines.tobytes()
+        off = pa - page
+        return got[off : off + LINE]
+
+    def _keep(self, view: tuple, value) -> None:
+        """Enter ``view`` in ``zero_views``, dropping the oldest entry when it is full."""
+        views = self.zero_views
+        if len(views) >= ZERO_VIEWS:
+            del views[next(iter(views))]
+        views[view] = value
 
     def zero_page(self, page_pa: int, key: bytes | None, boot: int) -> None:
         """Record that the 4 KiB page at ``page_pa`` was zeroed through ``key`` (lazily: no
@@ -152,11 +241,11 @@ class DramStore:
                 self.lines.pop(pa, None)
         self.zeroed[base] = (key, boot)
 
-    def zero_region(self, base: int, page_keyids, keys: list, boot: int) -> None:
-        """Record that the pages from ``base`` on were zeroed, page ``i`` through the key
-        ``keys[page_keyids[i]]`` (None: plaintext), before anything else was written there
-        (a workload's working set, prepared before the run)."""
-        self.regions.append(ZeroedRegion(base, page_keyids, tuple(keys), boot))
+    def zero_region(self, base: int, layout: PageKeyIds, keys: list, boot: int) -> None:
+        """Record that the ``layout.pages`` pages from ``base`` on were zeroed, page ``i``
+        through the key ``keys[layout.keyid(i)]`` (None: plaintext), before anything else was
+        written there (a workload's working set, prepared before the run)."""
+        self.regions.append(ZeroedRegion(base, layout, tuple(keys), boot))
 
     def _region_of(self, pa: int) -> ZeroedRegion | None:
         """The zeroed region holding ``pa``, if one does."""
@@ -182,6 +271,7 @@ class DramStore:
         self.lines.clear()
         self.zeroed.clear()
         self.regions.clear()
+        self.zero_views.clear()
 
 
 class DramTiming:

@@ -4,7 +4,8 @@ A workload is a ``[workload]`` table (:class:`WorkloadSpec`): synthetic per-core
 (sequential, strided, uniform random or Zipf-distributed over a working set, with a read/write
 mix) or a valgrind lackey trace replayed on each core. Its pages are split between MKTME
 KeyIDs, KeyID 0 (TME) and a no-encrypt KeyID by the given fractions, page by page, from a
-seeded stream.
+seeded stream; each page's KeyID is computed when it is first needed
+(:mod:`mktme_des.workloads.layout`), so a working set costs no time or memory per page.
 
 Before the run, :func:`prepare` programs the keys and marks every page of the working set as
 zeroed through its KeyID, as the kernel does when it allocates an encrypted page, so reads of
@@ -27,6 +28,7 @@ import numpy as np
 from mktme_des.config.schema import Context, Section, param
 from mktme_des.engine.time import ns
 from mktme_des.hw import ops as O
+from mktme_des.workloads.layout import KeyIdLayout
 
 PAGE = 4096
 CHUNK = 16384
@@ -118,31 +120,12 @@ def workload_cpus(plat, spec: WorkloadSpec) -> list[int]:
 
 
 class Region:
-    """One core's (or the shared) working set: base address and per-page KeyIDs."""
+    """One core's (or the shared) working set: base address and its pages' KeyIDs."""
 
-    def __init__(self, base: int, size: int, keyids: np.ndarray) -> None:
+    def __init__(self, base: int, size: int, layout: KeyIdLayout) -> None:
         self.base = base
         self.size = size
-        self.keyids = keyids
-
-
-LAYOUT_CHUNK = 1 << 20  # pages laid out per step: memory stays 2 bytes a page
-
-
-def _keyid_layout(spec: WorkloadSpec, pages: int, rng: np.random.Generator, noenc_keyid: int) -> np.ndarray:
-    """The KeyID of each page (one uniform draw per page, in page order), as 16-bit ints.
-    Drawn in chunks: the same values as one draw, without a float per page held at once."""
-    keyids = np.zeros(pages, dtype=np.uint16)
-    for start in range(0, pages, LAYOUT_CHUNK):
-        n = min(LAYOUT_CHUNK, pages - start)
-        u = rng.random(n)
-        idx = np.arange(start, start + n)
-        out = keyids[start : start + n]
-        mk = u < spec.mktme_fraction
-        out[mk] = 1 + idx[mk] % spec.mktme_keys
-        ne = (~mk) & (u < spec.mktme_fraction + spec.no_encrypt_fraction)
-        out[ne] = noenc_keyid
-    return keyids
+        self.layout = layout
 
 
 def prepare(plat, spec: WorkloadSpec, size: int | None = None) -> dict[int, Region]:
@@ -187,8 +170,9 @@ def prepare(plat, spec: WorkloadSpec, size: int | None = None) -> dict[int, Regi
         if base + size > start + pkg_bytes:
             raise UserError("workload working sets do not fit in the package's memory")
         pages = size // PAGE
-        keyids = _keyid_layout(spec, pages, plat.streams.get(f"workload/layout/{base:#x}"), noenc)
-        region = Region(base, size, keyids)
+        layout = KeyIdLayout(pages, spec.mktme_fraction, spec.no_encrypt_fraction,
+                             spec.mktme_keys, noenc, plat.streams.get(f"workload/layout/{base:#x}"))
+        region = Region(base, size, layout)
         _zero(plat, region)
         regions[cpu] = region
         if spec.sharing == "shared":
@@ -204,12 +188,11 @@ def _region_bytes(spec: WorkloadSpec) -> int:
 def _zero(plat, region: Region) -> None:
     """Every page of ``region`` zeroed through its KeyID, recorded once per controller (each
     answers only for the addresses it is home to): setup costs no time or memory per page."""
-    page_keyids = memoryview(region.keyids)  # shared, not copied
     for pkg in plat.packages:
         if not pkg.has_memory:
             continue
         keys = pkg.mc.keys
-        pkg.mc.store.zero_region(region.base, page_keyids,
+        pkg.mc.store.zero_region(region.base, region.layout,
                                  [keys.key(k) for k in range(keys.max_keyid + 1)],
                                  plat.boot_tweak)
 
@@ -221,7 +204,7 @@ def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.G
     ab = spec.access_bytes
     slots = region.size // ab
     compute = ns(spec.compute_ns)
-    keyids = region.keyids
+    layout = region.layout
     base = region.base
     pack = struct.Struct("<Q").pack
     tag = cpu << 40
@@ -247,8 +230,8 @@ def synthetic_ops(spec: WorkloadSpec, cpu: int, region: Region, rng: np.random.G
             line = perm[rank]
             off = line * 64 + (rng.integers(0, 64 // ab, n) * ab if ab < 64 else 0)
         writes = rng.random(n) >= spec.read_fraction
-        kid = keyids[off // PAGE]
-        for o, w, k in zip(off.tolist(), writes.tolist(), kid.tolist(), strict=True):
+        kid = layout.keyids_of((off // PAGE).tolist())
+        for o, w, k in zip(off.tolist(), writes.tolist(), kid, strict=True):
             if w:
                 data = pack(tag | done)
                 yield (WRITE, k, base + o, data if ab == 8 else (data * 8)[:ab], None)
@@ -273,9 +256,9 @@ def trace_ops(spec: WorkloadSpec, cpu: int, region: Region, trace,
     for start in range(0, n, CHUNK):
         end = min(n, start + CHUNK)
         pa = trace.pa[start:end].astype(np.int64) + region.base
-        kid = region.keyids[(pa - region.base) // PAGE]
+        kid = region.layout.keyids_of(((pa - region.base) // PAGE).tolist())
         for i, a, w, k, size in zip(range(start, end), pa.tolist(),
-                                    trace.is_write[start:end].tolist(), kid.tolist(),
+                                    trace.is_write[start:end].tolist(), kid,
                                     trace.size[start:end].tolist(), strict=True):
             if w:
                 yield (O.WRITE, k, a, (pack((cpu << 40) | i) * 8)[:size], None)
