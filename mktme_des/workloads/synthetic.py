@@ -267,24 +267,41 @@ def trace_ops(spec: WorkloadSpec, cpu: int, region: Region, trace,
               progress: list | None = None) -> Iterator[tuple]:
     """Replay a lackey trace on ``region`` (its first-touch pages shifted to the region);
     ``progress[0]`` (when given) counts the accesses handed out, a chunk at a time."""
+    return itertools.chain.from_iterable(_trace_runs(spec, cpu, region, trace, progress))
+
+
+def _trace_runs(spec: WorkloadSpec, cpu: int, region: Region, trace,
+                progress: list | None) -> Iterator[list]:
+    """:func:`trace_ops` as lists of at most :data:`RUN` accesses' ops."""
+    cython.declare(i=cython.Py_ssize_t, j=cython.Py_ssize_t, n=cython.Py_ssize_t,
+                   start=cython.Py_ssize_t, end=cython.Py_ssize_t, run=cython.Py_ssize_t,
+                   tag=cython.longlong, pa=list, writes=list, kid=list, sizes=list, ops=list)
     pack = struct.Struct("<Q").pack
     n = len(trace) if spec.per_core is None else min(len(trace), spec.per_core)
     compute = ns(spec.compute_ns)
+    compute_op = (O.COMPUTE, 0, 0, compute, None) if compute else None
+    READ, WRITE = O.READ, O.WRITE
+    tag = cpu << 40
     # Converted to Python values a chunk at a time: memory follows the trace's arrays (about
     # 20 bytes an access), not a Python int per access and field.
     for start in range(0, n, CHUNK):
         end = min(n, start + CHUNK)
-        pa = trace.pa[start:end].astype(np.int64) + region.base
-        kid = region.layout.keyids_of(((pa - region.base) // PAGE).tolist())
-        for i, a, w, k, size in zip(range(start, end), pa.tolist(),
-                                    trace.is_write[start:end].tolist(), kid,
-                                    trace.size[start:end].tolist(), strict=True):
-            if w:
-                yield (O.WRITE, k, a, (pack((cpu << 40) | i) * 8)[:size], None)
-            else:
-                yield (O.READ, k, a, size, None)
-            if compute:
-                yield (O.COMPUTE, 0, 0, compute, None)
+        addrs = trace.pa[start:end].astype(np.int64) + region.base
+        kid = region.layout.keyids_of(((addrs - region.base) // PAGE).tolist())
+        pa = addrs.tolist()
+        writes = trace.is_write[start:end].tolist()
+        sizes = trace.size[start:end].tolist()
+        for run in range(0, end - start, RUN):
+            ops = []
+            for j in range(run, min(end - start, run + RUN)):
+                if writes[j]:
+                    i = start + j
+                    ops.append((WRITE, kid[j], pa[j], (pack(tag | i) * 8)[:sizes[j]], None))
+                else:
+                    ops.append((READ, kid[j], pa[j], sizes[j], None))
+                if compute_op is not None:
+                    ops.append(compute_op)
+            yield ops
         if progress is not None:
             progress[0] += end - start
 
