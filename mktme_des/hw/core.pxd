@@ -2,7 +2,7 @@ cimport cython
 from mktme_des.engine.wakeup cimport Parked, Parking, Wakeup
 from mktme_des.hw.cache cimport Cache
 from mktme_des.hw.memctrl cimport MemoryController
-from mktme_des.hw.memsys cimport Line, copy_bytes, put_bytes
+from mktme_des.hw.memsys cimport Line, copy_bytes, pass_ownership, put_bytes
 from mktme_des.oracle cimport Oracle
 
 @cython.locals(line=Line)

@@ -45,7 +45,7 @@ from mktme_des.hw.memsys import Line, MemorySystem
 from mktme_des.oracle import Oracle
 
 if not cython.compiled:  # compiled, they are C functions (cimported in core.pxd)
-    from mktme_des.hw.memsys import copy_bytes, put_bytes
+    from mktme_des.hw.memsys import copy_bytes, pass_ownership, put_bytes
 
 NO_EVENT = 1 << 62  # the horizon when nothing is scheduled (later than any simulated time)
 
@@ -212,9 +212,8 @@ def place(mem: MemorySystem, package: int, t: int, tag: int, line: Line, path: l
                     c.writebacks += 1
                     mem.writeback(t, package, vline.tag, bytes(vline.data), "eviction from",
                                   c.name, -1 if c.core is None else c.core)
-            elif vline.dirty and (vline.owner < 0 or
-                                  not left & mem.package_mask[vline.owner]):
-                mem.pass_ownership(vline)  # the owner's last copy left (the common case: not)
+            elif vline.dirty:
+                pass_ownership(vline, mem.package_mask)
         if not fresh:
             holders |= bit
     line.holders = mask if fresh else holders

@@ -15,3 +15,6 @@ cdef bytearray copy_bytes(object data)
 
 @cython.locals(n=Py_ssize_t)
 cdef void put_bytes(bytearray data, Py_ssize_t off, object arg) except *
+
+@cython.locals(p=Py_ssize_t)
+cdef void pass_ownership(Line line, list package_mask) except *

@@ -101,6 +101,18 @@ def put_bytes(data: bytearray, off: int, arg: bytes) -> None:
         data[off : off + n] = arg
 
 
+def pass_ownership(line: Line, package_mask: list) -> None:
+    """Rule 5 for a dirty ``line`` some cache left: if its owner package holds no copy any
+    more, the first package that does (``package_mask[p]``: the holder bits of package ``p``'s
+    caches) owns it now. A C function when compiled: fills call it on every dirty victim."""
+    if line.owner >= 0 and line.holders & package_mask[line.owner]:
+        return
+    for p in range(len(package_mask)):
+        if line.holders & package_mask[p]:
+            line.owner = p
+            return
+
+
 class Writeback:
     """A dirty line on its way from a package's caches to its home memory controller.
 
@@ -326,13 +338,7 @@ class MemorySystem:
     def pass_ownership(self, line: Line) -> None:
         """The owner's last copy of dirty ``line`` left while others hold it: a remaining
         holder's package owns it now (rule 5)."""
-        mask = self.package_mask
-        if line.owner >= 0 and line.holders & mask[line.owner]:
-            return
-        for p in range(len(mask)):
-            if line.holders & mask[p]:
-                line.owner = p
-                return
+        pass_ownership(line, self.package_mask)
 
     def evict(self, t: int, tag: int, why: str = "capacity eviction") -> int | None:
         """Hardware drops ``tag`` from every cache at ``t`` (as replacement would), writing
