@@ -520,6 +520,36 @@ def test_a_run_to_a_time_parks_nothing_and_the_rest_runs_parked(monkeypatch):
     assert result("1") == result("0")
 
 
+def test_a_run_loop_left_by_an_exception_leaves_no_wait_behind_for_a_run_to_a_time(monkeypatch):
+    """An exception out of a callback leaves the run loop while cpu0's DRAM wait is held (its
+    request reaches the controller at about 37 ns); the run goes on with ``env.run(until=...)``
+    and then the run loop. As with SimPy's queue, the held wait must come before a raw DRAM
+    write at 50 ns: the read sees DRAM as it was when the request arrived, and time never goes
+    back. Parked or not, the same bytes."""
+    a = LINES[0]
+
+    def result() -> str:
+        plat = Platform(MODEL, seed=1)
+        plat.cores[0].log = []
+        plat.start(0, [(O.READ, 0, a, 8, None)])
+
+        def fail() -> None:
+            raise RuntimeError("a failed callback")
+
+        plat.later(ns(10), fail)
+        plat.later(ns(50), plat.dram_write, a, b"\xaa" * 8)
+        with pytest.raises(RuntimeError):
+            plat.run()
+        plat.run(until=ns(100))
+        times = [plat.env.now]
+        plat.run()
+        times.append(plat.env.now)
+        return json.dumps([plat.cores[0].log, times], default=repr)
+
+    parked, plain = both_ways(monkeypatch, result)
+    assert parked == plain
+
+
 def test_tie_shuffling_environments_never_park():
     from mktme_des.engine.ties import environment
 
