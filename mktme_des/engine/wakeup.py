@@ -374,7 +374,7 @@ def run(env) -> None:
     if type(env) is not simpy.Environment:
         env.run()
         return
-    cython.declare(parking=Parking, queue=list, state=dict, w=Wakeup)
+    cython.declare(parking=Parking, queue=list, state=dict, w=Wakeup, p=Parked)
     queue = env._queue
     # env._now set in the instance's dict, as the attribute assignment would, without the
     # look through the class hierarchy for a descriptor first (SimPy defines none for it).
@@ -408,3 +408,12 @@ def run(env) -> None:
                 raise exc
     finally:
         parking.active = False
+        # Streams still parked or held when the loop is left (an exception escaped it) go
+        # back on SimPy's queue under their own keys: whatever drives the environment next,
+        # env.run(until=...) included, resumes their generators in SimPy's order, each at the
+        # op it stopped at.
+        while parking.n:
+            p = parking._pop()
+            p.held = False
+            if p.wake.callbacks:
+                heappush(queue, (p.t, NORMAL, p.eid, p.wake))
