@@ -138,7 +138,7 @@ class Oracle:
         elif ref.tag != tag:
             ref = self.ref.get(tag)
             if ref is None:
-                ref = self.ref[tag] = Ref(tag, bytearray(64), 0)
+                ref = self.ref[tag] = fresh_ref(tag)
             self.owner_ref[pa] = ref
             ref.valid = 0
             if self.intended_via:

@@ -374,7 +374,7 @@ def run(env) -> None:
     if type(env) is not simpy.Environment:
         env.run()
         return
-    cython.declare(parking=Parking, queue=list, state=dict, w=Wakeup, p=Parked)
+    cython.declare(parking=Parking, queue=list, state=dict, p=Parked)
     queue = env._queue
     # env._now set in the instance's dict, as the attribute assignment would, without the
     # look through the class hierarchy for a descriptor first (SimPy defines none for it).
@@ -394,10 +394,7 @@ def run(env) -> None:
             now, _prio, _eid, event = heappop(queue)
             state["_now"] = parking.now = now
             if type(event) is Wakeup:  # read through its C fields; never failed
-                w = cython.cast(Wakeup, event)
-                callbacks, w.callbacks = w.callbacks, None
-                for callback in callbacks:
-                    callback(event)
+                parking._wake(cython.cast(Wakeup, event))
                 continue
             callbacks, event.callbacks = event.callbacks, None
             for callback in callbacks:

@@ -285,7 +285,7 @@ class Core:
         cython.declare(t=cython.longlong, horizon=cython.longlong, t0=cython.longlong,
                        code=cython.int, keyid=cython.longlong, pa=cython.longlong,
                        tag=cython.longlong, off=cython.longlong, shift=cython.int,
-                       l1_hit=cython.longlong, key=object, counted=cython.bint,
+                       l1_hit=cython.longlong, key=object, lat=object,
                        served_l1=cython.longlong, l1_reads=cython.longlong,
                        served_dram=cython.longlong, served_remote=cython.longlong,
                        line_mask=cython.longlong, miss_cost=cython.longlong,
@@ -420,7 +420,7 @@ class Core:
                         t += l1_hit
                         horizon = _horizon(env, parking)
                         continue
-                merged = counted = False
+                merged = False
                 if line is None and prefetching:
                     inflight = prefetching.get(tag)
                     if inflight is not None and inflight.core is self:
@@ -435,11 +435,13 @@ class Core:
                         # The fill is dropped when the line was fetched meanwhile (by another
                         # core): the load is then served wherever the line is.
                         merged = line is not None and line.holders & l1_bit
-                if merged:
-                    t += l1_hit
-                    where = "prefetch"
-                elif line is not None:
-                    line, t, where = self._lookup(t, tag, line)
+                if merged or line is not None:
+                    if merged:
+                        t += l1_hit
+                        where = "prefetch"
+                    else:
+                        line, t, where = self._lookup(t, tag, line)
+                    served[where] = served.get(where, 0) + 1
                 else:
                     # Miss in every cache: a request to the home memory controller. Each
                     # step is done inline when it falls before the next pending event.
@@ -493,24 +495,21 @@ class Core:
                     else:
                         where = "DRAM-remote"
                         served_remote += 1
-                    counted = True
-                if not counted:
-                    served[where] = served.get(where, 0) + 1
                 if code == WRITE:
                     if line.holders & foreign:
                         t = self._invalidate_others(t, tag, line)
                     put_bytes(line.data, off, arg)
                     line.dirty = True
                     line.owner = package
-                    key = t - t0  # the latency, boxed once
-                    write_hist[key] = write_hist.get(key, 0) + 1
+                    lat = t - t0  # boxed once, for both dict operations
+                    write_hist[lat] = write_hist.get(lat, 0) + 1
                     if oracle is not None:
                         oracle.store(t, cpu, tag, off, arg)
                     if log is not None:
                         log.append((t0, t, code, keyid, pa, arg, where, None))
                 else:
-                    key = t - t0
-                    read_hist[key] = read_hist.get(key, 0) + 1
+                    lat = t - t0
+                    read_hist[lat] = read_hist.get(lat, 0) + 1
                     cls = oracle.load_line(t, cpu, tag, off, arg, line.data, where) if oracle \
                         else None
                     if log is not None:
